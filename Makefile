@@ -1,0 +1,53 @@
+# maia-rtl: every target bootstraps .venv (and iverilog) on a fresh machine first.
+SHELL := /bin/bash
+VENV  ?= .venv
+PY    := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+SIM   ?=
+WAVES ?= 0
+BENCH ?=
+JOBS  ?= auto
+export MAIA_WAVES := $(WAVES)
+
+.PHONY: all run test test-long verilog lint sim bench clean setup help
+
+help:
+	@echo "make run        main job: set up, generate Verilog, run the demonstration"
+	@echo "make test       default test run (what CI runs)"
+	@echo "make test-long  long regressions (exhaustive RTL sweeps, big configurations)"
+	@echo "make verilog    write every block's Verilog to build/verilog/"
+	@echo "make lint       ruff + Verilator lint of the generated Verilog"
+	@echo "make sim        cocotb benches only [SIM=icarus|verilator] [WAVES=1]"
+	@echo "make bench      all benchmarks [BENCH=<name>] -> build/bench/<name>.json"
+	@echo "make clean      remove build/ (keeps .venv)"
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml .ci/bootstrap.sh
+	VENV=$(VENV) bash .ci/bootstrap.sh
+
+run: $(STAMP)
+	$(PY) -m cosim.verilog
+	$(PY) -m cosim.demo
+
+test: $(STAMP)
+	$(PY) -m pytest -n $(JOBS) -m "not slow" tests
+
+test-long: $(STAMP)
+	$(PY) -m pytest -n $(JOBS) -m slow tests
+
+verilog: $(STAMP)
+	$(PY) -m cosim.verilog
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check rtl golden cosim spec tests
+	$(PY) -m cosim.lint
+
+sim: $(STAMP)
+	MAIA_SIM=$(SIM) $(PY) -m pytest -n $(JOBS) -m "sim and not slow" tests
+
+bench: $(STAMP)
+	$(PY) -m cosim.bench $(BENCH)
+
+clean:
+	rm -rf build sim_build results.xml .pytest_cache

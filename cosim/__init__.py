@@ -1,0 +1,1 @@
+"""Co-simulation: cocotb benches, drivers, runner glue and command-line tools."""

