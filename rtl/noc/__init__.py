@@ -1,0 +1,15 @@
+"""Network-on-chip: routers, mesh generator, network interfaces (AXI4), traffic benches.
+
+See docs/noc.md; the packet format and address map live in spec/noc.py."""
+
+from .arbiter import CreditCounter, RoundRobinArbiter
+from .mesh import LocalPort, Mesh
+from .router import LinkSignature, Router, flit_layout
+
+__all__ = ["CreditCounter", "RoundRobinArbiter", "LinkSignature", "Router", "flit_layout",
+           "LocalPort", "Mesh"]
+
+VERILOG_TOPS = {
+    "noc_router": lambda: Router(x=1, y=1, kx=3, ky=3),
+    "noc_mesh_2x2": lambda: Mesh(kx=2, ky=2),
+}
