@@ -6,8 +6,10 @@ OCP formulas, block sums are exact rationals, and binary32 rounding is done on F
 
 from __future__ import annotations
 
+import bisect
 import math
 from fractions import Fraction
+from functools import cache
 
 NAN = 0x7FC00000
 PINF = 0x7F800000
@@ -17,6 +19,7 @@ NINF = 0xFF800000
 FMT = {"e2m1": (4, 2, 1, 1), "e4m3": (8, 4, 3, 7), "e5m2": (8, 5, 2, 15)}
 
 
+@cache
 def elem(code: int, fmt: str):
     """-> Fraction, or the strings 'nan', '+inf', '-inf'."""
     bits, eb, mb, bias = FMT[fmt]
@@ -34,6 +37,68 @@ def elem(code: int, fmt: str):
     else:
         v = (1 + Fraction(m, 1 << mb)) * Fraction(2) ** (e - bias)
     return -v if s else v
+
+
+def scale_value(code: int):
+    """e8m0: 2^(code-127) as a Fraction, or 'nan' for 0xFF."""
+    return "nan" if code == 0xFF else Fraction(2) ** (code - 127)
+
+
+def floor_log2(a: Fraction) -> int:
+    """Exact floor(log2(a)) for a > 0."""
+    e = a.numerator.bit_length() - a.denominator.bit_length()
+    if Fraction(2) ** e > a:
+        e -= 1
+    return e
+
+
+@cache
+def _positive_grid(fmt: str):
+    """Sorted (value, code) of the finite non-negative codes of an element format."""
+    bits = FMT[fmt][0]
+    grid = [(v, c) for c in range(1 << (bits - 1))
+            if not isinstance(v := elem(c, fmt), str)]
+    grid.sort()
+    return [v for v, _ in grid], [c for _, c in grid]
+
+
+def encode(v: Fraction, fmt: str, negative: bool | None = None) -> int:
+    """Round a rational to the element format: nearest, ties to the even code, saturating
+    at +-max finite, a zero result keeping the sign (``negative`` gives the sign of a zero
+    input, e.g. -0.0)."""
+    bits = FMT[fmt][0]
+    neg = (v < 0) if v != 0 else bool(negative)
+    a = -v if v < 0 else v
+    vals, codes = _positive_grid(fmt)
+    if a >= vals[-1]:
+        code = codes[-1]
+    else:
+        i = bisect.bisect_right(vals, a)  # vals[i-1] <= a < vals[i]
+        lo, hi = vals[i - 1], vals[i]
+        if a - lo < hi - a:
+            code = codes[i - 1]
+        elif a - lo > hi - a:
+            code = codes[i]
+        else:
+            code = codes[i - 1] if codes[i - 1] % 2 == 0 else codes[i]
+    return code | (int(neg) << (bits - 1))
+
+
+EMAX = {"e2m1": 2, "e4m3": 8, "e5m2": 15}
+
+
+def quantize_block_ref(xbits, fmt: str):
+    """32 binary32 bit patterns -> (element codes, e8m0 scale code) per the contract."""
+    vals = [f32_to_frac(int(b)) for b in xbits]
+    if any(isinstance(v, str) for v in vals):
+        return [0] * len(vals), 0xFF
+    amax = max(abs(v) for v in vals)
+    if amax == 0:
+        return [encode(Fraction(0), fmt, negative=bool(int(b) >> 31)) for b in xbits], 0
+    X = min(max(floor_log2(amax) - EMAX[fmt], -127), 127)
+    step = Fraction(2) ** X
+    codes = [encode(v / step, fmt, negative=bool(int(b) >> 31)) for v, b in zip(vals, xbits)]
+    return codes, X + 127
 
 
 def f32_to_frac(b: int):
@@ -100,7 +165,7 @@ def dot_ref(a, a_scale, a_fmt, b, b_scale, b_fmt, acc: int = 0) -> int:
                 sx = -1 if (x == "-inf" if xi else x < 0) else 1
                 sy = -1 if (y == "-inf" if yi else y < 0) else 1
                 infs.add("+inf" if sx * sy > 0 else "-inf")
-            else:
+            elif x != 0 and y != 0:
                 S += x * y
         if len(infs) == 2:
             return NAN
