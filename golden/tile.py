@@ -1,0 +1,538 @@
+"""Golden tensor tile: command list + TSRAM image in -> TSRAM image, status, counters out.
+
+Bit-exact twin of rtl/tile/ per the contract in docs/tile.md (layouts and codes in
+spec/tile.py). MATMUL goes through golden.mx.matmul, QUANT through golden.mx.quantize; the
+TVP ops are defined here in numpy float32 with a fixed operation order (golden/tvp.py).
+
+Execution model (docs/tile.md "Command execution"): the TCP walks the list in order; unit
+commands (MATMUL -> TTU, TVP -> TVP) are handed to their unit when it is idle and run
+concurrently with the TCP; a unit command with ``wait`` takes one token from its semaphore
+before it starts, one with ``signal`` adds one when it finishes. The golden tile runs every
+unit command atomically when it starts; for programs whose data dependencies are ordered by
+semaphores or barriers this gives the same memory image as any concurrent schedule.
+
+Cycle estimate: a per-command model (``CycleModel``) scheduled with the same semantics; it
+fills the non-exact counters (cycles, busy/stall) with estimates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from golden import mx, tvp
+from spec import tile as T
+from spec.formats import BLOCK, FORMAT_BY_CODE
+
+__all__ = ["GoldenTile", "TileResult", "Program", "check_command", "CycleModel", "read_matrix_f32",
+           "write_matrix_f32"]
+
+W = T.WORD_BYTES
+
+
+# --------------------------------------------------------------------------- image helpers
+
+def _image(tsram, cfg: T.TileConfig) -> np.ndarray:
+    img = np.asarray(tsram)
+    if img.dtype != np.uint8 or img.ndim != 1:
+        raise ValueError(f"tsram: must be a 1-D uint8 array, got {img.dtype} {img.shape}")
+    if img.size != cfg.tsram_bytes:
+        raise ValueError(f"tsram: must hold {cfg.tsram_bytes} bytes (the configured TSRAM), "
+                         f"got {img.size}")
+    return img.copy()
+
+
+def _rows(img, addr: int, rows: int, row_words: int, nbytes: int) -> np.ndarray:
+    """rows x nbytes view-copy of padded rows starting at addr."""
+    pitch = row_words * W
+    block = img[addr:addr + rows * pitch].reshape(rows, pitch)
+    return block[:, :nbytes].copy()
+
+
+def _write_rows(img, addr: int, row_words: int, data: np.ndarray) -> None:
+    data = np.ascontiguousarray(data, dtype=np.uint8)
+    rows, nbytes = data.shape
+    pitch = row_words * W
+    view = img[addr:addr + rows * pitch].reshape(rows, pitch)
+    view[:, :nbytes] = data
+
+
+def read_matrix_f32(img, addr: int, rows: int, n: int) -> np.ndarray:
+    """binary32 rows (uint32 [rows, n]) stored with word-padded rows at addr."""
+    b = _rows(img, addr, rows, T.f32_row_words(n), 4 * n)
+    return b.view("<u4").reshape(rows, n).astype(np.uint32)
+
+
+def write_matrix_f32(img, addr: int, data) -> None:
+    d = np.asarray(data, dtype=np.uint32)
+    _write_rows(img, addr, T.f32_row_words(d.shape[1]), d.astype("<u4").view(np.uint8)
+                .reshape(d.shape[0], -1))
+
+
+def read_codes(img, addr: int, rows: int, k: int, fmt: str) -> np.ndarray:
+    """Element codes (uint8 [rows, k], unpacked) stored row by row at addr."""
+    nbytes = k * T.fmt_bits(fmt) // 8
+    b = _rows(img, addr, rows, T.code_row_words(k, fmt), nbytes)
+    return mx.unpack_e2m1(b) if fmt == "e2m1" else b
+
+
+def write_codes(img, addr: int, codes, fmt: str) -> None:
+    c = np.asarray(codes, dtype=np.uint8)
+    data = mx.pack_e2m1(c) if fmt == "e2m1" else c
+    _write_rows(img, addr, T.code_row_words(c.shape[1], fmt), data)
+
+
+def read_scales(img, addr: int, rows: int, k: int) -> np.ndarray:
+    return _rows(img, addr, rows, T.scale_row_words(k), k // BLOCK)
+
+
+def write_scales(img, addr: int, scales) -> None:
+    s = np.asarray(scales, dtype=np.uint8)
+    _write_rows(img, addr, T.scale_row_words(s.shape[1] * BLOCK), s)
+
+
+def read_vector_f32(img, addr: int, n: int) -> np.ndarray:
+    return img[addr:addr + 4 * n].view("<u4").astype(np.uint32)
+
+
+# --------------------------------------------------------------------------- checking
+
+def _fmt_name(code: int) -> str:
+    return FORMAT_BY_CODE[code].name
+
+
+def _region_ok(cfg, addr, nbytes):
+    return addr + nbytes <= cfg.tsram_bytes
+
+
+def check_command(cmd: T.Command, cfg: T.TileConfig) -> int:
+    """Error code of a descriptor (ERR_NONE if it may run), checks in the documented order."""
+    op = cmd.opcode
+    w0_extra = cmd.words[0] & ~0x1F_1FFF  # bits outside opcode/wait/signal fields
+    if op not in T.IMPLEMENTED_OPCODES or w0_extra:
+        return T.ERR_BAD_OPCODE
+    unit = op in (T.OP_MATMUL, T.OP_TVP)
+    if not unit and (cmd.wait_en or cmd.sig_en or cmd.wait_sem or cmd.sig_sem):
+        return T.ERR_BAD_OPCODE
+    if unit and ((cmd.wait_en and cmd.wait_sem >= cfg.n_sems)
+                 or (cmd.sig_en and cmd.sig_sem >= cfg.n_sems)):
+        return T.ERR_BAD_SEM
+    if op in (T.OP_SEM_WAIT, T.OP_SEM_SIGNAL):
+        if cmd.sem >= cfg.n_sems or not 1 <= cmd.count <= 255:
+            return T.ERR_BAD_SEM
+        return T.ERR_NONE
+    if op == T.OP_MATMUL:
+        if cmd.a_fmt > 2 or cmd.b_fmt > 2:
+            return T.ERR_BAD_FORMAT
+        M, N, K = cmd.M, cmd.N, cmd.K
+        if M == 0 or N == 0 or K == 0 or K % BLOCK or K > cfg.max_k:
+            return T.ERR_BAD_SHAPE
+        addrs = (cmd.a, cmd.a_scale, cmd.b, cmd.b_scale, cmd.c)
+        if any(a % W for a in addrs):
+            return T.ERR_ADDR_ALIGN
+        reg = T.matmul_regions(M, N, K, _fmt_name(cmd.a_fmt), _fmt_name(cmd.b_fmt))
+        sizes = (reg["a"], reg["a_scale"], reg["b"], reg["b_scale"], reg["c"])
+        if not all(_region_ok(cfg, a, s) for a, s in zip(addrs, sizes)):
+            return T.ERR_ADDR_RANGE
+        return T.ERR_NONE
+    if op == T.OP_TVP:
+        o = cmd.tvp_op
+        if o >= len(T.TVP_OPS) or (o in T.TVP_BINARY and cmd.src2_mode == 3):
+            return T.ERR_BAD_TVP_OP
+        if o == T.TVP_SCALE2 and not T.SCALE2_MIN <= _s32(cmd.imm) <= T.SCALE2_MAX:
+            return T.ERR_BAD_TVP_OP
+        if o == T.TVP_QUANT and cmd.fmt > 2:
+            return T.ERR_BAD_FORMAT
+        rows, n = cmd.rows, cmd.n
+        if rows == 0 or n == 0 or (o == T.TVP_QUANT and n % BLOCK):
+            return T.ERR_BAD_SHAPE
+        regions = tvp_regions(cmd)
+        if any(a % W for a, _ in regions):
+            return T.ERR_ADDR_ALIGN
+        if not all(_region_ok(cfg, a, s) for a, s in regions):
+            return T.ERR_ADDR_RANGE
+        return T.ERR_NONE
+    return T.ERR_NONE
+
+
+def _s32(v: int) -> int:
+    return v - (1 << 32) if v & 0x80000000 else v
+
+
+def tvp_regions(cmd: T.Command) -> list[tuple[int, int]]:
+    """(address, bytes) of every TSRAM region a TVP command reads or writes."""
+    o, rows, n = cmd.tvp_op, cmd.rows, cmd.n
+    src = rows * T.f32_row_words(n) * W
+    vec = T.f32_row_words(rows) * W
+    out = [(cmd.src1, src)]
+    if o in T.TVP_BINARY and cmd.src2_mode == T.SRC2_VECTOR:
+        out.append((cmd.src2, src))
+    elif o in T.TVP_BINARY and cmd.src2_mode == T.SRC2_ROW:
+        out.append((cmd.src2, vec))
+    if o in T.TVP_ELEMENTWISE:
+        out.append((cmd.dst, src))
+    elif o in T.TVP_ROW:
+        out.append((cmd.dst, vec))
+    elif o == T.TVP_QUANT:
+        f = _fmt_name(cmd.fmt)
+        out.append((cmd.dst, rows * T.code_row_words(n, f) * W))
+        out.append((cmd.src2, rows * T.scale_row_words(n) * W))
+    elif o == T.TVP_BF16:
+        out.append((cmd.dst, rows * T.bf16_row_words(n) * W))
+    return out
+
+
+# --------------------------------------------------------------------------- execution
+
+def exec_matmul(img, cmd: T.Command) -> None:
+    fa, fb = _fmt_name(cmd.a_fmt), _fmt_name(cmd.b_fmt)
+    M, N, K = cmd.M, cmd.N, cmd.K
+    a = read_codes(img, cmd.a, M, K, fa)
+    sa = read_scales(img, cmd.a_scale, M, K)
+    bt = read_codes(img, cmd.b, N, K, fb)           # B stored as N rows of K (transposed)
+    sbt = read_scales(img, cmd.b_scale, N, K)
+    acc = read_matrix_f32(img, cmd.c, M, N) if cmd.accumulate else None
+    c = mx.matmul(a, sa, fa, bt.T, sbt.T, fb, acc)
+    write_matrix_f32(img, cmd.c, c)
+
+
+def exec_tvp(img, cmd: T.Command) -> None:
+    o, rows, n = cmd.tvp_op, cmd.rows, cmd.n
+    x = read_matrix_f32(img, cmd.src1, rows, n)
+    if o in T.TVP_BINARY:
+        if cmd.src2_mode == T.SRC2_VECTOR:
+            y = read_matrix_f32(img, cmd.src2, rows, n)
+        elif cmd.src2_mode == T.SRC2_ROW:
+            y = np.broadcast_to(read_vector_f32(img, cmd.src2, rows)[:, None], (rows, n))
+        else:
+            y = np.full((rows, n), cmd.imm, dtype=np.uint32)
+        write_matrix_f32(img, cmd.dst, tvp.binary(o, x, y))
+    elif o in T.TVP_ELEMENTWISE:
+        write_matrix_f32(img, cmd.dst, tvp.unary(o, x, _s32(cmd.imm)))
+    elif o in T.TVP_ROW:
+        r = tvp.rowsum(x) if o == T.TVP_ROWSUM else tvp.rowmax(x)
+        img[cmd.dst:cmd.dst + 4 * rows] = r.astype("<u4").view(np.uint8)
+    elif o == T.TVP_QUANT:
+        f = _fmt_name(cmd.fmt)
+        codes, scales = mx.quantize(x.view(np.float32), f)
+        write_codes(img, cmd.dst, codes, f)
+        write_scales(img, cmd.src2, scales)
+    elif o == T.TVP_BF16:
+        h = tvp.to_bf16(x)
+        _write_rows(img, cmd.dst, T.bf16_row_words(n), h.astype("<u2").view(np.uint8)
+                    .reshape(rows, 2 * n))
+    else:  # pragma: no cover - check_command rejects it
+        raise AssertionError(f"unhandled TVP op {o}")
+
+
+# --------------------------------------------------------------------------- cycle model
+
+@dataclass
+class CycleModel:
+    """Documented performance model of the RTL tile (docs/tile.md "Performance model").
+
+    TCP: ``fetch`` cycles per command from fetch to dispatch. MATMUL: tiles are issued back
+    to back; a tile takes max(beats, loader windows) cycles, plus a fill (first loads) and
+    a drain (pipeline + stores). TVP: cycles per word by op class.
+    """
+    cfg: T.TileConfig
+    fetch: int = 4
+    mm_fill: int = 6
+    mm_drain: int = 8
+    tvp_setup: int = 3
+
+    def matmul(self, cmd: T.Command) -> dict:
+        cfg = self.cfg
+        fa, fb = _fmt_name(cmd.a_fmt), _fmt_name(cmd.b_fmt)
+        M, N, K = cmd.M, cmd.N, cmd.K
+        nb = K // BLOCK
+        dual = fa == "e2m1" and fb == "e2m1"
+        beats = -(-nb // 2) if dual else nb
+        tm, tn = -(-M // cfg.rows), -(-N // cfg.cols)
+        P = cfg.window
+        sw = T.scale_row_words(K)
+
+        def windows(words):
+            return -(-words // P)
+
+        aw, bw = T.code_row_words(K, fa), T.code_row_words(K, fb)
+        b_load = cfg.cols * windows(bw) + sw + (1 if cmd.accumulate else 0)
+        a_load = cfg.rows * windows(aw) + sw
+        per_tile = max(beats, b_load)
+        issue = tm * tn * per_tile + tm * max(0, a_load - 0)
+        fill = self.mm_fill + a_load + b_load
+        drain = self.mm_drain + cfg.rows
+        return {"cycles": fill + issue + drain, "fill": fill, "issue": issue,
+                "beats": tm * tn * beats}
+
+    def tvp(self, cmd: T.Command) -> int:
+        o, rows, n = cmd.tvp_op, cmd.rows, cmd.n
+        words = rows * T.f32_row_words(n)
+        if o == T.TVP_EXP2:
+            per = 2 + 12
+        elif o == T.TVP_RCP:
+            per = 2 + 10
+        elif o == T.TVP_QUANT:
+            return self.tvp_setup + rows * (n // BLOCK) * 12
+        elif o in T.TVP_BINARY and cmd.src2_mode == T.SRC2_VECTOR:
+            per = 4
+        else:
+            per = 3
+        extra = rows * 4 if o in T.TVP_ROW else 0
+        return self.tvp_setup + words * per + extra
+
+
+def tvp_words(cmd: T.Command) -> int:
+    """Words of src1 the TVP reads for a command (the exact ``tvp_words`` counter)."""
+    words = cmd.rows * T.f32_row_words(cmd.n)
+    return 2 * words if cmd.tvp_op == T.TVP_QUANT else words
+
+
+# --------------------------------------------------------------------------- the tile
+
+@dataclass
+class TileResult:
+    tsram: np.ndarray
+    status: int
+    counters: dict[str, int]
+    deadlock: bool = False
+    log: list = field(default_factory=list)
+
+    @property
+    def state(self):
+        return T.status_fields(self.status)[0]
+
+    @property
+    def error(self):
+        return T.status_fields(self.status)[1]
+
+    @property
+    def index(self):
+        return T.status_fields(self.status)[2]
+
+
+class GoldenTile:
+    """Run command lists on a TSRAM image, bit-exact with rtl/tile (see module docstring)."""
+
+    def __init__(self, cfg: T.TileConfig | None = None):
+        if cfg is None:
+            cfg = T.TileConfig()
+        if not isinstance(cfg, T.TileConfig):
+            raise TypeError(f"cfg: must be a spec.tile.TileConfig, got {type(cfg).__name__}")
+        self.cfg = cfg
+        self.model = CycleModel(cfg)
+
+    def run(self, tsram, cmd_addr: int = 0, max_commands: int = 1 << 16) -> TileResult:
+        cfg = self.cfg
+        img = _image(tsram, cfg)
+        if not isinstance(cmd_addr, int) or cmd_addr < 0:
+            raise ValueError(f"cmd_addr: must be a non-negative int, got {cmd_addr!r}")
+        cnt = dict.fromkeys(T.COUNTERS, 0)
+        sems = [0] * cfg.n_sems
+        tokens: list[list[int]] = [[] for _ in range(cfg.n_sems)]  # signal times (estimate)
+        pending: dict[str, tuple[int, T.Command, int] | None] = {"ttu": None, "tvp": None}
+        unit_end = {"ttu": 0, "tvp": 0}
+        macs = 0
+        t_tcp = 1
+        idx = 0
+        state, err = T.ST_RUNNING, T.ERR_NONE
+        stopping = False     # END or error seen: wait for the units to drain
+        log = []
+        if cmd_addr % W:
+            state, err, stopping = T.ST_ERROR, T.ERR_ADDR_ALIGN, True
+        while True:
+            progress = False
+            # units: start (atomically execute) a pending command when its wait is met
+            for u in ("ttu", "tvp"):
+                if pending[u] is None:
+                    continue
+                i, cmd, t_disp = pending[u]
+                if cmd.wait_en:
+                    if sems[cmd.wait_sem] == 0:
+                        continue
+                    sems[cmd.wait_sem] -= 1
+                    t_tok = tokens[cmd.wait_sem].pop(0) if tokens[cmd.wait_sem] else 0
+                else:
+                    t_tok = 0
+                start = max(t_disp, t_tok, unit_end[u])
+                if u == "ttu":
+                    exec_matmul(img, cmd)
+                    est = self.model.matmul(cmd)
+                    dur = est["cycles"]
+                    cnt["ttu_busy"] += dur
+                    cnt["ttu_fill"] += est["fill"]
+                    cnt["ttu_issue"] += est["issue"]
+                    cnt["ttu_stall"] += est["issue"] - est["beats"]
+                    cnt["ttu_beats"] += est["beats"]
+                    macs += cmd.M * cmd.N * cmd.K
+                else:
+                    exec_tvp(img, cmd)
+                    dur = self.model.tvp(cmd)
+                    cnt["tvp_busy"] += dur
+                    cnt["tvp_words"] += tvp_words(cmd)
+                unit_end[u] = start + dur
+                cnt["cmds_retired"] += 1
+                log.append((i, u, start, start + dur))
+                if cmd.sig_en:
+                    sems[cmd.sig_sem] = (sems[cmd.sig_sem] + 1) & 0xFF
+                    tokens[cmd.sig_sem].append(start + dur)
+                pending[u] = None
+                progress = True
+            # TCP
+            if stopping:
+                if all(p is None for p in pending.values()):
+                    t_end = max([t_tcp, *unit_end.values()])
+                    if state == T.ST_RUNNING:
+                        state = T.ST_DONE
+                        cnt["cmds_retired"] += 1  # END
+                    break
+                if not progress:
+                    return self._finish(img, T.ST_RUNNING, err, idx, cnt, macs, t_tcp,
+                                        True, log)
+                continue
+            if idx >= max_commands:
+                raise ValueError(f"max_commands: command list longer than {max_commands} "
+                                 "without END")
+            addr = cmd_addr + idx * T.DESC_BYTES
+            if addr + T.DESC_BYTES > cfg.tsram_bytes:
+                state, err, stopping = T.ST_ERROR, T.ERR_CMD_RANGE, True
+                continue
+            cmd = T.Command.decode(img[addr:addr + T.DESC_BYTES].tobytes())
+            e = check_command(cmd, cfg)
+            if e != T.ERR_NONE:
+                state, err, stopping = T.ST_ERROR, e, True
+                t_tcp += self.model.fetch
+                continue
+            op = cmd.opcode
+            if op in (T.OP_MATMUL, T.OP_TVP):
+                u = "ttu" if op == T.OP_MATMUL else "tvp"
+                if pending[u] is not None:
+                    if not progress:
+                        return self._finish(img, T.ST_RUNNING, err, idx, cnt, macs, t_tcp,
+                                            True, log)
+                    continue
+                t_tcp = max(t_tcp + self.model.fetch, unit_end[u])
+                pending[u] = (idx, cmd, t_tcp)
+            elif op == T.OP_SEM_WAIT:
+                if sems[cmd.sem] < cmd.count:
+                    if not progress:
+                        return self._finish(img, T.ST_RUNNING, err, idx, cnt, macs, t_tcp,
+                                            True, log)
+                    continue
+                sems[cmd.sem] -= cmd.count
+                toks = [tokens[cmd.sem].pop(0) for _ in range(min(cmd.count,
+                                                                  len(tokens[cmd.sem])))]
+                t_tcp = max([t_tcp + self.model.fetch, *toks])
+                cnt["cmds_retired"] += 1
+            elif op == T.OP_SEM_SIGNAL:
+                sems[cmd.sem] = (sems[cmd.sem] + cmd.count) & 0xFF
+                t_tcp += self.model.fetch
+                tokens[cmd.sem].extend([t_tcp] * cmd.count)
+                cnt["cmds_retired"] += 1
+            elif op == T.OP_BARRIER:
+                if any(p is not None for p in pending.values()):
+                    if not progress:
+                        return self._finish(img, T.ST_RUNNING, err, idx, cnt, macs, t_tcp,
+                                            True, log)
+                    continue
+                t_tcp = max([t_tcp + self.model.fetch, *unit_end.values()])
+                cnt["cmds_retired"] += 1
+            elif op == T.OP_END:
+                t_tcp += self.model.fetch
+                stopping = True
+                continue
+            else:  # NOP
+                t_tcp += self.model.fetch
+                cnt["cmds_retired"] += 1
+            idx += 1
+        return self._finish(img, state, err, idx, cnt, macs, t_end, False, log)
+
+    def _finish(self, img, state, err, idx, cnt, macs, t_end, deadlock, log):
+        cnt["macs_lo"] = macs & 0xFFFFFFFF
+        cnt["macs_hi"] = (macs >> 32) & 0xFFFFFFFF
+        cnt["cycles"] = int(t_end)
+        busy = cnt["ttu_busy"] + cnt["tvp_busy"]
+        cnt["tcp_stall"] = max(0, int(t_end) - busy)
+        for k in cnt:
+            cnt[k] = int(cnt[k]) & 0xFFFFFFFF
+        return TileResult(img, T.status_word(state, err, idx), cnt, deadlock, log)
+
+
+# --------------------------------------------------------------------------- program builder
+
+class Program:
+    """Builds a TSRAM image: word-aligned data regions plus a command list.
+
+    ``alloc`` hands out regions from the top of the command area upwards; ``put_*`` store
+    operands in the documented layouts; ``cmd`` appends a descriptor (bytes from
+    spec.tile.cmd_*). ``image()`` returns the uint8 TSRAM image; commands start at
+    ``cmd_addr`` (0).
+    """
+
+    def __init__(self, cfg: T.TileConfig | None = None, max_commands: int = 64):
+        self.cfg = cfg or T.TileConfig()
+        if not isinstance(max_commands, int) or max_commands < 1:
+            raise ValueError(f"max_commands: must be a positive int, got {max_commands!r}")
+        self.img = np.zeros(self.cfg.tsram_bytes, dtype=np.uint8)
+        self.cmd_addr = 0
+        self.max_commands = max_commands
+        self.ncmd = 0
+        self.top = max_commands * T.DESC_BYTES
+
+    def alloc(self, nbytes: int) -> int:
+        nbytes = T.words_for_bytes(max(int(nbytes), 1)) * W
+        addr = self.top
+        if addr + nbytes > self.cfg.tsram_bytes:
+            raise ValueError(f"nbytes: {nbytes} more bytes do not fit in TSRAM "
+                             f"({self.cfg.tsram_bytes - addr} left)")
+        self.top += nbytes
+        return addr
+
+    def cmd(self, desc: bytes) -> int:
+        if self.ncmd >= self.max_commands:
+            raise ValueError(f"desc: more than max_commands={self.max_commands} commands")
+        a = self.cmd_addr + self.ncmd * T.DESC_BYTES
+        self.img[a:a + T.DESC_BYTES] = np.frombuffer(desc, dtype=np.uint8)
+        self.ncmd += 1
+        return self.ncmd - 1
+
+    def put_codes(self, codes, fmt: str) -> int:
+        c = np.asarray(codes, dtype=np.uint8)
+        addr = self.alloc(c.shape[0] * T.code_row_words(c.shape[1], fmt) * W)
+        write_codes(self.img, addr, c, fmt)
+        return addr
+
+    def put_scales(self, scales) -> int:
+        s = np.asarray(scales, dtype=np.uint8)
+        addr = self.alloc(s.shape[0] * T.scale_row_words(s.shape[1] * BLOCK) * W)
+        write_scales(self.img, addr, s)
+        return addr
+
+    def put_f32(self, x) -> int:
+        b = np.asarray(x)
+        if b.dtype == np.float32:
+            b = b.view(np.uint32)
+        b = np.atleast_2d(b.astype(np.uint32))
+        addr = self.alloc(b.shape[0] * T.f32_row_words(b.shape[1]) * W)
+        write_matrix_f32(self.img, addr, b)
+        return addr
+
+    def alloc_f32(self, rows: int, n: int) -> int:
+        return self.alloc(rows * T.f32_row_words(n) * W)
+
+    def put_matmul(self, a, sa, fa, b, sb, fb, c=None, accumulate=False, **kw):
+        """Store A (M,K), B (K,N) codes and scales; append MATMUL; return the C address."""
+        a, b = np.asarray(a), np.asarray(b)
+        M, K = a.shape
+        N = b.shape[1]
+        pa = self.put_codes(a, fa)
+        psa = self.put_scales(sa)
+        pb = self.put_codes(b.T, fb)
+        psb = self.put_scales(np.asarray(sb).T)
+        pc = self.put_f32(c) if c is not None else self.alloc_f32(M, N)
+        self.cmd(T.cmd_matmul(pa, psa, pb, psb, pc, M, N, K, fa, fb, accumulate, **kw))
+        return pc
+
+    def image(self) -> np.ndarray:
+        return self.img.copy()
