@@ -17,8 +17,15 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from rtl.fp32 import EXP_WIDTH, AlignAdd
-from spec.formats import (BLOCK, FORMATS, FP32_CANONICAL_NAN, FP32_NEG_INF, FP32_POS_INF,
-                          SCALE_BIAS, SCALE_NAN)
+from spec.formats import (
+    BLOCK,
+    FORMATS,
+    FP32_CANONICAL_NAN,
+    FP32_NEG_INF,
+    FP32_POS_INF,
+    SCALE_BIAS,
+    SCALE_NAN,
+)
 
 __all__ = ["MXDotUnit", "dot_input_layout", "dot_output_layout", "PORT_BITS", "SIG4_UNIT"]
 

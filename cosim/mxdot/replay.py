@@ -48,14 +48,10 @@ def replay(args) -> int:
     out = {"out": res["out"], "error": res["error"]}
     status = 0
     if args.check:
-        from golden import mx
+        from cosim.mxdot.vectors import golden_dot
 
         fa, fb = np.broadcast_to(vec["a_fmt"], (n,)), np.broadcast_to(vec["b_fmt"], (n,))
-        gold = np.empty(n, np.uint32)
-        for pair in sorted(set(zip(fa, fb))):
-            sel = (fa == pair[0]) & (fb == pair[1])
-            gold[sel] = mx.dot(vec["a"][sel], vec["a_scale"][sel], pair[0], vec["b"][sel],
-                               vec["b_scale"][sel], pair[1], vec["acc"][sel])
+        gold = golden_dot(vec)
         bad = np.nonzero(gold != res["out"])[0]
         out["golden"], out["mismatches"] = gold, np.array(len(bad))
         for i in bad[:10]:
