@@ -115,6 +115,7 @@ class _Harness:
             gen = _pauses(rng, pct)
             if gen is None:
                 ch.clear_pause_generator()
+                ch.pause = False  # a killed generator may have left the channel paused
             else:
                 ch.set_pause_generator(gen)
 
