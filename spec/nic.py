@@ -235,6 +235,7 @@ COUNTERS = (
     "rx_runt",              # dropped: shorter than 64 bytes
     "rx_oversize",          # dropped: longer than the maximum frame
     "rx_foreign",           # dropped: destination MAC neither ours nor broadcast
+    "rx_overflow",          # dropped: receive buffer full
     "rx_not_roce",          # dropped: not IPv4/UDP/4791, or malformed headers
     "rx_icrc_err",          # dropped: bad ICRC
     "rx_bad_qp",            # dropped: destination QP not ready / out of range
