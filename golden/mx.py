@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import ml_dtypes
 import numpy as np
@@ -25,6 +27,7 @@ import numpy as np
 from golden import fp32
 from spec.formats import (
     BLOCK,
+    FORMATS,
     FP32_CANONICAL_NAN,
     SCALE_BIAS,
     SCALE_NAN,
@@ -51,10 +54,6 @@ def _one_blas_thread():
 
 _ML = {"e2m1": ml_dtypes.float4_e2m1fn, "e4m3": ml_dtypes.float8_e4m3fn,
        "e5m2": ml_dtypes.float8_e5m2, "e8m0": ml_dtypes.float8_e8m0fnu}
-
-# Elements of e5m2 span 2^0..2^32 in units of 2^-16; they are split at ee = 15 into a low and
-# a high piece of at most 17 bits each so every block sum of piece products stays below 2^53.
-_SPLIT = 15
 
 
 # --------------------------------------------------------------------------- validation
@@ -147,12 +146,11 @@ def quantize(x, fmt: str, block: int = BLOCK) -> tuple[np.ndarray, np.ndarray]:
 
 # --------------------------------------------------------------------------- element algebra
 
-def _element_parts(c: np.ndarray, f: ElementFormat):
-    """codes -> (signed integer value in units of 2^unit (int64), nan, inf, zero, negative).
-
-    NaN and Inf codes get the integer value 0; ``zero`` is true only for the codes +-0.
-    """
-    c = c.astype(np.int64)
+def _element_fields(f: ElementFormat) -> dict[str, np.ndarray]:
+    """Lookup tables indexed by code: integer value in units of 2^unit (float64, 0 for
+    NaN/Inf), masks nan/inf/zero/neg/special, and ``lsb`` (value of the lowest set bit of the
+    integer value; +inf for zero and special codes)."""
+    c = np.arange(1 << f.bits, dtype=np.int64)
     s = (c >> (f.bits - 1)) & 1
     e = (c >> f.mbits) & ((1 << f.ebits) - 1)
     m = c & ((1 << f.mbits) - 1)
@@ -168,50 +166,78 @@ def _element_parts(c: np.ndarray, f: ElementFormat):
     sig = np.where(e > 0, m | (1 << f.mbits), m)
     ee = np.maximum(e, 1) - 1
     special = nan | inf
-    val = np.where(special, 0, sig << ee)
-    zero = (val == 0) & ~special
-    return np.where(s == 1, -val, val), nan, inf, zero, s == 1
+    mag = np.where(special, 0, sig << ee)
+    zero = (mag == 0) & ~special
+    lsb = np.where(mag > 0, (mag & -mag).astype(np.float64), np.inf)
+    return {"val": np.where(s == 1, -mag, mag).astype(np.float64), "nan": nan, "inf": inf,
+            "zero": zero, "neg": s == 1, "special": special, "lsb": lsb}
 
 
-def _needs_split(f: ElementFormat, other: ElementFormat) -> bool:
-    """e5m2 integer values reach 2^32 units: split them unless the partner is e2m1 (then
-    32 * 2^32 * 12 < 2^53 already)."""
+_FIELDS = {name: _element_fields(f) for name, f in FORMATS.items()}
+
+# A block product of two operands is exact in float64 when 32 * (max|a| / lsb_a) *
+# (max|b| / lsb_b) <= 2^53 (every partial sum is then an integer multiple of lsb_a * lsb_b
+# below 2^53, whatever order the BLAS adds in). e2m1 (span <= 3.6 bits) and e4m3 (<= 17.9)
+# always meet it together; e5m2 spans up to 31.9 bits, so an e5m2 operand paired with
+# e4m3/e5m2 is split at 2^17 units into a low and a high piece when a block needs it.
+_SPAN_LIMIT = 48.0
+_SPLIT = 15  # term class shift of the high piece (its values are multiples of 2^15 units)
+
+
+def _may_need_split(f: ElementFormat, other: ElementFormat) -> bool:
     return f.name == "e5m2" and other.name != "e2m1"
 
 
-def _operand(codes2d: np.ndarray, scales2d: np.ndarray, f: ElementFormat, split: bool):
-    """Rows of codes (R, K) with scales (R, nb) -> float64 pieces and special masks.
+class _Operand:
+    """Rows of MX codes (R, K) with e8m0 scales (R, K/32), prepared for exact block products.
 
-    Returns ``pieces``: list of (shift, array (nb, R, BLOCK)) whose elements are the integer
-    element values (or their low/high split) times 2^(X + unit + shift), so a block product
-    of two pieces is an integer below 2^41 times a power of two: exact in float64 whatever
-    the summation order. ``masks``: dict of (R, nb, BLOCK) bool arrays and the (R, nb) NaN
-    scale mask.
+    ``full[j]`` (R, 32) holds the integer element values times 2^(X + unit) of block j (the
+    scale is folded in: powers of two, exact in float64; a NaN-scale block uses X = 0 and is
+    overridden by the special-case masks). ``split()`` gives low/high pieces of it and
+    ``span`` the per-(row, block) log2(max|val| / lsb) used to decide whether a block must be
+    split. ``masks()`` gives the NaN/Inf/zero/sign masks, only computed when needed.
     """
-    R, K = codes2d.shape
-    nb = K // BLOCK
-    val, nan, inf, zero, neg = _element_parts(codes2d, f)
-    s = scales2d.astype(np.int64)
-    snan = s == SCALE_NAN
-    X = np.where(snan, 0, s - SCALE_BIAS) + f.unit
-    vb = val.reshape(R, nb, BLOCK)
-    if split:
-        lo_mask = np.abs(vb) < (1 << (_SPLIT + 2))  # ee < 15  <=>  |val| < 2^17
-        parts = [(0, np.where(lo_mask, vb, 0)), (_SPLIT, np.where(lo_mask, 0, vb >> _SPLIT))]
-    else:
-        parts = [(0, vb)]
-    pieces = []
-    for shift, p in parts:
-        fac = np.ldexp(1.0, X + shift)[:, :, None]
-        pieces.append((shift, np.ascontiguousarray((p * fac).transpose(1, 0, 2))))
-    shape3 = (R, nb, BLOCK)
-    masks = {"nan": nan.reshape(shape3), "inf": inf.reshape(shape3),
-             "zero": zero.reshape(shape3), "neg": neg.reshape(shape3), "snan": snan}
-    return pieces, masks
 
+    def __init__(self, codes2d: np.ndarray, scales2d: np.ndarray, f: ElementFormat,
+                 want_span: bool):
+        R, K = codes2d.shape
+        nb = K // BLOCK
+        self.f, self.codes, self.shape3 = f, codes2d, (R, nb, BLOCK)
+        T = _FIELDS[f.name]
+        s = scales2d.astype(np.int64)
+        self.snan = s == SCALE_NAN
+        fac = np.ldexp(1.0, np.where(self.snan, 0, s - SCALE_BIAS) + f.unit)  # (R, nb)
+        val = T["val"][codes2d].reshape(self.shape3)
+        self.full = np.empty((nb, R, BLOCK))
+        np.multiply(val.transpose(1, 0, 2), fac.T[:, :, None], out=self.full)
+        self._val = val
+        self.has_specials = bool(self.snan.any()) or (
+            bool(T["special"].any()) and bool(T["special"][codes2d].any()))
+        self.span = None
+        if want_span:
+            amax = np.abs(val).max(-1)
+            lsb = T["lsb"][codes2d].reshape(self.shape3).min(-1)
+            with np.errstate(divide="ignore"):
+                self.span = np.where(amax > 0, np.log2(amax) - np.log2(lsb), -np.inf)
+        self._pieces = None
+        self._masks = None
 
-def _has_specials(m) -> bool:
-    return bool(m["nan"].any() or m["inf"].any() or m["snan"].any())
+    def pieces(self) -> list[tuple[int, np.ndarray]]:
+        """[(shift class, (nb, R, 32) array)]: the low piece (|val| < 2^17 units) and the high
+        piece (multiples of 2^15 units below 2^32: at most 17 significant bits)."""
+        if self._pieces is None:
+            small = (np.abs(self._val) < 2.0 ** (_SPLIT + 2)).transpose(1, 0, 2)
+            lo = np.where(small, self.full, 0.0)
+            self._pieces = [(0, lo), (_SPLIT, self.full - lo)]  # exact: one of them is 0
+        return self._pieces
+
+    def masks(self) -> dict[str, np.ndarray]:
+        if self._masks is None:
+            T = _FIELDS[self.f.name]
+            self._masks = {k: T[k][self.codes].reshape(self.shape3)
+                           for k in ("nan", "inf", "zero", "neg")}
+            self._masks["snan"] = self.snan
+        return self._masks
 
 
 # --------------------------------------------------------------------------- exact rounding
@@ -260,106 +286,100 @@ _CHUNK = 1 << 15  # output elements per accumulation chunk: temporaries stay in 
 class _Accumulator:
     """Binary32 accumulators updated block by block per the contract.
 
-    ``acc`` holds float32 values; each ``add`` receives the exact block terms as float64
-    arrays ``t_k`` (each exact: an integer below 2^53 times a power of two) and performs
-    acc <- RNE_fp32(acc + sum_k t_k) with a single rounding.
+    Each ``add`` receives the exact block terms as float64 arrays t_k (each an integer below
+    2^53 times a power of two) and performs acc <- RNE_fp32(acc + sum_k t_k) with a single
+    rounding. Two float32 buffers alternate (the previous values stay readable); ``finish``
+    leaves the result in the caller's array.
 
-    Fast path: x = fl64(acc + t) and RNE_fp32(x). Rounding twice (to float64, then to
-    binary32) can only differ from rounding once when x lands exactly on a binary32 midpoint
-    while x != acc + t, or in the binary32 subnormal range; those elements (and the -0 /
-    S == 0 keep rule) are re-done exactly.
+    Fast path (one term t, or several whose sum is exact in float64): x = fl64(acc + t), then
+    RNE_fp32(x). Rounding twice can only differ from rounding once when x is exactly a
+    binary32 midpoint while x != acc + t, or when the result is a binary32 subnormal/zero;
+    only those elements (and the S == 0 keep rule when -0 may be present) are re-checked,
+    with TwoSum, and the truly ambiguous ones re-done in exact integer arithmetic.
     """
 
     def __init__(self, acc: np.ndarray):
-        """acc: C-contiguous float32 array, updated in place (a view into the caller's)."""
+        """acc: C-contiguous float32 array (the caller's), holding the initial values."""
         if acc.dtype != np.float32 or not acc.flags.c_contiguous:
             raise AssertionError("accumulator must be a C-contiguous float32 array")
-        self.acc = acc
-        n = acc.size
+        self.dest = acc.reshape(-1)
+        n = self.dest.size
+        self.cur, self.alt = self.dest, np.empty(n, dtype=np.float32)
         self._x = np.empty(n)
         self._i64 = np.empty(n, dtype=np.uint64)
-        self._r = np.empty(n, dtype=np.float32)
         self._u32 = np.empty(n, dtype=np.uint32)
-        self.negzero = bool((acc.reshape(-1).view(np.uint32) == _NEG0).any())
+        self.negzero = bool((self.dest.view(np.uint32) == _NEG0).any())
+
+    def finish(self):
+        if self.cur is not self.dest:
+            self.dest[:] = self.cur
 
     def add(self, terms: list[np.ndarray], special=None):
         """terms: exact float64 arrays, ascending magnitude class; special: None or
         (nan, pinf, ninf) bool masks of this block (products involving NaN/Inf)."""
         with np.errstate(invalid="ignore", over="ignore"):  # Inf/NaN accumulators
-            self._add(terms, special)
-
-    def _add(self, terms, special):
-        acc = self.acc.reshape(-1)
-        terms = [t.reshape(-1) for t in terms]
-        old = acc.copy() if special is not None else None
-        if len(terms) == 1:
-            self._add_exact_term(acc, terms[0], terms)
-        else:
-            s, e = _two_sum(terms[1], terms[0])
-            if len(terms) == 3:
-                s, es = _two_sum(terms[2], s)
-                e = es + e  # exact: both are integers in the block unit below 2^20
-            elif len(terms) != 2:
-                raise AssertionError("at most three term classes")
-            if not e.any():
-                self._add_exact_term(acc, s, terms)
+            terms = [t.reshape(-1) for t in terms]
+            if len(terms) == 1:
+                self._add_exact_term(terms[0], terms)
             else:
-                self._add_split_term(acc, s, e, terms)
-        if special is not None:
-            nan, pinf, ninf = (m.reshape(-1) for m in special)
-            hit = nan | pinf | ninf
-            z = np.where(nan | (pinf & ninf), np.float32(np.nan),
-                         np.where(pinf, np.float32(np.inf), np.float32(-np.inf)))
-            acc[hit] = old[hit] + z[hit]  # NaN absorbs, Inf+finite=Inf, +Inf-Inf=NaN
+                s, e = _two_sum(terms[1], terms[0])
+                if len(terms) == 3:
+                    s, es = _two_sum(terms[2], s)
+                    e = es + e  # exact: both are integers in the block unit below 2^20
+                elif len(terms) != 2:
+                    raise AssertionError("at most three term classes")
+                if not e.any():
+                    self._add_exact_term(s, terms)
+                else:
+                    self._add_split_term(s, e, terms)
+            if special is not None:
+                nan, pinf, ninf = (m.reshape(-1) for m in special)
+                hit = nan | pinf | ninf
+                z = np.where(nan | (pinf & ninf), np.float32(np.nan),
+                             np.where(pinf, np.float32(np.inf), np.float32(-np.inf)))
+                # NaN absorbs, Inf + finite = Inf, +Inf + -Inf = NaN
+                self.alt[hit] = self.cur[hit] + z[hit]
+        self.cur, self.alt = self.alt, self.cur
 
-    def _finish(self, acc, idx, res_bits):
-        acc.view(np.uint32)[idx] = res_bits
-        self.negzero = bool((res_bits == _NEG0).any())
+    def _cast_and_flag(self, x):
+        """alt <- RNE_fp32(x); return the mask of binary32 subnormal or zero results."""
+        np.copyto(self.alt, x, casting="same_kind")
+        np.bitwise_and(self.alt.view(np.uint32), _EXP32, out=self._u32)
+        return self._u32 == 0
 
-    def _danger_common(self, x):
-        """Cast x to binary32 into self._r; return the mask of binary32 subnormal/zero."""
-        r = self._r
-        np.copyto(r, x, casting="same_kind")
-        u = self._u32
-        np.bitwise_and(r.view(np.uint32), _EXP32, out=u)
-        return u == 0
-
-    def _add_exact_term(self, acc, t, terms):
-        x = self._x
-        np.add(acc, t, out=x)
-        danger = self._danger_common(x)
+    def _add_exact_term(self, t, terms):
+        cur, x = self.cur, self._x
+        np.add(cur, t, out=x)
+        danger = self._cast_and_flag(x)
         np.bitwise_and(x.view(np.uint64), _LOW29, out=self._i64)
         danger |= self._i64 == _HALF29
         if self.negzero:
             danger |= t == 0
-        res = self._r
-        if danger.any():
-            idx = np.flatnonzero(danger)
-            a = acc[idx].astype(np.float64)
-            tt = t[idx]
-            rb = res.view(np.uint32)[idx]
-            keep = (tt == 0) | ~np.isfinite(a)
-            rb[keep] = acc.view(np.uint32)[idx][keep]
-            _, e = _two_sum(a, tt)
-            hard = np.flatnonzero((e != 0) & ~keep)
-            for h in hard:
-                i = idx[h]
-                rb[h] = _exact_f32([a[h]] + [tk[i] for tk in terms])
-            res.view(np.uint32)[idx] = rb
-            self.negzero = bool((rb == _NEG0).any())
-        else:
-            self.negzero = False
-        acc[:] = res
+        self.negzero = False
+        if not danger.any():
+            return
+        idx = np.flatnonzero(danger)
+        a = cur[idx].astype(np.float64)
+        tt = t[idx]
+        rb = self.alt.view(np.uint32)[idx]
+        keep = (tt == 0) | ~np.isfinite(a)
+        rb[keep] = cur.view(np.uint32)[idx][keep]
+        _, e = _two_sum(a, tt)
+        for h in np.flatnonzero((e != 0) & ~keep):
+            i = idx[h]
+            rb[h] = _exact_f32([a[h]] + [tk[i] for tk in terms])
+        self.alt.view(np.uint32)[idx] = rb
+        self.negzero = bool((rb == _NEG0).any())
 
-    def _add_split_term(self, acc, s, e, terms):
-        """acc + s + e exactly, with s = fl(S), e its exact remainder (some e != 0)."""
-        x = self._x
-        np.add(acc, s, out=x)
-        a64 = acc.astype(np.float64)
+    def _add_split_term(self, s, e, terms):
+        """acc + s + e exactly, with s = fl64(S * 2^E) and e its exact remainder."""
+        cur, x = self.cur, self._x
+        np.add(cur, s, out=x)
+        a64 = cur.astype(np.float64)
         bb = x - a64
         ex = (a64 - (x - bb)) + (s - bb)
-        r = ex + e  # sign-exact approximation of the remainder v - x
-        danger = self._danger_common(x)
+        r = ex + e  # the remainder v - x, up to a relative 2^-53 (sign exact)
+        danger = self._cast_and_flag(x)
         # x within 8 float64 ulps of a binary32 midpoint while v != x
         tol = np.uint64(8)
         np.add(x.view(np.uint64), np.uint64((1 << 29) - (1 << 28)) + tol, out=self._i64)
@@ -369,33 +389,33 @@ class _Accumulator:
         danger |= (x + 0.25 * r) != x
         if self.negzero:
             danger |= s == 0
-        res = self._r
-        if danger.any():
-            idx = np.flatnonzero(danger)
-            a = a64[idx]
-            rb = res.view(np.uint32)[idx]
-            keep = (s[idx] == 0) | ~np.isfinite(a)
-            rb[keep] = acc.view(np.uint32)[idx][keep]
-            todo = np.flatnonzero(~keep)
-            if todo.size:
-                # renormalize v = y + (ey + er) with y close to RN64(v)
-                ti = idx[todo]
-                rr, er = _two_sum(ex[ti], e[ti])
-                y, ey = _two_sum(x[ti], rr)
-                q = ey + er
-                y32 = y.astype(np.float32)
-                yb = y.view(np.uint64)
-                tricky = (((yb & _LOW29) == _HALF29) | ((y32.view(np.uint32) & _EXP32) == 0)) \
-                    & (q != 0)
-                rb[todo] = y32.view(np.uint32)
-                for h in np.flatnonzero(tricky):
-                    i = ti[h]
-                    rb[todo[h]] = _exact_f32([a64[i]] + [tk[i] for tk in terms])
-            res.view(np.uint32)[idx] = rb
-            self.negzero = bool((rb == _NEG0).any())
-        else:
-            self.negzero = False
-        acc[:] = res
+        self.negzero = False
+        if not danger.any():
+            return
+        idx = np.flatnonzero(danger)
+        a = a64[idx]
+        rb = self.alt.view(np.uint32)[idx]
+        keep = (s[idx] == 0) | ~np.isfinite(a)
+        rb[keep] = cur.view(np.uint32)[idx][keep]
+        todo = np.flatnonzero(~keep)
+        if todo.size:
+            # renormalize: v = y + ey + er exactly, y = fl64(x + fl64(ex + e))
+            ti = idx[todo]
+            rr, er = _two_sum(ex[ti], e[ti])
+            y, ey = _two_sum(x[ti], rr)
+            q = ey + er  # sign exact
+            y32 = y.astype(np.float32)
+            yb = y.view(np.uint64)
+            # RNE_fp32(v) == RNE_fp32(y) when |v - y| <= ulp(y)/4 and y is no binary32
+            # midpoint (in the binary32 normal range); otherwise decide exactly
+            tricky = (((yb & _LOW29) == _HALF29) | ((y32.view(np.uint32) & _EXP32) == 0)
+                      | ((y + 2.0 * q) != y)) & (q != 0)
+            rb[todo] = y32.view(np.uint32)
+            for h in np.flatnonzero(tricky):
+                i = ti[h]
+                rb[todo[h]] = _exact_f32([a64[i]] + [tk[i] for tk in terms])
+        self.alt.view(np.uint32)[idx] = rb
+        self.negzero = bool((rb == _NEG0).any())
 
 
 # --------------------------------------------------------------------------- specials
@@ -413,24 +433,23 @@ def _special_masks_dot(ma, mb):
 def _special_masks_mm(ma, mb, j, r0, r1):
     """(r1-r0, N) (nan, pinf, ninf) of block j for A rows r0:r1 x B columns (indicator
     GEMMs: a product class occurs iff the count of matching element pairs is > 0)."""
-    f = np.float64
 
     def mm(x, y):
-        return (x.astype(f) @ y.astype(f).T) > 0
+        return (x.astype(np.float64) @ y.astype(np.float64).T) > 0
 
     an, ai, az, asg = (ma[k][r0:r1, j, :] for k in ("nan", "inf", "zero", "neg"))
     bn, bi, bz, bsg = (mb[k][:, j, :] for k in ("nan", "inf", "zero", "neg"))
     nan = (ma["snan"][r0:r1, j, None] | mb["snan"][None, :, j] | an.any(-1)[:, None]
            | bn.any(-1)[None, :] | mm(ai, bz) | mm(az, bi))
-    a_fin_nz = ~az & ~an & ~ai
-    b_fin_nz = ~bz & ~bn & ~bi
-    # Inf x (nonzero, non-NaN) products, by sign of the product
+    # Inf x (nonzero, non-NaN) products, by the sign of the product
+    a_fin = ~az & ~an & ~ai
+    b_any = ~bz & ~bn  # finite nonzero or Inf
     a_ip, a_in = ai & ~asg, ai & asg
     b_ip, b_in = bi & ~bsg, bi & bsg
-    b_np, b_nn = (b_fin_nz | bi) & ~bsg, (b_fin_nz | bi) & bsg
-    a_np, a_nn = a_fin_nz & ~asg, a_fin_nz & asg
-    pinf = mm(a_ip, b_np) | mm(a_in, b_nn) | mm(a_np, b_ip) | mm(a_nn, b_in)
-    ninf = mm(a_ip, b_nn) | mm(a_in, b_np) | mm(a_np, b_in) | mm(a_nn, b_ip)
+    b_p, b_n = b_any & ~bsg, b_any & bsg
+    a_p, a_n = a_fin & ~asg, a_fin & asg
+    pinf = mm(a_ip, b_p) | mm(a_in, b_n) | mm(a_p, b_ip) | mm(a_n, b_in)
+    ninf = mm(a_ip, b_n) | mm(a_in, b_p) | mm(a_p, b_in) | mm(a_n, b_ip)
     return nan, pinf, ninf
 
 
@@ -472,16 +491,7 @@ def _check_scales(scales, shape, argname) -> np.ndarray:
 
 # --------------------------------------------------------------------------- dot / matmul
 
-def _block_terms(pa, pb, product):
-    """Exact block terms grouped by total shift (ascending): list of float64 arrays."""
-    by_shift: dict[int, np.ndarray] = {}
-    for sa, xa in pa:
-        for sb, xb in pb:
-            t = product(xa, xb)
-            k = sa + sb
-            by_shift[k] = t if k not in by_shift else by_shift[k] + t  # exact (< 2^41 each)
-    return [by_shift[k] for k in sorted(by_shift)]
-
+# --------------------------------------------------------------------------- dot / matmul
 
 def dot(a, a_scale, a_fmt, b, b_scale, b_fmt, acc=None) -> np.ndarray:
     """Block dot products along the last axis: a, b (..., K) codes -> uint32 (...).
@@ -501,19 +511,29 @@ def dot(a, a_scale, a_fmt, b, b_scale, b_fmt, acc=None) -> np.ndarray:
     accf = _init_acc(acc, shape).reshape(-1).view(np.float32)
     n = accf.shape[0]
     K = nb * BLOCK
-    pa, ma = _operand(a.reshape(n, K), a_scale.reshape(n, nb), fa, _needs_split(fa, fb))
-    pb, mb = _operand(b.reshape(n, K), b_scale.reshape(n, nb), fb, _needs_split(fb, fa))
-    specials = _has_specials(ma) or _has_specials(mb)
+    oa = _Operand(a.reshape(n, K), a_scale.reshape(n, nb), fa, False)
+    ob = _Operand(b.reshape(n, K), b_scale.reshape(n, nb), fb, False)
+    specials = oa.has_specials or ob.has_specials
     if specials:
-        nan, pinf, ninf = _special_masks_dot(ma, mb)
-    # all blocks at once: (nb, n) per term class
-    terms = _block_terms(pa, pb, lambda x, y: np.einsum("jik,jik->ji", x, y))
+        nan, pinf, ninf = _special_masks_dot(oa.masks(), ob.masks())
+    # every block of every row at once, (nb, n) per term class; e5m2 against e4m3/e5m2 is
+    # always split here (matmul decides per block)
+    pa = oa.pieces() if _may_need_split(fa, fb) else [(0, oa.full)]
+    pb = ob.pieces() if _may_need_split(fb, fa) else [(0, ob.full)]
+    by_shift: dict[int, np.ndarray] = {}
+    for sa, xa in pa:
+        for sb, xb in pb:
+            t = np.einsum("jik,jik->ji", xa, xb)  # exact (see _SPAN_LIMIT)
+            k = sa + sb
+            by_shift[k] = t if k not in by_shift else by_shift[k] + t  # exact
+    terms = [by_shift[k] for k in sorted(by_shift)]
     for r0 in range(0, n, _CHUNK):
         r1 = min(n, r0 + _CHUNK)
         accum = _Accumulator(accf[r0:r1])
         for j in range(nb):
             sp = (nan[r0:r1, j], pinf[r0:r1, j], ninf[r0:r1, j]) if specials else None
             accum.add([t[j, r0:r1] for t in terms], sp)
+        accum.finish()
     return _canonical_bits(accf).reshape(shape)
 
 
@@ -537,35 +557,81 @@ def matmul(a, a_scale, a_fmt, b, b_scale, b_fmt, acc=None) -> np.ndarray:
     a_scale = _check_scales(a_scale, (M, nb), "a_scale")
     b_scale = _check_scales(b_scale, (nb, N), "b_scale")
     accf = _init_acc(acc, (M, N)).view(np.float32)
+    if M == 0 or N == 0:
+        return _canonical_bits(accf)
+    split = _may_need_split(fa, fb) or _may_need_split(fb, fa)
     # B is handled as N rows of K (its transpose, C-contiguous): the per-block GEMMs are
     # (rows, 32) @ (32, N) with the right operand passed as a transposed (N, 32) array.
-    pa, ma = _operand(a, a_scale, fa, _needs_split(fa, fb))
-    pb, mb = _operand(np.ascontiguousarray(b.T), np.ascontiguousarray(b_scale.T), fb,
-                      _needs_split(fb, fa))
-    specials = _has_specials(ma) or _has_specials(mb)
-    rows = max(1, _CHUNK // max(N, 1))
-    bufs = [np.empty((min(rows, M), N)) for _ in range(len(pa) * len(pb))]
+    oa = _Operand(a, a_scale, fa, split)
+    ob = _Operand(np.ascontiguousarray(b.T), np.ascontiguousarray(b_scale.T), fb, split)
     with _one_blas_thread():
-        _matmul_rows(accf, pa, pb, ma, mb, specials, rows, bufs, nb)
+        _matmul_rows(accf, oa, ob, split, nb)
     return _canonical_bits(accf)
 
 
-def _matmul_rows(accf, pa, pb, ma, mb, specials, rows, bufs, nb):
-    M = accf.shape[0]
-    for r0 in range(0, M, rows):
-        r1 = min(M, r0 + rows)
-        accum = _Accumulator(accf[r0:r1])
-        for j in range(nb):
-            terms: dict[int, np.ndarray] = {}
+def _workers() -> int:
+    """Threads for matmul row chunks: MAIA_GOLDEN_THREADS, else the usable CPUs (numpy and
+    the BLAS release the GIL, so chunks run in parallel like a threaded np.matmul)."""
+    env = os.environ.get("MAIA_GOLDEN_THREADS", "").strip()
+    if env:
+        return max(1, int(env))
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _matmul_rows(accf, oa: _Operand, ob: _Operand, split: bool, nb: int):
+    M, N = accf.shape
+    rows = max(1, _CHUNK // N)
+    specials = oa.has_specials or ob.has_specials
+    ma, mb = (oa.masks(), ob.masks()) if specials else (None, None)
+    if split:  # build the split pieces once, before the threads need them
+        if _may_need_split(oa.f, ob.f):
+            oa.pieces()
+        if _may_need_split(ob.f, oa.f):
+            ob.pieces()
+    span_b = ob.span.max(0) if split else None  # (nb,)
+    starts = list(range(0, M, rows))
+    workers = min(_workers(), len(starts))
+
+    def run(chunk_starts):
+        bufs = [np.empty((min(rows, M), N)) for _ in range(4)]
+        for r0 in chunk_starts:
+            _matmul_chunk(accf, oa, ob, split, nb, r0, min(M, r0 + rows), bufs, span_b, ma, mb)
+
+    if workers <= 1:
+        run(starts)
+        return
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for f in [pool.submit(run, starts[w::workers]) for w in range(workers)]:
+            f.result()
+
+
+def _matmul_chunk(accf, oa, ob, split, nb, r0, r1, bufs, span_b, ma, mb):
+    """Output rows r0:r1, all blocks in order."""
+    n = r1 - r0
+    split_a = _may_need_split(oa.f, ob.f)
+    split_b = _may_need_split(ob.f, oa.f)
+    accum = _Accumulator(accf[r0:r1])
+    span_a = oa.span[r0:r1].max(0) if split else None
+    for j in range(nb):
+        if not split or span_a[j] + span_b[j] <= _SPAN_LIMIT:
+            terms = [np.matmul(oa.full[j, r0:r1], ob.full[j].T, out=bufs[0][:n])]
+        else:
+            pa = oa.pieces() if split_a else [(0, oa.full)]
+            pb = ob.pieces() if split_b else [(0, ob.full)]
+            by_shift: dict[int, np.ndarray] = {}
             k = 0
             for sa, xa in pa:
                 for sb, xb in pb:
-                    t = np.matmul(xa[j, r0:r1], xb[j].T, out=bufs[k][:r1 - r0])
+                    t = np.matmul(xa[j, r0:r1], xb[j].T, out=bufs[k][:n])
                     k += 1
-                    s = sa + sb
-                    if s in terms:
-                        terms[s] += t  # exact: integers below 2^41 in the same unit
+                    if sa + sb in by_shift:
+                        by_shift[sa + sb] += t  # exact: same unit, below 2^42
                     else:
-                        terms[s] = t
-            sp = _special_masks_mm(ma, mb, j, r0, r1) if specials else None
-            accum.add([terms[s] for s in sorted(terms)], sp)
+                        by_shift[sa + sb] = t
+            terms = [by_shift[s] for s in sorted(by_shift)]
+        sp = _special_masks_mm(ma, mb, j, r0, r1) if ma is not None else None
+        accum.add(terms, sp)
+    accum.finish()

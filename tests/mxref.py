@@ -150,7 +150,7 @@ def dot_ref(a, a_scale, a_fmt, b, b_scale, b_fmt, acc: int = 0) -> int:
         sa, sb = int(a_scale[j]), int(b_scale[j])
         ea = [elem(int(c), a_fmt) for c in a[32 * j:32 * j + 32]]
         eb = [elem(int(c), b_fmt) for c in b[32 * j:32 * j + 32]]
-        if sa == 0xFF or sb == 0xFF or "nan" in ea or "nan" in eb:
+        if sa == 0xFF or sb == 0xFF or any(type(v) is str and v == "nan" for v in ea + eb):
             return NAN
         infs = set()
         if accv in ("+inf", "-inf"):
@@ -165,7 +165,7 @@ def dot_ref(a, a_scale, a_fmt, b, b_scale, b_fmt, acc: int = 0) -> int:
                 sx = -1 if (x == "-inf" if xi else x < 0) else 1
                 sy = -1 if (y == "-inf" if yi else y < 0) else 1
                 infs.add("+inf" if sx * sy > 0 else "-inf")
-            elif x != 0 and y != 0:
+            elif x and y:  # Fraction truth value: nonzero
                 S += x * y
         if len(infs) == 2:
             return NAN
