@@ -4,6 +4,8 @@ Waivers (see docs/toolchain.md for why each is safe on Amaranth output):
   DECLFILENAME   Amaranth emits several modules per file, named after the design hierarchy.
   UNUSEDSIGNAL   Amaranth keeps unused slices of wide signals (e.g. unused struct fields).
   UNUSEDPARAM    (same reason, for parameters)
+  PROCASSINIT    Amaranth writes each register's power-on value as a declaration initialiser
+                 and also assigns it in the clocked process (its reset); this is intended.
   PINCONNECTEMPTY, UNDRIVEN are NOT waived.
 Width warnings (WIDTHEXPAND/WIDTHTRUNC) are waived: Amaranth's arithmetic is explicitly
 sized by its own rules and its Verilog back end relies on Verilog's implicit extension.
@@ -17,7 +19,7 @@ import sys
 from cosim.sim import setup_verilator
 from cosim.verilog import generate
 
-WAIVERS = ["-Wno-DECLFILENAME", "-Wno-UNUSEDSIGNAL", "-Wno-UNUSEDPARAM",
+WAIVERS = ["-Wno-DECLFILENAME", "-Wno-UNUSEDSIGNAL", "-Wno-UNUSEDPARAM", "-Wno-PROCASSINIT",
            "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-CASEINCOMPLETE"]
 
 
