@@ -353,23 +353,30 @@ class _Accumulator:
         danger = self._cast_and_flag(x)
         np.bitwise_and(x.view(np.uint64), _LOW29, out=self._i64)
         danger |= self._i64 == _HALF29
-        if self.negzero:
+        negzero = self.negzero
+        if negzero:
             danger |= t == 0
         self.negzero = False
         if not danger.any():
             return
+        # Flagged: binary32 midpoints, subnormal/zero results, and (when -0 may be present)
+        # zero block sums. A non-finite acc is never flagged except through t == 0.
         idx = np.flatnonzero(danger)
         a = cur[idx].astype(np.float64)
         tt = t[idx]
-        rb = self.alt.view(np.uint32)[idx]
-        keep = (tt == 0) | ~np.isfinite(a)
-        rb[keep] = cur.view(np.uint32)[idx][keep]
-        _, e = _two_sum(a, tt)
-        for h in np.flatnonzero((e != 0) & ~keep):
+        xx = x[idx]
+        bb = xx - a
+        e = (a - (xx - bb)) + (tt - bb)  # TwoSum: exact error of x = fl64(a + t)
+        alt_bits = self.alt.view(np.uint32)
+        if negzero:
+            keep = tt == 0
+            if keep.any():
+                e[keep] = 0.0
+                alt_bits[idx[keep]] = cur.view(np.uint32)[idx[keep]]
+        for h in np.flatnonzero(e != 0):  # x inexact and ambiguous: decide exactly
             i = idx[h]
-            rb[h] = _exact_f32([a[h]] + [tk[i] for tk in terms])
-        self.alt.view(np.uint32)[idx] = rb
-        self.negzero = bool((rb == _NEG0).any())
+            alt_bits[i] = _exact_f32([a[h]] + [tk[i] for tk in terms])
+        self.negzero = bool((alt_bits[idx] == _NEG0).any())
 
     def _add_split_term(self, s, e, terms):
         """acc + s + e exactly, with s = fl64(S * 2^E) and e its exact remainder."""

@@ -626,3 +626,87 @@ def test_invalid_arguments_raise_value_error_naming_the_argument(call, argname):
     with pytest.raises(ValueError) as err:
         call()
     assert str(err.value).startswith(f"{argname}:"), str(err.value)
+
+
+def test_matmul_mixed_split_and_unsplit_blocks(rng):
+    """e5m2 blocks of wide range (split into pieces) next to narrow-range blocks (one exact
+    GEMM) in the same matmul, against the reference."""
+    for fa, fb in (("e5m2", "e5m2"), ("e5m2", "e4m3"), ("e4m3", "e5m2")):
+        M, N = 4, 5
+        wide_a = finite_codes(fa, rng, (M, 32))
+        narrow_a, sa_n = mx.quantize(rng.standard_normal((M, 32)).astype(np.float32), fa)
+        a = np.concatenate([narrow_a, wide_a, narrow_a], axis=1)
+        sa = np.concatenate([sa_n, np.full((M, 1), 120, np.uint8), sa_n], axis=1)
+        wide_b = finite_codes(fb, rng, (N, 32))
+        narrow_b, sb_n = mx.quantize(rng.standard_normal((N, 32)).astype(np.float32), fb)
+        bt = np.concatenate([narrow_b, wide_b, wide_b], axis=1)
+        sbt = np.concatenate([sb_n, np.full((N, 1), 125, np.uint8), sb_n], axis=1)
+        acc = rng.standard_normal((M, N)).astype(np.float32).view(np.uint32)
+        got = mx.matmul(a, sa, fa, bt.T, sbt.T, fb, acc=acc)
+        exp = np.array([[mxref.dot_ref(list(map(int, a[m])), list(map(int, sa[m])), fa,
+                                       list(map(int, bt[n])), list(map(int, sbt[n])), fb,
+                                       int(acc[m, n])) for n in range(N)] for m in range(M)],
+                       dtype=np.uint32)
+        assert_bits_equal(got, exp, _describe_mm(a, sa, bt.T, sbt.T, acc), f"mixed {fa}x{fb}")
+
+
+# --------------------------------------------------------------------------- long sweeps
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fa,fb", PAIRS)
+def test_single_product_all_scale_sums(fa, fb):
+    """Every code pair at every 7th total scale exponent E in [-300, 254] (each region and
+    its boundaries), accumulator +0 and -1.0."""
+    na, nbc = NCODES[fa], NCODES[fb]
+    ca, cb = (g.reshape(-1).astype(np.uint8)
+              for g in np.meshgrid(np.arange(na), np.arange(nbc), indexing="ij"))
+    n = ca.size
+    va = np.array([f64(mxref.elem(c, fa)) for c in range(na)])
+    vb = np.array([f64(mxref.elem(c, fb)) for c in range(nbc)])
+    with np.errstate(invalid="ignore"):
+        key = va[ca] * vb[cb]
+    _, first, inv = np.unique(key, return_index=True, return_inverse=True)
+    A = np.zeros((n, 32), np.uint8)
+    B = np.zeros((n, 32), np.uint8)
+    A[:, 31], B[:, 31] = ca, cb
+    for E in range(-300, 255, 7):
+        for acc in (0x00000000, 0xBF800000):
+            sa, sb = scale_pair(max(E, -254))
+            SA, SB = np.full((n, 1), sa, np.uint8), np.full((n, 1), sb, np.uint8)
+            accs = np.full(n, acc, np.uint32)
+            got = mx.dot(A, SA, fa, B, SB, fb, acc=accs)
+            exp = ref_dot_rows(A[first], SA[first], fa, B[first], SB[first], fb,
+                               accs[first])[inv.reshape(-1)]
+            assert_bits_equal(got, exp, describe_dot(A, SA, B, SB, accs),
+                              f"{fa}x{fb} E={E} acc={acc:08x}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fa,fb", PAIRS)
+def test_random_dot_long(fa, fb, rng):
+    for p_special in (0.0, 0.01):
+        a, sa, b, sb, acc = _random_dot_case(fa, fb, rng, n=1500, nblk=8, p_special=p_special)
+        got = mx.dot(a, sa, fa, b, sb, fb, acc=acc)
+        exp = ref_dot_rows(a, sa, fa, b, sb, fb, acc)
+        assert_bits_equal(got, exp, describe_dot(a, sa, b, sb, acc), f"long dot {fa}x{fb}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fa,fb", PAIRS)
+def test_matmul_equals_dot_large(fa, fb, rng):
+    M, N, nblk = 300, 200, 6
+    for kind in ("random", "gaussian"):
+        if kind == "random":
+            a, sa, _, _, _ = _random_dot_case(fa, fb, rng, M, nblk, p_special=0.001)
+            bt, sbt, _, _, _ = _random_dot_case(fb, fa, rng, N, nblk, p_special=0.001)
+        else:
+            a, sa = mx.quantize(rng.standard_normal((M, 32 * nblk)).astype(np.float32), fa)
+            bt, sbt = mx.quantize(rng.standard_normal((N, 32 * nblk)).astype(np.float32), fb)
+        acc = rng.standard_normal((M, N)).astype(np.float32).view(np.uint32)
+        got = mx.matmul(a, sa, fa, bt.T, sbt.T, fb, acc=acc)
+        exp = mx.dot(np.broadcast_to(a[:, None], (M, N, 32 * nblk)),
+                     np.broadcast_to(sa[:, None], (M, N, nblk)), fa,
+                     np.broadcast_to(bt[None], (M, N, 32 * nblk)),
+                     np.broadcast_to(sbt[None], (M, N, nblk)), fb, acc=acc)
+        assert_bits_equal(got, exp, _describe_mm(a, sa, bt.T, sbt.T, acc),
+                          f"large matmul==dot {fa}x{fb} {kind}")
