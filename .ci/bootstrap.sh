@@ -6,17 +6,29 @@ cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
 
+# required: iverilog; optional: tshark (NIC tests check RoCE dissection with it when present)
 need_apt=()
 command -v iverilog >/dev/null 2>&1 || need_apt+=(iverilog)
-if [ ${#need_apt[@]} -gt 0 ]; then
+want_apt=()
+command -v tshark >/dev/null 2>&1 || want_apt+=(tshark)
+if [ ${#need_apt[@]} -gt 0 ] || [ ${#want_apt[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "bootstrap: installing ${need_apt[*]} with apt-get"
         export DEBIAN_FRONTEND=noninteractive
-        apt-get update -qq
-        apt-get install -y -qq "${need_apt[@]}" >/dev/null
-    else
+        apt-get update -qq || echo "bootstrap: apt-get update failed" >&2
+        if [ ${#need_apt[@]} -gt 0 ]; then
+            echo "bootstrap: installing ${need_apt[*]} with apt-get"
+            apt-get install -y -qq "${need_apt[@]}" >/dev/null
+        fi
+        if [ ${#want_apt[@]} -gt 0 ]; then
+            echo "bootstrap: installing optional ${want_apt[*]} with apt-get"
+            apt-get install -y -qq "${want_apt[@]}" >/dev/null 2>&1 \
+                || echo "bootstrap: optional ${want_apt[*]} not installed (tests that need it skip)" >&2
+        fi
+    elif [ ${#need_apt[@]} -gt 0 ]; then
         echo "bootstrap: missing ${need_apt[*]}; install them (e.g. sudo apt-get install ${need_apt[*]})" >&2
         exit 1
+    else
+        echo "bootstrap: optional ${want_apt[*]} missing (not root: skipping; tests that need it skip)" >&2
     fi
 fi
 
