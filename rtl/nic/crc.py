@@ -8,9 +8,8 @@ share no table that could be wrong in the same way."""
 from __future__ import annotations
 
 import functools
-import operator
 
-from amaranth.hdl import Cat, Const, Mux, Signal
+from amaranth.hdl import Cat, Mux, Signal
 
 POLY_REFLECTED = 0xEDB88320
 CRC_INIT = 0xFFFFFFFF
@@ -55,7 +54,7 @@ def crc_byte(crc, byte):
     bits = []
     for cs, ds in byte_equations():
         terms = [crc[c] for c in cs] + [byte[d] for d in ds]
-        bits.append(functools.reduce(operator.xor, terms, Const(0, 1)))
+        bits.append(Cat(*terms).xor())
     return Cat(*bits)
 
 
@@ -65,6 +64,9 @@ def crc_lanes(m, crc, data, enable, name: str = "crc"):
     lanes are shared, not duplicated into one exponential expression tree)."""
     for i in range(len(enable)):
         lane = Signal(32, name=f"{name}_lane{i}")
-        m.d.comb += lane.eq(Mux(enable[i], crc_byte(crc, data[8 * i:8 * i + 8]), crc))
+        byte = Signal(8, name=f"{name}_byte{i}")
+        en = Signal(name=f"{name}_en{i}")
+        m.d.comb += [byte.eq(data[8 * i:8 * i + 8]), en.eq(enable[i]),
+                     lane.eq(Mux(en, crc_byte(crc, byte), crc))]
         crc = lane
     return crc

@@ -79,7 +79,7 @@ class CrcAppender(wiring.Component):
         nxt = crc_lanes(m, crc, Cat(*dcrc), Cat(*en))
         fcs = Signal(32, name="crc_out")
         m.d.comb += fcs.eq(~nxt)
-        n = popcount(keep)
+        n = popcount(m, keep)
         shifted = Signal(96)
         m.d.comb += shifted.eq(Cat(fcs, Const(0, 64)) << (n * 8))
         done = i.valid & i.ready
@@ -127,7 +127,7 @@ class Padder(wiring.Component):
         last_idx, last_n = (self._min - 1) // 8, self._min - 8 * ((self._min - 1) // 8)
         beat = Signal(range(last_idx + 2))
         pad = Signal(name="padding")
-        n = popcount(i.payload.keep)
+        n = popcount(m, i.payload.keep)
         short = (beat * 8 + n) < self._min
         with m.If(pad):
             is_last = beat == last_idx
@@ -205,7 +205,7 @@ class MacTx(wiring.Component):
         wiring.connect(m, fcs.o, ifg.i)
         wiring.connect(m, ifg.o, wiring.flipped(self.o))
         count = Signal(16)
-        n = popcount(self.o.payload.keep)
+        n = popcount(m, self.o.payload.keep)
         with m.If(self.o.valid & self.o.ready):
             m.d.comb += self.beat_bytes.eq(n)
             m.d.sync += count.eq(Mux(self.o.payload.last, 0, count + n))
@@ -268,7 +268,7 @@ class MacRx(wiring.Component):
         foreign = Signal()
         overflow = Signal()
         d, keep = i.payload.data, i.payload.keep
-        n = popcount(keep)
+        n = popcount(m, keep)
         nxt = crc_lanes(m, crc, d, keep)
         total = nbytes + n
         full = (wr_cur - rd_ptr) >= depth

@@ -9,7 +9,7 @@ AxiStreamSource/Sink and peer NICs attach directly."""
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Value
+from amaranth.hdl import Cat, Const, Signal, Value
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -38,12 +38,12 @@ def stream_from_axis(m, s, axis) -> None:
                  s.payload.last.eq(axis.tlast), s.valid.eq(axis.tvalid), axis.tready.eq(s.ready)]
 
 
-def popcount(keep):
-    """Number of bytes in a contiguous keep mask."""
-    n = Const(0, 4)
-    for i in range(len(keep)):
-        n = n + keep[i]
-    return n[:4]
+def popcount(m, keep, name: str = "nbytes"):
+    """Number of bytes in a contiguous keep mask, as a combinational Signal of ``m``."""
+    n = Signal(4, name=name)
+    k = Value.cast(keep)
+    m.d.comb += n.eq(sum(k[i] for i in range(len(k))))
+    return n
 
 
 def keep_mask(n, width: int = DATA_BYTES):
