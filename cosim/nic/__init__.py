@@ -26,4 +26,5 @@ def run_mac(tx_frames, rx_frames, *, mac_addr: int, rx_expect: int, sim: str = "
     return dict(wire=split(out["wire_data"], out["wire_len"]),
                 rx=split(out["rx_data"], out["rx_len"]),
                 counters=dict(zip(S.COUNTERS, out["counters"].tolist())),
-                wire_times=out["wire_times"])
+                wire_times=out["wire_times"], rx_in_times=out["rx_in_times"],
+                rx_out_times=out["rx_out_times"])

@@ -16,16 +16,17 @@ from cosim.sim import bench_inputs, bench_outputs
 from spec import nic as S
 
 
-async def _watch_wire(dut, log):
-    """Cycle numbers of the first and last beat of every wire_tx frame."""
+async def _watch(dut, prefix, log):
+    """Cycle numbers of the first and last beat of every frame on stream ``prefix``."""
+    valid, ready, last = (getattr(dut, f"{prefix}__t{s}") for s in ("valid", "ready", "last"))
     cycle, start = 0, None
     while True:
         await RisingEdge(dut.clk)
         cycle += 1
-        if dut.wire_tx__tvalid.value == 1 and dut.wire_tx__tready.value == 1:
+        if valid.value == 1 and ready.value == 1:
             if start is None:
                 start = cycle
-            if dut.wire_tx__tlast.value == 1:
+            if last.value == 1:
                 log.append((start, cycle))
                 start = None
 
@@ -45,7 +46,11 @@ async def mac(dut):
     wire_src = AxiStreamSource(AxiStreamBus.from_prefix(dut, "wire_rx_"), dut.clk, dut.rst)
     rx_sink = AxiStreamSink(AxiStreamBus.from_prefix(dut, "rx_"), dut.clk, dut.rst)
     times: list[tuple[int, int]] = []
-    cocotb.start_soon(_watch_wire(dut, times))
+    rx_in_times: list[tuple[int, int]] = []
+    rx_out_times: list[tuple[int, int]] = []
+    cocotb.start_soon(_watch(dut, "wire_tx", times))
+    cocotb.start_soon(_watch(dut, "wire_rx", rx_in_times))
+    cocotb.start_soon(_watch(dut, "rx", rx_out_times))
     for f in tx_frames:
         await tx_src.send(AxiStreamFrame(f))
     for f in rx_frames:
@@ -64,4 +69,6 @@ async def mac(dut):
     rd, rl = join(got + extra)
     bench_outputs(wire_data=wd, wire_len=wl, rx_data=rd, rx_len=rl,
                   counters=np.array(counters, dtype=np.uint64),
-                  wire_times=np.array(times, dtype=np.int64).reshape(-1, 2))
+                  wire_times=np.array(times, dtype=np.int64).reshape(-1, 2),
+                  rx_in_times=np.array(rx_in_times, dtype=np.int64).reshape(-1, 2),
+                  rx_out_times=np.array(rx_out_times, dtype=np.int64).reshape(-1, 2))

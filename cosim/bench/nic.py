@@ -1,0 +1,89 @@
+"""NIC benchmarks (`make bench BENCH=nic`).
+
+Measured on RTL (Verilator):
+* ``mac_goodput_4k_write``: the frames of one 4 KiB RDMA WRITE (MTU 1024, built by the golden
+  twin) sent back to back through the RTL MAC transmit path; payload bytes over the wire
+  time (first beat to last beat plus the inter-frame gap, 8 bytes per cycle), as a fraction
+  of the header/preamble/IFG limit ``spec.nic.goodput_limit``.
+* ``mac_rx_latency_*``: store-and-forward latency of the MAC receive path at zero load,
+  cycles from the last wire beat in to the first beat out.
+
+Estimated by the golden transport twin (tick model, one MTU-sized frame slot per tick; the
+RTL transport does not exist yet, see docs/nic.md): goodput of 4 KiB WRITEs at 0%, 1%, 10%
+loss, as a fraction of the same limit.
+"""
+
+from __future__ import annotations
+
+import math
+
+from cosim.nic import run_mac, scenario
+from golden import nic as G
+from spec import nic as S
+
+MTU = 1024
+MSG = 4096
+
+
+def _write_frames():
+    p = S.NicParams(mtu=MTU)
+    a, b = scenario.pair(p)
+    scenario.fill(a, 1)
+    a.post(0, S.WR_WRITE, local_addr=scenario.SRC_BASE, length=MSG,
+           remote_addr=scenario.WIN_BASE, rkey=scenario.WIN_KEY)
+    return [a.transmit() for _ in range(MSG // MTU)]
+
+
+def _golden_goodput(loss: float, seeds=range(4), n_msgs: int = 8) -> float:
+    """Payload over tick-slots in the golden twin: each tick carries at most one frame of
+    the largest size, so the ratio is a fraction of the raw rate at full-size framing."""
+    p = S.NicParams(mtu=MTU, max_msg=MSG)
+    slot = S.frame_len(S.OP_WRITE_FIRST, MTU) + S.ETH_OVERHEAD_WIRE
+    total_payload = total_bytes = 0
+    for seed in seeds:
+        a, b = scenario.pair(p, timeout=16)
+        scenario.fill(a, seed)
+        for i in range(n_msgs):
+            a.post(0, S.WR_WRITE, local_addr=scenario.SRC_BASE, length=MSG,
+                   remote_addr=scenario.WIN_BASE + (i % 4) * MSG, rkey=scenario.WIN_KEY,
+                   signaled=False)
+        link = G.LossyLink(seed, drop=loss)
+        _, _, ticks = G.run_pair(a, b, link, G.LossyLink(seed + 99, drop=loss))
+        total_payload += n_msgs * MSG
+        total_bytes += ticks * slot
+    return total_payload / total_bytes
+
+
+def run() -> dict:
+    frames = _write_frames()
+    ack = G.build_frame(opcode=S.OP_ACK, src_mac=scenario.MAC_A, dst_mac=scenario.MAC_B,
+                        src_ip=scenario.IP_A, dst_ip=scenario.IP_B, src_qpn=0, dst_qpn=0,
+                        psn=1, aeth=(S.AETH_ACK, 0))
+    big = G.mac_tx(scenario.MAC_B.to_bytes(6, "big") + bytes(S.NicParams().max_frame - 10))
+    out = run_mac([f[:-4] for f in frames], [ack, big], mac_addr=scenario.MAC_B, rx_expect=2,
+                  sim="verilator", tag="bench")
+    assert out["wire"] == frames, "RTL MAC frames differ from the golden frames"
+    t = out["wire_times"]
+    cycles = int(t[-1, 1] - t[0, 0] + 1) + S.MAC_IFG_BEATS
+    goodput = MSG / (cycles * 8)
+    limit = S.goodput_limit(MSG, MTU)
+    lat = out["rx_out_times"][:, 0] - out["rx_in_times"][:, 1]
+    res = {
+        "mac_goodput_4k_write": {"value": round(goodput / limit, 4), "unit": "of limit",
+                                 "target": ">= 0.9"},
+        "mac_goodput_4k_write_raw": {"value": round(goodput, 4), "unit": "of raw rate"},
+        "goodput_limit_4k_write": {"value": round(limit, 4), "unit": "of raw rate"},
+        "mac_tx_cycles_4k_write": {"value": cycles, "unit": "cycles"},
+        "mac_rx_latency_66B": {"value": int(lat[0]), "unit": "cycles"},
+        "mac_rx_latency_max_frame": {"value": int(lat[1]), "unit": "cycles"},
+    }
+    for loss in (0.0, 0.01, 0.10):
+        g = _golden_goodput(loss)
+        res[f"golden_goodput_4k_write_loss{int(loss * 100)}pct"] = {
+            "value": round(g / limit, 4), "unit": "of limit (golden est.)",
+            "target": ">= 0.9" if loss == 0 else None}
+    res["notes"] = ("mac_* figures measured on the RTL MAC (Verilator); golden_* figures from "
+                    "the golden transport tick model (transport RTL not yet built)")
+    res["frame_bytes_4k_write"] = [len(f) for f in frames]
+    res["wire_beats_per_frame"] = [math.ceil(len(f) / 8) for f in frames]
+    return res
