@@ -646,13 +646,14 @@ class Nic:
         except FrameError as e:
             self._count(str(e))
             return
-        if pkt.dst_qpn >= self.p.n_qps or not self.qps[pkt.dst_qpn].ready:
+        qpn = pkt.dst_qpn - S.QPN_BASE
+        if not 0 <= qpn < self.p.n_qps or not self.qps[qpn].ready:
             self._count("rx_bad_qp")
             return
         if pkt.opcode in S.OPS_REQUEST:
-            self._on_request(pkt.dst_qpn, pkt)
+            self._on_request(qpn, pkt)
         else:
-            self._on_response(pkt.dst_qpn, pkt)
+            self._on_response(qpn, pkt)
 
     def transmit(self) -> bytes | None:
         """The next frame this NIC sends, or None."""

@@ -58,6 +58,9 @@ PKEY_DEFAULT = 0xFFFF
 PSN_BITS = 24
 PSN_MASK = (1 << PSN_BITS) - 1
 QPN_BITS = 24
+# Wire QPN of local queue pair q is QPN_BASE + q: QPs 0 and 1 are InfiniBand's management QPs
+# (SMI/GSI), whose SENDs dissectors decode as MADs, so this NIC never uses them.
+QPN_BASE = 0x100
 HDR_BASE = ETH_HDR + IPV4_HDR + UDP_HDR + BTH_LEN   # 54: offset of the first byte after BTH
 ICRC_START = ETH_HDR                                  # ICRC covers the frame from the IP header
 ICRC_MASK_OFFSETS = (15, 22, 24, 25, 40, 41, 46)      # frame offsets forced to 0xFF for the ICRC
@@ -198,7 +201,7 @@ CSR_QP_BASE = 0x400
 CSR_QP_STRIDE = 0x80
 QP_REGS = {                 # offset inside a queue pair's block
     "ctrl": 0x00,           # bit 0: ready to send/receive
-    "dest_qpn": 0x04,
+    "dest_qpn": 0x04,       # the peer's wire QPN (its QPN_BASE + index)
     "dest_mac_lo": 0x08, "dest_mac_hi": 0x0C,
     "dest_ip": 0x10,
     "sq_base_lo": 0x14, "sq_base_hi": 0x18, "sq_log2": 0x1C,

@@ -11,7 +11,7 @@ from golden import nic as G
 from spec import nic as S
 
 A = dict(src_mac=scenario.MAC_A, dst_mac=scenario.MAC_B, src_ip=scenario.IP_A,
-         dst_ip=scenario.IP_B, src_qpn=1, dst_qpn=3)
+         dst_ip=scenario.IP_B, src_qpn=1, dst_qpn=S.QPN_BASE + 3)
 
 
 def every_opcode_frames(payload=bytes(range(64))):
@@ -30,7 +30,7 @@ def test_frames_parse_with_scapy_every_opcode():
     check.assert_frames_valid(frames)
     for f in frames:
         p = G.parse_frame(f)
-        assert p.psn == 0xABCDEF and p.dst_qpn == 3 and p.src_qpn == 1
+        assert p.psn == 0xABCDEF and p.dst_qpn == S.QPN_BASE + 3 and p.src_qpn == 1
 
 
 def test_frame_sizes_follow_spec():

@@ -68,7 +68,7 @@ def test_icrc_appender_matches_golden():
 def test_icrc_check_fails_without_the_pseudo_header_prefix():
     """Proves the comparison can fail: an appender that omits the 8 x 0xFF prefix."""
     f = G.build_frame(opcode=S.OP_ACK, src_mac=1, dst_mac=2, src_ip=3, dst_ip=4, src_qpn=0,
-                      dst_qpn=0, psn=9, aeth=(S.AETH_ACK, 1))
+                      dst_qpn=S.QPN_BASE, psn=9, aeth=(S.AETH_ACK, 1))
     want = f[:-S.ETH_FCS]
     wrong = CrcAppender(start=S.ICRC_START, force_ff=S.ICRC_MASK_OFFSETS)
     got = _run(wrong, [want[:-S.ICRC_LEN]])[0]

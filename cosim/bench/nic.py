@@ -57,7 +57,7 @@ def _golden_goodput(loss: float, seeds=range(4), n_msgs: int = 8) -> float:
 def run() -> dict:
     frames = _write_frames()
     ack = G.build_frame(opcode=S.OP_ACK, src_mac=scenario.MAC_A, dst_mac=scenario.MAC_B,
-                        src_ip=scenario.IP_A, dst_ip=scenario.IP_B, src_qpn=0, dst_qpn=0,
+                        src_ip=scenario.IP_A, dst_ip=scenario.IP_B, src_qpn=0, dst_qpn=S.QPN_BASE,
                         psn=1, aeth=(S.AETH_ACK, 0))
     big = G.mac_tx(scenario.MAC_B.to_bytes(6, "big") + bytes(S.NicParams().max_frame - 10))
     out = run_mac([f[:-4] for f in frames], [ack, big], mac_addr=scenario.MAC_B, rx_expect=2,

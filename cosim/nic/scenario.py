@@ -27,7 +27,7 @@ def pair(params: S.NicParams | None = None, *, qps=(0,), timeout: int = 64,
     b = G.Nic(params, mac=MAC_B, ip=IP_B, mem_size=MEM_SIZE, timeout=timeout)
     for n, o in ((a, b), (b, a)):
         for q in qps:
-            n.setup_qp(q, dest_qpn=q, dest_mac=o.mac, dest_ip=o.ip,
+            n.setup_qp(q, dest_qpn=S.QPN_BASE + q, dest_mac=o.mac, dest_ip=o.ip,
                        sq_base=SQ_BASE + q * 0x400, sq_log2=4, cq_base=CQ_BASE + q * 0x400,
                        cq_log2=6, rq_base=RQ_BASE + q * 0x1000, rq_log2=RQ_LOG2,
                        rq_slot_log2=RQ_SLOT_LOG2, sq_psn=sq_psn, rq_psn=sq_psn)
