@@ -323,6 +323,16 @@ class GoldenTile:
         self.cfg = cfg
         self.model = CycleModel(cfg)
 
+    def run_lists(self, tsram, cmd_addrs) -> list[TileResult]:
+        """Run several command lists one after the other on the same TSRAM image."""
+        out = []
+        img = tsram
+        for a in cmd_addrs:
+            res = self.run(img, a)
+            out.append(res)
+            img = res.tsram
+        return out
+
     def run(self, tsram, cmd_addr: int = 0, max_commands: int = 1 << 16) -> TileResult:
         cfg = self.cfg
         img = _image(tsram, cfg)
@@ -488,6 +498,13 @@ class Program:
                              f"({self.cfg.tsram_bytes - addr} left)")
         self.top += nbytes
         return addr
+
+    def new_list(self) -> int:
+        """Start another command list right after the current one; returns its address."""
+        self.cmd_addr = self.cmd_addr + self.ncmd * T.DESC_BYTES
+        self.max_commands -= self.ncmd
+        self.ncmd = 0
+        return self.cmd_addr
 
     def cmd(self, desc: bytes) -> int:
         if self.ncmd >= self.max_commands:
