@@ -162,3 +162,18 @@ def test_run_argument_errors():
         G.run(mem, [0, -5], WIN)
     with pytest.raises(ValueError, match="bad_read"):
         G.run(mem, [0], WIN, bad_read=[(5, 1)])
+
+
+def test_docs_tables_match_spec():
+    """docs/dma.md's CSR and error tables name the same offsets, access types and codes as
+    spec/dma.py."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "dma.md").read_text()
+    regs = {name: (int(off, 16), acc) for off, name, acc in
+            re.findall(r"^\| (0x[0-9A-F]{2}) \| ([A-Z_]+) \| (RO|RW|WO|RW1C) \|", text, re.M)}
+    assert regs == S.CH_REGS
+    errs = {int(code): name for code, name in
+            re.findall(r"^\| (\d+) \| ([A-Z_]+) \|", text, re.M)}
+    assert errs == S.ERROR_NAMES
