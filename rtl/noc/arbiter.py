@@ -51,7 +51,7 @@ class RoundRobinArbiter(wiring.Component):
         n = self._n
         full = (1 << n) - 1
         # Requesters strictly above the last granted one have priority this cycle.
-        above = Signal(n, init=full & ~1)
+        above = Signal(n, init=full)   # after reset requester 0 has priority
         hi = Signal(n)
         pick_from = Signal(n)
         m.d.comb += [
