@@ -198,13 +198,15 @@ def _copy_run(mem, s, t, n, wbytes, bad_read, bad_write) -> tuple[bool, bool]:
 
 
 def run(mem: np.ndarray, heads, windows, *, data_width: int = 64, max_burst: int = 256,
-        bad_read=(), bad_write=(), perf: PerfModel | None = None) -> DmaResult:
+        bad_read=(), bad_write=(), perf: PerfModel | None = None,
+        max_descriptors: int = 1 << 16) -> DmaResult:
     """Run every channel's chain (``heads[c]`` is the HEAD written before the doorbell, or
     None for a channel that is not started) and return the final state.
 
     ``bad_read``/``bad_write``: (lo, hi) byte ranges where the memory answers SLVERR (a read
     beat whose bus word touches the range; a write beat whose strobed bytes touch it, in
-    which case those bytes are not written)."""
+    which case those bytes are not written). A chain longer than ``max_descriptors`` (a
+    loop: the hardware would run forever) raises RuntimeError."""
     _check_args(mem, heads, windows, data_width, bad_read, bad_write)
     perf = perf or PerfModel()
     wb = data_width // 8
@@ -218,7 +220,7 @@ def run(mem: np.ndarray, heads, windows, *, data_width: int = 64, max_burst: int
             continue
         ch.head = head
         cur = head
-        while True:
+        for _ in range(max_descriptors + 1):
             ch.cur_desc = cur
             err = S.ERR_NONE
             if cur % S.DESC_ALIGN:
@@ -264,4 +266,7 @@ def run(mem: np.ndarray, heads, windows, *, data_width: int = 64, max_burst: int
                 ch.status = S.ST_DONE
                 break
             cur = d["next"]
+        else:
+            raise RuntimeError(f"channel {len(out) - 1}: chain from {head:#x} is longer than "
+                               f"max_descriptors={max_descriptors} (a loop?)")
     return DmaResult(mem=mem, channels=out)

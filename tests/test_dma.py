@@ -153,18 +153,44 @@ def test_random_chains_long_verilator():
     _assert_all(scs, D.run(scs, sim="verilator"))
 
 
+CONFIGS = {
+    # 4 channels, 128-bit bus, 16-beat bursts, 32-beat FIFOs: more splits, more arbitration,
+    # FIFO-space throttling
+    "4ch-128b": {"channels": 4, "data_width": 128, "max_burst": 16, "fifo_depth": 32,
+                 "windows": 1},
+    # 1 channel, 32-bit bus (16-beat descriptor fetch, 4-byte rotator)
+    "1ch-32b": {"channels": 1, "data_width": 32, "max_burst": 64, "fifo_depth": 64,
+                "windows": 1},
+}
+
+
 @pytest.mark.sim
 @pytest.mark.parametrize("sim", default_sims())
-def test_four_channels_small_fifo(sim):
-    """A second configuration: 4 channels, 16-beat bursts, 32-beat FIFOs (more splits, more
-    arbitration, FIFO-space throttling)."""
+@pytest.mark.parametrize("config", list(CONFIGS))
+def test_other_configurations(sim, config):
+    if sim == "verilator":
+        pytest.skip("one more Verilator build per configuration (~1-2 min on 2 cores): "
+                    "run on Verilator by test_other_configurations_verilator (make test-long)")
+    _run_config(config, n=2, sim=sim)
+
+
+@pytest.mark.sim
+@pytest.mark.slow
+@pytest.mark.parametrize("config", list(CONFIGS))
+def test_other_configurations_verilator(config):
+    _run_config(config, n=40, sim="verilator")
+
+
+def _run_config(config, n, sim):
+    p = CONFIGS[config]
     seed = random.randrange(1 << 30)
-    n = 2 if sim == "icarus" else 16
-    print(f"4-channel scenarios: base seed {seed}, {n} on {sim}")
-    scs = [D.random_scenario(seed + i, channels=4, max_bytes=2048) for i in range(n)]
+    print(f"{config} scenarios: base seed {seed}, {n} on {sim}")
+    wbytes = p["data_width"] // 8
+    scs = [D.random_scenario(seed + i, channels=p["channels"], max_bytes=1024, wbytes=wbytes,
+                             error_rate=0.1) for i in range(n)]
     scs = [dataclasses.replace(sc, windows=[(0, MEM)]) for sc in scs]
-    res = D.run(scs, sim=sim, channels=4, max_burst=16, fifo_depth=32, windows=1)
-    _assert_all(scs, res, max_burst=16)
+    res = D.run(scs, sim=sim, **p)
+    _assert_all(scs, res, data_width=p["data_width"], max_burst=p["max_burst"])
 
 
 # --- the checker can fail ----------------------------------------------------------------

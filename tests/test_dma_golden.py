@@ -177,3 +177,12 @@ def test_docs_tables_match_spec():
     errs = {int(code): name for code, name in
             re.findall(r"^\| (\d+) \| ([A-Z_]+) \|", text, re.M)}
     assert errs == S.ERROR_NAMES
+
+
+def test_looping_chain_is_reported():
+    mem = _mem(7)
+    d = S.Descriptor(src=0x1000, dst=0x2000, counts=(8, 1, 1), next=0x40)
+    write_chain(mem, [(0x40, d)])
+    mem[0x48:0x4C] = np.frombuffer((0x40).to_bytes(4, "little"), dtype=np.uint8)
+    with pytest.raises(RuntimeError, match="loop"):
+        G.run(mem, [0x40], WIN, max_descriptors=100)
