@@ -16,7 +16,7 @@ import time
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
+from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge
 
 from cosim.sim import bench_inputs, bench_outputs
 from spec import tile as T
@@ -40,20 +40,20 @@ async def ext_write(dut, image: np.ndarray) -> int:
 
 
 async def ext_dump(dut, nwords: int) -> np.ndarray:
+    """Read every TSRAM word through ``ext`` (read data is registered at the granting edge)."""
     out = bytearray(nwords * T.WORD_BYTES)
     dut.ext__we.value = 0
     dut.ext__wmask.value = 0
-    for w in range(nwords + 1):
-        if w < nwords:
-            dut.ext__valid.value = 1
-            dut.ext__addr.value = w
-        else:
-            dut.ext__valid.value = 0
+    for w in range(nwords):
+        await FallingEdge(dut.clk)
+        dut.ext__valid.value = 1
+        dut.ext__addr.value = w
         await RisingEdge(dut.clk)
-        if w > 0:
-            await ReadOnly()
-            v = dut.ext__rdata.value.to_unsigned()
-            out[(w - 1) * T.WORD_BYTES:w * T.WORD_BYTES] = v.to_bytes(T.WORD_BYTES, "little")
+        await ReadOnly()
+        v = dut.ext__rdata.value.to_unsigned()
+        out[w * T.WORD_BYTES:(w + 1) * T.WORD_BYTES] = v.to_bytes(T.WORD_BYTES, "little")
+    await FallingEdge(dut.clk)
+    dut.ext__valid.value = 0
     return np.frombuffer(bytes(out), dtype=np.uint8)
 
 
