@@ -131,6 +131,18 @@ def test_every_error_path_other_channel_keeps_running(sim):
     _assert_all(scs, D.run(scs, sim=sim))
 
 
+@pytest.mark.sim
+@pytest.mark.parametrize("sim", default_sims())
+def test_doorbell_again_after_done_and_error(sim):
+    """Channels are reusable: ringing again after DONE (channel 1) and after ERROR
+    (channel 0) restarts the chain with cleared counters; IRQ_STATUS accumulates."""
+    sc = dataclasses.replace(error_scenarios()[S.ERR_OVERLAP], runs=3, note="three runs")
+    res = D.run([sc], sim=sim)
+    g = D.golden(sc)
+    assert g.channels[1].sems == [1, 1, 1] and g.channels[1].desc_count == 2
+    _assert_all([sc], res)
+
+
 # --- random descriptors and chains, several channels, random stalls ---------------------------
 
 @pytest.mark.sim

@@ -32,6 +32,7 @@ class Scenario:
     pause: int = 0          # percent of cycles each AXI channel of the RAM stalls
     watch_sems: bool = True  # per-cycle monitor of the semaphore strobe (short runs only)
     probe: bool = False     # exercise CSR error paths (channel 0 must run a long chain)
+    runs: int = 1           # ring the doorbells again after each completion (same HEADs)
     note: str = ""          # what the scenario is, for messages
 
     def describe(self) -> str:
@@ -106,7 +107,7 @@ def run(scenarios: list[Scenario], *, sim: str = "verilator", **params) -> list[
         "windows": np.array([sc.windows for sc in scenarios], dtype=np.int64),
         "bad_read": np.stack([_ranges(sc.bad_read) for sc in scenarios]),
         "bad_write": np.stack([_ranges(sc.bad_write) for sc in scenarios]),
-        "cfg": np.array([[sc.seed, sc.pause, int(sc.watch_sems), int(sc.probe)]
+        "cfg": np.array([[sc.seed, sc.pause, int(sc.watch_sems), int(sc.probe), sc.runs]
                          for sc in scenarios], dtype=np.int64),
     }
     out = run_bench(name="dma", toplevel="dma", make=lambda: DMAEngine(**p), params=p,
@@ -124,10 +125,23 @@ def run(scenarios: list[Scenario], *, sim: str = "verilator", **params) -> list[
 
 
 def golden(sc: Scenario, data_width=64, max_burst=256):
+    """Golden result of a scenario. With ``runs`` > 1 the chains run again on the memory the
+    previous run left; registers are the last run's (the doorbell clears the counters)
+    except IRQ_STATUS, which accumulates, and the semaphore list, which spans all runs."""
     from golden import dma as G
 
-    return G.run(sc.mem, sc.heads, sc.windows, data_width=data_width, max_burst=max_burst,
-                 bad_read=sc.bad_read, bad_write=sc.bad_write)
+    mem, irq, sems = sc.mem, None, None
+    for _ in range(sc.runs):
+        g = G.run(mem, sc.heads, sc.windows, data_width=data_width, max_burst=max_burst,
+                  bad_read=sc.bad_read, bad_write=sc.bad_write)
+        if irq is not None:
+            for c, ch in enumerate(g.channels):
+                ch.irq_status |= irq[c]
+                ch.sems[:0] = sems[c]
+        irq = [ch.irq_status for ch in g.channels]
+        sems = [list(ch.sems) for ch in g.channels]
+        mem = g.mem
+    return g
 
 
 def check(sc: Scenario, res: dict, *, data_width=64, max_burst=256, gold=None) -> list[str]:

@@ -7,7 +7,9 @@ Inputs (cosim.sim.bench_inputs; S scenarios, N channels, M bytes of memory):
     windows    (S, K, 2) int64    (base, size) per window
     bad_read   (S, R, 2) int64    [lo, hi) ranges answering SLVERR on reads (lo == hi: none)
     bad_write  (S, R, 2) int64    same for writes (the bytes are not written)
-    cfg        (S, 4) int64       seed, pause percent (0 = zero-wait memory), watch sem, probe
+    cfg        (S, 5) int64       seed, pause percent (0 = zero-wait memory), watch sem, probe,
+                                  runs (ring every started channel's doorbell this many times,
+                                  each time after all of them finished)
 Outputs (cosim.sim.bench_outputs):
     mem        (S, M) uint8       final memory image
     regs       (S, N, len(CH_REGS)) int64   every channel register, in spec.dma.CH_REGS order
@@ -162,7 +164,7 @@ async def dma_batch(dut):
     out_cycles = np.zeros(nsc, dtype=np.int64)
 
     for s in range(nsc):
-        seed, pct, watch, probe = (int(x) for x in cfg[s])
+        seed, pct, watch, probe, runs = (int(x) for x in cfg[s])
         dut._log.info("scenario %d: seed %d pause %d%% heads %s", s, seed, pct,
                       [hex(int(x)) for x in heads[s]])
         rng = random.Random(seed)
@@ -177,29 +179,27 @@ async def dma_batch(dut):
         for k, (base, size) in enumerate(windows[s]):
             assert await h.wr(S.win_base_reg(k), int(base)) == 0
             assert await h.wr(S.win_size_reg(k), int(size)) == 0
-        started = []
         for c in range(nch):
             assert await h.wr(S.ch_reg(c, S.CH_IRQ_ENABLE), S.IRQ_DONE | S.IRQ_ERROR) == 0
             if heads[s, c] >= 0:
                 assert await h.wr(S.ch_reg(c, S.CH_HEAD), int(heads[s, c])) == 0
+        started = [c for c in range(nch) if heads[s, c] >= 0]
         t0 = get_sim_time("ns")
-        for c in range(nch):
-            if heads[s, c] >= 0:
+        for run_no in range(runs):
+            for c in started:
                 assert await h.wr(S.ch_reg(c, S.CH_DOORBELL), 1) == 0
-                started.append(c)
-        if probe:
-            out_probe[s] = await _probe(h, nch)
-
-        # wait for every started channel to leave BUSY (poll over the CSR port, no per-cycle
-        # Python in this loop)
-        poll_ns = 200 * PERIOD_NS
-        for _ in range(200_000):
-            states = [(await h.rd(S.ch_reg(c, S.CH_STATUS)))[0] for c in started]
-            if all(st != S.ST_BUSY for st in states):
-                break
-            await Timer(poll_ns, unit="ns")
-        else:
-            raise AssertionError(f"scenario {s}: channels still busy: {states}")
+            if probe and run_no == 0:
+                out_probe[s] = await _probe(h, nch)
+            # wait for every started channel to leave BUSY (poll over the CSR port, no
+            # per-cycle Python in this loop)
+            poll_ns = 200 * PERIOD_NS
+            for _ in range(200_000):
+                states = [(await h.rd(S.ch_reg(c, S.CH_STATUS)))[0] for c in started]
+                if all(st != S.ST_BUSY for st in states):
+                    break
+                await Timer(poll_ns, unit="ns")
+            else:
+                raise AssertionError(f"scenario {s}: channels still busy: {states}")
         out_cycles[s] = int((get_sim_time("ns") - t0) // PERIOD_NS)
         await ClockCycles(dut.clk, 4)
         if watcher is not None:
