@@ -413,10 +413,13 @@ class _Accumulator:
             q = ey + er  # sign exact
             y32 = y.astype(np.float32)
             yb = y.view(np.uint64)
-            # RNE_fp32(v) == RNE_fp32(y) when |v - y| <= ulp(y)/4 and y is no binary32
-            # midpoint (in the binary32 normal range); otherwise decide exactly
-            tricky = (((yb & _LOW29) == _HALF29) | ((y32.view(np.uint32) & _EXP32) == 0)
-                      | ((y + 2.0 * q) != y)) & (q != 0)
+            # |ey| <= ulp(y)/2; if also |er| <= ulp(y)/4, v lies within 1 ulp(y) of y, so a
+            # binary32 midpoint between or at them (other than y itself when v == y) is a
+            # float64 within 1 ulp of y: check y and its neighbours. Binary32 subnormal
+            # results and a large er are decided exactly.
+            near_mid = ((yb + np.uint64((1 << 29) - (1 << 28) + 2)) & _LOW29) <= np.uint64(4)
+            tricky = (near_mid | ((y32.view(np.uint32) & _EXP32) == 0)
+                      | ((y + 2.0 * er) != y)) & (q != 0)
             rb[todo] = y32.view(np.uint32)
             for h in np.flatnonzero(tricky):
                 i = ti[h]
