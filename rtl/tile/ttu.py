@@ -6,9 +6,10 @@ old C element (``accumulate``) or +0. Tiles are issued back to back, row panels 
 
 Three engines run concurrently (docs/tile.md "TTU"):
 
-* loader: fetches tile operands into double-buffered staging memories with ``window``
-  TSRAM lanes: A row codes (once per row panel), A scales, B column codes, B scales and,
-  when accumulating, the old C row segments. It runs at most one tile ahead of issue.
+* loader: fetches tile operands into staging memories with ``window`` TSRAM lanes: A row
+  codes and scales once per row panel (two buffers), B column codes, B scales and, when
+  accumulating, the old C row segments per tile (three buffers: it runs up to two tiles
+  ahead of issue).
 * issue: reads staging, forms one beat per cycle for every cell (``MXDotUnit``).
 * store: writes each finished R x C tile back as R masked word writes, through a 2-deep
   result FIFO so the array only stalls if stores fall two tiles behind.
@@ -93,21 +94,23 @@ class TTU(wiring.Component):
             m.d.sync += [cmd[k].eq(getattr(self, f"cmd_{k}")) for k in cmd]
 
         # ---------------- staging memories ----------------
-        def stage_mem(name):
-            mem = m.submodules[name] = Memory(shape=unsigned(P * WORD_BITS), depth=2 * ALINES,
-                                              init=[])
+        # A (per row panel) is double buffered; B, B scales and old C (per tile) have three
+        # slots so the loader can run up to two tiles ahead of issue.
+        def stage_mem(name, slots):
+            mem = m.submodules[name] = Memory(shape=unsigned(P * WORD_BITS),
+                                              depth=slots * ALINES, init=[])
             return mem.read_port(), mem.write_port(granularity=WORD_BITS)
 
-        def scale_mem(name):
-            mem = m.submodules[name] = Memory(shape=unsigned(WORD_BITS), depth=2 * SWMAX,
+        def scale_mem(name, slots):
+            mem = m.submodules[name] = Memory(shape=unsigned(WORD_BITS), depth=slots * SWMAX,
                                               init=[])
             return mem.read_port(), mem.write_port()
 
-        A = [stage_mem(f"a_stage{r}") for r in range(R)]
-        B = [stage_mem(f"b_stage{c}") for c in range(C)]
-        SA = [scale_mem(f"sa_stage{r}") for r in range(R)]
-        SB = [scale_mem(f"sb_stage{c}") for c in range(C)]
-        accw = [[Signal(WORD_BITS, name=f"accw{h}_{r}") for r in range(R)] for h in range(2)]
+        A = [stage_mem(f"a_stage{r}", 2) for r in range(R)]
+        B = [stage_mem(f"b_stage{c}", 3) for c in range(C)]
+        SA = [scale_mem(f"sa_stage{r}", 2) for r in range(R)]
+        SB = [scale_mem(f"sb_stage{c}", 3) for c in range(C)]
+        accw = [[Signal(WORD_BITS, name=f"accw{h}_{r}") for r in range(R)] for h in range(3)]
 
         loaded = Signal(16)     # tiles whose operands are in staging
         issued = Signal(16)     # tiles whose beats have all been read from staging
@@ -119,6 +122,7 @@ class TTU(wiring.Component):
         l_n0 = Signal(16)
         l_t = Signal(16)        # tile index being loaded
         l_panel = Signal()      # A half
+        l_slot = Signal(2)      # B / acc slot (tile index mod 3)
         l_idx = Signal(range(max(R, C) + 1))   # row / column within the tile
         l_i = Signal(9)         # word offset (codes) or scale word index
         done_mask = Signal(P)
@@ -130,7 +134,8 @@ class TTU(wiring.Component):
         col = Signal(17)
         m.d.comb += [row.eq(l_m0 + l_idx), col.eq(l_n0 + l_idx)]
         can_load = Signal()
-        m.d.comb += can_load.eq(busy & (l_t < issued + 2))
+        a_phase = (ph == PH_A) | (ph == PH_SA)
+        m.d.comb += can_load.eq(busy & (l_t < issued + Mux(a_phase, 2, 3)))
         count = Signal(9)       # words / entries of the current transfer
         with m.Switch(ph):
             with m.Case(PH_A):
@@ -171,13 +176,13 @@ class TTU(wiring.Component):
         # response bookkeeping (data arrives the cycle after the grant)
         r_ph = Signal(3)
         r_idx = Signal.like(l_idx)
-        r_line = Signal(range(2 * ALINES + 1))
-        r_sline = Signal(range(2 * SWMAX + 1))
-        r_half = Signal()
+        r_line = Signal(range(3 * ALINES + 1))
+        r_sline = Signal(range(3 * SWMAX + 1))
+        r_half = Signal(2)
         r_tile_end = Signal()
-        m.d.sync += [r_ph.eq(ph), r_idx.eq(l_idx), r_half.eq(l_t[0]),
-                     r_line.eq(Mux(ph == PH_A, l_panel, l_t[0]) * ALINES + (l_i >> pb)),
-                     r_sline.eq(Mux(ph == PH_SA, l_panel, l_t[0]) * SWMAX + l_i),
+        m.d.sync += [r_ph.eq(ph), r_idx.eq(l_idx), r_half.eq(l_slot),
+                     r_line.eq(Mux(ph == PH_A, l_panel, l_slot) * ALINES + (l_i >> pb)),
+                     r_sline.eq(Mux(ph == PH_SA, l_panel, l_slot) * SWMAX + l_i),
                      r_tile_end.eq(0)]
         rv = Cat(*[ln.rvalid for ln in lds])
         for r in range(R):
@@ -189,10 +194,9 @@ class TTU(wiring.Component):
             m.d.comb += [swr.addr.eq(r_sline), swr.data.eq(lds[r].rdata),
                          swr.en.eq((r_ph == PH_SA) & lds[r].rvalid)]
             with m.If((r_ph == PH_ACC) & lds[r].rvalid):
-                with m.If(r_half):
-                    m.d.sync += accw[1][r].eq(lds[r].rdata)
-                with m.Else():
-                    m.d.sync += accw[0][r].eq(lds[r].rdata)
+                for h in range(3):
+                    with m.If(r_half == h):
+                        m.d.sync += accw[h][r].eq(lds[r].rdata)
         for c in range(C):
             rd, wr = B[c]
             m.d.comb += [wr.addr.eq(r_line), wr.data.eq(Cat(*[ln.rdata for ln in lds]))]
@@ -212,7 +216,8 @@ class TTU(wiring.Component):
 
         def next_tile():
             """Tile done: move on to the next tile (row panels outer), no bubble."""
-            m.d.sync += [l_t.eq(l_t + 1), l_i.eq(0), l_idx.eq(0), r_tile_end.eq(1)]
+            m.d.sync += [l_t.eq(l_t + 1), l_i.eq(0), l_idx.eq(0), r_tile_end.eq(1),
+                         l_slot.eq(Mux(l_slot == 2, 0, l_slot + 1))]
             with m.If(l_n0 + C < cmd["N"]):
                 m.d.sync += [l_n0.eq(l_n0 + C), ph.eq(PH_B)]
             with m.Elif(l_m0 + R < cmd["M"]):
@@ -270,6 +275,7 @@ class TTU(wiring.Component):
         i_n0 = Signal(16)
         i_t = Signal(16)
         i_panel = Signal()
+        i_slot = Signal(2)
         i_b = Signal(9)
         i_run = Signal()     # issuing beats of tile i_t
         i_started = Signal()  # first beat of this command issued
@@ -278,7 +284,7 @@ class TTU(wiring.Component):
         m.d.comb += go.eq(busy & ~i_over & (loaded > i_t) & advance)
         s1 = {n: Signal(w, name=f"s1_{n}") for n, w in (
             ("valid", 1), ("first", 1), ("last", 1), ("aslot", pb or 1), ("bslot", pb or 1),
-            ("ahalf", 1), ("bhalf", 1), ("sbyte", 5), ("second", 1), ("acch", 1),
+            ("ahalf", 1), ("bhalf", 1), ("sbyte", 5), ("second", 1), ("acch", 2),
             ("lane0", 3), ("rv", 5), ("cv", 4))}
         wa = Signal(9)
         wb = Signal(9)
@@ -296,15 +302,15 @@ class TTU(wiring.Component):
             m.d.comb += [srd.addr.eq(i_panel * SWMAX + (blk0 >> 5)), srd.en.eq(advance)]
         for c in range(C):
             rd = B[c][0]
-            m.d.comb += [rd.addr.eq(i_t[0] * ALINES + (wb >> pb)), rd.en.eq(advance)]
+            m.d.comb += [rd.addr.eq(i_slot * ALINES + (wb >> pb)), rd.en.eq(advance)]
             srd = SB[c][0]
-            m.d.comb += [srd.addr.eq(i_t[0] * SWMAX + (blk0 >> 5)), srd.en.eq(advance)]
+            m.d.comb += [srd.addr.eq(i_slot * SWMAX + (blk0 >> 5)), srd.en.eq(advance)]
         with m.If(advance):
             m.d.sync += [
                 s1["valid"].eq(go), s1["first"].eq(i_b == 0), s1["last"].eq(i_b + 1 == beats),
                 s1["aslot"].eq(wa[:pb] if pb else 0), s1["bslot"].eq(wb[:pb] if pb else 0),
                 s1["ahalf"].eq(i_b[0]), s1["bhalf"].eq(i_b[0]), s1["sbyte"].eq(blk0[:5]),
-                s1["second"].eq(dual & (blk0 + 1 < nb)), s1["acch"].eq(i_t[0]),
+                s1["second"].eq(dual & (blk0 + 1 < nb)), s1["acch"].eq(i_slot),
                 s1["lane0"].eq(i_n0[:3]),
                 s1["rv"].eq(Mux(rows_left > R, R, rows_left)),
                 s1["cv"].eq(Mux(cols_left > C, C, cols_left)),
@@ -313,7 +319,8 @@ class TTU(wiring.Component):
             with m.If(i_b + 1 < beats):
                 m.d.sync += i_b.eq(i_b + 1)
             with m.Else():
-                m.d.sync += [i_b.eq(0), i_t.eq(i_t + 1), issued.eq(issued + 1)]
+                m.d.sync += [i_b.eq(0), i_t.eq(i_t + 1), issued.eq(issued + 1),
+                             i_slot.eq(Mux(i_slot == 2, 0, i_slot + 1))]
                 with m.If(i_n0 + C < cmd["N"]):
                     m.d.sync += i_n0.eq(i_n0 + C)
                 with m.Elif(i_m0 + R < cmd["M"]):
@@ -354,7 +361,7 @@ class TTU(wiring.Component):
         a_sc = [scales(SA[r][0].data) for r in range(R)]
         b_sc = [scales(SB[c][0].data) for c in range(C)]
         for r in range(R):
-            accword = Mux(s1["acch"], accw[1][r], accw[0][r])
+            accword = Mux(s1["acch"] == 2, accw[2][r], Mux(s1["acch"][0], accw[1][r], accw[0][r]))
             for c in range(C):
                 cell = cells[r][c]
                 p = cell.i.payload
@@ -420,9 +427,9 @@ class TTU(wiring.Component):
         # ---------------- start / statistics ----------------
         with m.If(self.start & ~busy):
             m.d.sync += [busy.eq(1), ph.eq(PH_A), l_m0.eq(0), l_n0.eq(0), l_t.eq(0),
-                         l_panel.eq(0), l_idx.eq(0), l_i.eq(0), done_mask.eq(0),
+                         l_panel.eq(0), l_slot.eq(0), l_idx.eq(0), l_i.eq(0), done_mask.eq(0),
                          loaded.eq(0), issued.eq(0),
-                         i_m0.eq(0), i_n0.eq(0), i_t.eq(0), i_panel.eq(0), i_b.eq(0),
+                         i_m0.eq(0), i_n0.eq(0), i_t.eq(0), i_panel.eq(0), i_slot.eq(0), i_b.eq(0),
                          i_started.eq(0), i_over.eq(0),
                          s_m0.eq(0), s_n0.eq(0), s_r.eq(0), s_over.eq(0)]
         m.d.comb += [self.fill.eq(busy & ~i_started & ~go),
