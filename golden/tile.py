@@ -232,15 +232,17 @@ def exec_tvp(img, cmd: T.Command) -> None:
 class CycleModel:
     """Documented performance model of the RTL tile (docs/tile.md "Performance model").
 
-    TCP: ``fetch`` cycles per command from fetch to dispatch. MATMUL: tiles are issued back
-    to back; a tile takes max(beats, loader windows) cycles, plus a fill (first loads) and
-    a drain (pipeline + stores). TVP: cycles per word by op class.
+    TCP: ``fetch`` cycles per command (fetch request, data, execute); a unit command starts
+    ``launch`` cycles after it is placed in its slot. MATMUL: the loader's windows for the
+    first tile, +2 (fill); then tiles of max(beats, loader windows per tile) cycles, plus
+    a stall at each new row panel when its A panel cannot be hidden behind one tile; then
+    ``mm_drain`` + R cycles (pipeline and stores). TVP: cycles per word or block by op.
+    TSRAM bank conflicts are not modelled.
     """
     cfg: T.TileConfig
-    fetch: int = 4
-    mm_fill: int = 6
-    mm_drain: int = 8
-    tvp_setup: int = 3
+    fetch: int = 3
+    launch: int = 2
+    mm_drain: int = 5
 
     def matmul(self, cmd: T.Command) -> dict:
         cfg = self.cfg
@@ -252,35 +254,36 @@ class CycleModel:
         tm, tn = -(-M // cfg.rows), -(-N // cfg.cols)
         P = cfg.window
         sw = T.scale_row_words(K)
-
-        def windows(words):
-            return -(-words // P)
-
         aw, bw = T.code_row_words(K, fa), T.code_row_words(K, fb)
-        b_load = cfg.cols * windows(bw) + sw + (1 if cmd.accumulate else 0)
-        a_load = cfg.rows * windows(aw) + sw
-        per_tile = max(beats, b_load)
-        issue = tm * tn * per_tile + tm * max(0, a_load - 0)
-        fill = self.mm_fill + a_load + b_load
+        w_b = cfg.cols * -(-bw // P) + sw + (1 if cmd.accumulate else 0)
+        w_a = cfg.rows * -(-aw // P) + sw
+        per_tile = max(beats, w_b)
+        panel_stall = max(0, w_a + w_b + 2 - per_tile)
+        issue = tm * tn * per_tile + (tm - 1) * panel_stall
+        fill = w_a + w_b + 2
         drain = self.mm_drain + cfg.rows
         return {"cycles": fill + issue + drain, "fill": fill, "issue": issue,
                 "beats": tm * tn * beats}
 
     def tvp(self, cmd: T.Command) -> int:
         o, rows, n = cmd.tvp_op, cmd.rows, cmd.n
-        words = rows * T.f32_row_words(n)
+        rw = T.f32_row_words(n)
+        words = rows * rw
+        if o in T.TVP_ROW:
+            return 1 + rows * (5 + 3 * rw)
+        if o == T.TVP_QUANT:
+            return 1 + rows * (n // BLOCK) * 28
         if o == T.TVP_EXP2:
-            per = 2 + 12
+            per = 14
         elif o == T.TVP_RCP:
-            per = 2 + 10
-        elif o == T.TVP_QUANT:
-            return self.tvp_setup + rows * (n // BLOCK) * 12
-        elif o in T.TVP_BINARY and cmd.src2_mode == T.SRC2_VECTOR:
-            per = 4
-        else:
+            per = 3 + 3 * T.RCP_STEPS + 1
+        elif o == T.TVP_BF16:
             per = 3
-        extra = rows * 4 if o in T.TVP_ROW else 0
-        return self.tvp_setup + words * per + extra
+        elif o in T.TVP_BINARY and cmd.src2_mode != T.SRC2_IMM:
+            per = 6
+        else:
+            per = 4
+        return 1 + words * per
 
 
 def tvp_words(cmd: T.Command) -> int:
@@ -392,7 +395,7 @@ class GoldenTile:
             # TCP
             if stopping:
                 if all(p is None for p in pending.values()):
-                    t_end = max([t_tcp, *unit_end.values()])
+                    t_end = max([t_tcp, *[e + 1 for e in unit_end.values()]]) + 1
                     if state == T.ST_RUNNING:
                         state = T.ST_DONE
                         cnt["cmds_retired"] += 1  # END
@@ -422,8 +425,8 @@ class GoldenTile:
                         return self._finish(img, T.ST_RUNNING, err, idx, cnt, macs, t_tcp,
                                             True, log)
                     continue
-                t_tcp = max(t_tcp + self.model.fetch, unit_end[u])
-                pending[u] = (idx, cmd, t_tcp)
+                t_tcp = max(t_tcp + self.model.fetch, unit_end[u] + 1)
+                pending[u] = (idx, cmd, t_tcp + self.model.launch)
             elif op == T.OP_SEM_WAIT:
                 if sems[cmd.sem] < cmd.count:
                     if not progress:

