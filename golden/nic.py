@@ -157,8 +157,9 @@ def parse_frame(frame: bytes) -> Packet:
             or ip[9] != S.IP_PROTO_UDP or int.from_bytes(body[36:38], "big") != S.ROCE_UDP_PORT):
         raise FrameError("rx_not_roce")
     total = int.from_bytes(ip[2:4], "big")
-    end = S.ETH_HDR + total                   # MAC padding (never needed by RoCE) is cut here
-    if end > len(body) or total < S.IPV4_HDR + S.UDP_HDR + S.BTH_LEN + S.ICRC_LEN:
+    end = S.ETH_HDR + total                   # RoCE frames are never padded (>= 66 bytes):
+    if end != len(body) or total < S.IPV4_HDR + S.UDP_HDR + S.BTH_LEN + S.ICRC_LEN:
+        # the IP total length must match the frame exactly
         raise FrameError("rx_not_roce")
     pkt = body[:end]
     if icrc(pkt[:-S.ICRC_LEN]) != pkt[-S.ICRC_LEN:]:

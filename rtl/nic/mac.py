@@ -12,7 +12,7 @@ from amaranth.lib.wiring import In, Out
 
 from spec import nic as S
 
-from .crc import CRC_INIT, RESIDUE, crc_lanes
+from .crc import CRC_INIT, RESIDUE, crc_lanes, crc_register_after
 from .stream import (
     AXIStreamSignature,
     BeatStream,
@@ -238,14 +238,17 @@ class MacRx(wiring.Component):
     drop_fcs: Out(1)
     drop_foreign: Out(1)
     drop_overflow: Out(1)
+    drop_not_roce: Out(1)
+    drop_icrc: Out(1)
 
     def __init__(self, *, max_frame: int = S.NicParams().max_frame, depth: int = 512,
-                 frames: int = 16):
+                 frames: int = 16, roce: bool = False):
         if depth & (depth - 1) or depth < 2 * (-(-max_frame // 8)):
             raise ValueError(f"depth must be a power of two holding two maximum frames, not {depth}")
         if not S.ETH_MIN_FRAME <= max_frame < 1 << 15:
             raise ValueError(f"max_frame must be in [64, 32768), not {max_frame}")
         self._max, self._depth, self._frames = max_frame, depth, frames
+        self._roce = bool(roce)
         super().__init__()
 
     def elaborate(self, platform):
@@ -275,6 +278,11 @@ class MacRx(wiring.Component):
         dst = Cat(*[d[8 * (5 - k):8 * (6 - k)] for k in range(6)])
         is_foreign = (dst != self.mac_addr) & (dst != S.BROADCAST_MAC)
         m.d.comb += i.ready.eq(1)
+        roce_drop = Signal()
+        if self._roce:
+            roce_bad = self._roce_checks(m, d, keep, n, total, first, roce_drop)
+        else:
+            roce_bad = Const(0, 1)
         beat_ok = ~full & (nbytes < self._max + 8) & ~overflow
         with m.If(i.valid):
             m.d.comb += [wp.addr.eq(wr_cur[:aw]), wp.data.eq(d), wp.en.eq(beat_ok)]
@@ -303,10 +311,13 @@ class MacRx(wiring.Component):
                 with m.Elif(ovf):
                     m.d.comb += self.drop_overflow.eq(1)
                 with m.Else():
-                    m.d.comb += [self.ok.eq(1), self.frame_bytes.eq(total),
-                                 desc.w_en.eq(1), desc.w_data.eq(total - S.ETH_FCS)]
-                    m.d.sync += [wr_base.eq(wr_cur + 1), wr_cur.eq(wr_cur + 1)]
-                with m.If(runt | over | bad | fgn | ovf):
+                    m.d.comb += [self.ok.eq(1), self.frame_bytes.eq(total)]
+                    with m.If(roce_bad):
+                        m.d.comb += roce_drop.eq(1)
+                    with m.Else():
+                        m.d.comb += [desc.w_en.eq(1), desc.w_data.eq(total - S.ETH_FCS)]
+                        m.d.sync += [wr_base.eq(wr_cur + 1), wr_cur.eq(wr_cur + 1)]
+                with m.If(runt | over | bad | fgn | ovf | roce_bad):
                     m.d.sync += wr_cur.eq(wr_base)
 
         # --- read side ---
@@ -334,6 +345,88 @@ class MacRx(wiring.Component):
                     m.d.sync += [active.eq(1), left.eq(desc.r_data), start.eq(rd_addr),
                                  words.eq((desc.r_data + S.ETH_FCS + 7) >> 3)]
         return m
+
+
+    def _roce_checks(self, m, d, keep, n, total, first, strobe):
+        """RoCE checks of the frame being received (spec order, see golden.parse_frame):
+        header fields (EtherType, IPv4 version/IHL, protocol UDP, port 4791, IP total length
+        equal to the frame), then the ICRC, then opcode and payload length. Returns the
+        'drop at the last beat' condition and drives drop_not_roce / drop_icrc from
+        ``strobe``. The ICRC runs one beat behind the input so that the FCS bytes, whose
+        lanes are only known at the last beat, can be left out."""
+        i = self.i
+        byte = [d[8 * k:8 * k + 8] for k in range(8)]
+        beat = Signal(3)                 # index of the current beat, saturating at 7
+        hdr_bad = Signal()
+        ip_total = Signal(16)
+        opcode = Signal(8)
+        with m.If(i.valid):
+            m.d.sync += beat.eq(Mux(i.payload.last, 0, Mux(beat == 7, 7, beat + 1)))
+            hb = Mux(first, 0, hdr_bad)
+            chk = (((beat == 1) & ((Cat(byte[5], byte[4]) != S.ETHERTYPE_IPV4)
+                                   | (byte[6] != 0x45)))
+                   | ((beat == 2) & (byte[7] != S.IP_PROTO_UDP))
+                   | ((beat == 4) & (Cat(byte[5], byte[4]) != S.ROCE_UDP_PORT)))
+            with m.If(beat == 2):
+                m.d.sync += ip_total.eq(Cat(byte[1], byte[0]))
+            with m.If(beat == 5):
+                m.d.sync += opcode.eq(byte[2])
+            m.d.sync += hdr_bad.eq(hb | chk)
+        # ICRC, one beat behind
+        icrc_init = crc_register_after(b"\xff" * 8)
+        icrc = Signal(32, init=icrc_init)
+        prev = Signal(64)
+        prev_beat = Signal(3)
+        have_prev = Signal()
+
+        def masked(data, idx):
+            out = []
+            for lane in range(8):
+                force = Const(0, 1)
+                for off in S.ICRC_MASK_OFFSETS:
+                    if off % 8 == lane:
+                        force = force | (idx == off // 8)
+                out.append(Mux(force, 0xFF, data[8 * lane:8 * lane + 8]))
+            return Cat(*out)
+
+        def lane_en(idx, limit):
+            # lanes at frame offset >= ICRC_START (byte 14) and lane < limit
+            out = []
+            for lane in range(8):
+                inside = (idx >= 2) | (idx == 1) if lane >= S.ICRC_START - 8 else (idx >= 2)
+                out.append(inside & (lane < limit))
+            return Cat(*out)
+
+        last = i.payload.last
+        lim_prev = Mux(last & (n < 4), n + 4, 8)
+        en_prev = Mux(have_prev, lane_en(prev_beat, lim_prev), 0)
+        mid = crc_lanes(m, icrc, masked(prev, prev_beat), en_prev, name="icrc_p")
+        lim_cur = Mux(n > 4, n - 4, 0)
+        fin = crc_lanes(m, mid, d, Cat(*[lane < lim_cur for lane in range(8)]), name="icrc_c")
+        with m.If(i.valid):
+            m.d.sync += [prev.eq(d), prev_beat.eq(beat), have_prev.eq(~last),
+                         icrc.eq(Mux(last, icrc_init, mid))]
+        # decisions at the last beat
+        body = total - S.ETH_FCS
+        op = Mux(beat == 5, byte[2], opcode)
+        valid_op = Cat(*[op == o for o in S.OPCODE_NAMES]).any()
+        ext = Mux(Cat(*[op == o for o in S.OPS_WITH_RETH]).any(), S.RETH_LEN,
+                  Mux(Cat(*[op == o for o in S.OPS_WITH_AETH]).any(), S.AETH_LEN, 0))
+        fixed = S.IPV4_HDR + S.UDP_HDR + S.BTH_LEN + S.ICRC_LEN
+        pay = Signal(17)
+        m.d.comb += pay.eq(ip_total - fixed - ext)
+        early_bad = (hdr_bad | (body < S.HDR_BASE + S.ICRC_LEN)
+                     | (ip_total + S.ETH_HDR != body) | (ip_total < fixed))
+        icrc_bad = fin != RESIDUE
+        late_bad = ~valid_op | (ip_total < fixed + ext) | (pay[:3] != 0)
+        with m.If(strobe):
+            with m.If(early_bad):
+                m.d.comb += self.drop_not_roce.eq(1)
+            with m.Elif(icrc_bad):
+                m.d.comb += self.drop_icrc.eq(1)
+            with m.Else():
+                m.d.comb += self.drop_not_roce.eq(1)
+        return early_bad | icrc_bad | late_bad
 
 
 class MacTop(wiring.Component):

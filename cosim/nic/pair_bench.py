@@ -1,0 +1,145 @@
+"""cocotb bench of two RTL NICs back to back (Verilog top ``nic_pair``).
+
+Each NIC gets a cocotbext-axi ``AxiRam`` on its AXI4 master (host memory), an
+``AxiLiteMaster`` on its CSRs, and an ``AxiStreamSink``/``AxiStreamSource`` on its wire ports.
+The wires are joined in Python through ``golden.nic.LossyLink`` (seeded drop, duplicate,
+reorder, corrupt), one per direction; every frame a NIC sends is logged with its cycle.
+
+Inputs (cosim.nic.pair.run_pair_rtl builds them):
+    mem_a, mem_b            uint8 initial host memory images
+    cfg_a, cfg_b            (N, 2) CSR writes (address, value) before any doorbell
+    bell_a, bell_b          (M, 2) CSR writes (doorbells) after both NICs are configured
+    link                    [seed_ab, seed_ba, drop, dup, reorder, corrupt]
+    max_cycles              give up (test failure) after this many cycles
+Outputs:
+    mem_a, mem_b            final memory images
+    counters_a, counters_b  spec.nic.COUNTERS read over AXI4-Lite
+    qpregs_a, qpregs_b      (n_qps, 2): sq_cons, cq_prod read over AXI4-Lite
+    tx_a, tx_b (+ _len, _t) frames each NIC sent (before the link), with the cycle of their
+                            last beat
+    cycles                  cycles until both NICs were idle and the link empty
+    bell_cycle              cycle of the first doorbell write
+"""
+
+from __future__ import annotations
+
+import cocotb
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles, RisingEdge
+from cocotb.utils import get_sim_time
+from cocotbext.axi import (
+    AxiBus,
+    AxiLiteBus,
+    AxiLiteMaster,
+    AxiRam,
+    AxiStreamBus,
+    AxiStreamFrame,
+    AxiStreamSink,
+    AxiStreamSource,
+)
+
+from cosim.nic.frames import join
+from cosim.sim import bench_inputs, bench_outputs, bench_params
+from golden.nic import LossyLink
+from spec import nic as S
+
+PERIOD_NS = 10
+
+
+def _cycle() -> int:
+    return int(get_sim_time("ns")) // PERIOD_NS
+
+
+class _Side:
+    def __init__(self, dut, name, mem):
+        self.name = name
+        self.ram = AxiRam(AxiBus.from_prefix(dut, f"{name}_m_axi_"), dut.clk, dut.rst,
+                          size=len(mem))
+        self.ram.write(0, bytes(mem))
+        self.csr = AxiLiteMaster(AxiLiteBus.from_prefix(dut, f"{name}_s_axil_"), dut.clk, dut.rst)
+        self.sink = AxiStreamSink(AxiStreamBus.from_prefix(dut, f"{name}_wire_tx_"), dut.clk, dut.rst)
+        self.source = AxiStreamSource(AxiStreamBus.from_prefix(dut, f"{name}_wire_rx_"), dut.clk,
+                                      dut.rst)
+        self.idle = getattr(dut, f"{name}_idle")
+        self.sent: list[tuple[int, bytes]] = []
+
+    async def wr(self, addr, value):
+        r = await self.csr.write(int(addr), int(value).to_bytes(4, "little"))
+        assert int(r.resp) == 0, f"NIC {self.name}: CSR write {addr:#x} answered {int(r.resp)}"
+
+    async def rd(self, addr) -> int:
+        r = await self.csr.read(int(addr), 4)
+        return int.from_bytes(r.data, "little")
+
+
+async def _link(dut, tx: _Side, rx: _Side, lossy: LossyLink, state: dict):
+    """Move frames from tx's wire to rx's wire through the lossy link (poll every 4 cycles)."""
+    quiet = 0
+    while True:
+        await ClockCycles(dut.clk, 4)
+        if not tx.sink.empty():
+            frame = bytes(tx.sink.recv_nowait().tdata)
+            tx.sent.append((_cycle(), frame))
+            for g in lossy.fate(frame):
+                await rx.source.send(AxiStreamFrame(g))
+            quiet = 0
+        else:
+            quiet += 1
+            if lossy.held is not None and quiet > 64:
+                for g in lossy.flush():
+                    await rx.source.send(AxiStreamFrame(g))
+        state[tx.name] = tx.sink.empty() and rx.source.empty() and rx.source.idle() \
+            and lossy.held is None
+
+
+@cocotb.test()
+async def pair(dut):
+    vec = bench_inputs()
+    params = bench_params()
+    n_qps = int(params.get("n_qps", 1))
+    cocotb.start_soon(Clock(dut.clk, PERIOD_NS, unit="ns").start())
+    dut.rst.value = 1
+    a = _Side(dut, "a", vec["mem_a"])
+    b = _Side(dut, "b", vec["mem_b"])
+    await ClockCycles(dut.clk, 4)
+    dut.rst.value = 0
+    await ClockCycles(dut.clk, 2)
+    seed_ab, seed_ba, drop, dup, reorder, corrupt = vec["link"].tolist()
+    links = {"a": LossyLink(int(seed_ab), drop=drop, dup=dup, reorder=reorder, corrupt=corrupt),
+             "b": LossyLink(int(seed_ba), drop=drop, dup=dup, reorder=reorder, corrupt=corrupt)}
+    state = {"a": True, "b": True}
+    cocotb.start_soon(_link(dut, a, b, links["a"], state))
+    cocotb.start_soon(_link(dut, b, a, links["b"], state))
+    for side, cfg in ((a, vec["cfg_a"]), (b, vec["cfg_b"])):
+        for addr, value in cfg.reshape(-1, 2).tolist():
+            await side.wr(addr, value)
+    bell_cycle = _cycle()
+    for side, bell in ((a, vec["bell_a"]), (b, vec["bell_b"])):
+        for addr, value in bell.reshape(-1, 2).tolist():
+            await side.wr(addr, value)
+    max_cycles = int(vec["max_cycles"])
+    stable = 0
+    while stable < 3:
+        await ClockCycles(dut.clk, 32)
+        await RisingEdge(dut.clk)
+        done = (int(a.idle.value) and int(b.idle.value) and state["a"] and state["b"]
+                and a.sink.empty() and b.sink.empty())
+        stable = stable + 1 if done else 0
+        assert _cycle() < max_cycles, (
+            f"NICs not idle after {max_cycles} cycles (a idle {int(a.idle.value)}, "
+            f"b idle {int(b.idle.value)}, frames a->b {len(a.sent)}, b->a {len(b.sent)})")
+    cycles = _cycle() - bell_cycle
+    out = {}
+    for side in (a, b):
+        n = side.name
+        out[f"mem_{n}"] = np.frombuffer(side.ram.read(0, len(vec[f"mem_{n}"])), np.uint8)
+        out[f"counters_{n}"] = np.array(
+            [await side.rd(S.CSR_COUNTER_BASE + 4 * k) for k in range(len(S.COUNTERS))], np.uint64)
+        out[f"qpregs_{n}"] = np.array(
+            [[await side.rd(S.qp_reg(q, "sq_cons")), await side.rd(S.qp_reg(q, "cq_prod"))]
+             for q in range(n_qps)], np.uint64).reshape(-1, 2)
+        d, lens = join([f for _, f in side.sent])
+        out[f"tx_{n}"], out[f"tx_{n}_len"] = d, lens
+        out[f"tx_{n}_t"] = np.array([t for t, _ in side.sent], np.int64)
+    bench_outputs(cycles=np.int64(cycles), bell_cycle=np.int64(bell_cycle), **out)
