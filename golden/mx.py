@@ -188,6 +188,19 @@ def _may_need_split(f: ElementFormat, other: ElementFormat) -> bool:
     return f.name == "e5m2" and other.name != "e2m1"
 
 
+def _split_plan(oa: _Operand, ob: _Operand):
+    """Pieces for blocks that fail the span bound: e5m2 x e5m2 splits A in 3 (x full B,
+    sums below 2^49 units: 3 GEMMs); e5m2 x e4m3 splits the e5m2 side in 2 (below 2^40)."""
+    fa, fb = oa.f.name, ob.f.name
+    if fa == "e5m2" and fb == "e5m2":
+        return oa.pieces(3), [(0, ob.full)]
+    if _may_need_split(oa.f, ob.f):
+        return oa.pieces(2), [(0, ob.full)]
+    if _may_need_split(ob.f, oa.f):
+        return [(0, oa.full)], ob.pieces(2)
+    return [(0, oa.full)], [(0, ob.full)]
+
+
 class _Operand:
     """Rows of MX codes (R, K) with e8m0 scales (R, K/32), prepared for exact block products.
 
@@ -219,17 +232,28 @@ class _Operand:
             lsb = T["lsb"][codes2d].reshape(self.shape3).min(-1)
             with np.errstate(divide="ignore"):
                 self.span = np.where(amax > 0, np.log2(amax) - np.log2(lsb), -np.inf)
-        self._pieces = None
+        self._pieces: dict[int, list] = {}
         self._masks = None
 
-    def pieces(self) -> list[tuple[int, np.ndarray]]:
-        """[(shift class, (nb, R, 32) array)]: the low piece (|val| < 2^17 units) and the high
-        piece (multiples of 2^15 units below 2^32: at most 17 significant bits)."""
-        if self._pieces is None:
-            small = (np.abs(self._val) < 2.0 ** (_SPLIT + 2)).transpose(1, 0, 2)
-            lo = np.where(small, self.full, 0.0)
-            self._pieces = [(0, lo), (_SPLIT, self.full - lo)]  # exact: one of them is 0
-        return self._pieces
+    def pieces(self, nparts: int) -> list[tuple[int, np.ndarray]]:
+        """[(shift class, (nb, R, 32) array)] splitting ``full`` by magnitude (exclusive
+        pieces, summing to ``full``). e5m2 integer values are sig * 2^ee with sig < 8:
+        2 pieces: ee < 15 (|val| < 2^17 units) and ee >= 15 (multiples of 2^15 below 2^32);
+        3 pieces: ee < 10, 10 <= ee < 20, ee >= 20 (each at most 12 significant bits)."""
+        if nparts not in self._pieces:
+            shifts = {2: [0, 15], 3: [0, 10, 20]}[nparts]
+            mag = np.abs(self._val).transpose(1, 0, 2)
+            out, rest = [], self.full
+            for k, shift in enumerate(shifts):
+                if k + 1 < len(shifts):
+                    # |val| < 4 * 2^next_shift  <=>  ee < next_shift
+                    p = np.where(mag < 4.0 * 2.0 ** shifts[k + 1], rest, 0.0)
+                    rest = rest - p  # exact: elementwise either 0 or rest
+                else:
+                    p = rest
+                out.append((shift, p))
+            self._pieces[nparts] = out
+        return self._pieces[nparts]
 
     def masks(self) -> dict[str, np.ndarray]:
         if self._masks is None:
@@ -325,7 +349,7 @@ class _Accumulator:
                 s, e = _two_sum(terms[1], terms[0])
                 if len(terms) == 3:
                     s, es = _two_sum(terms[2], s)
-                    e = es + e  # exact: both are integers in the block unit below 2^20
+                    e = es + e  # exact: integers in the block unit below 2^17
                 elif len(terms) != 2:
                     raise AssertionError("at most three term classes")
                 if not e.any():
@@ -528,8 +552,7 @@ def dot(a, a_scale, a_fmt, b, b_scale, b_fmt, acc=None) -> np.ndarray:
         nan, pinf, ninf = _special_masks_dot(oa.masks(), ob.masks())
     # every block of every row at once, (nb, n) per term class; e5m2 against e4m3/e5m2 is
     # always split here (matmul decides per block)
-    pa = oa.pieces() if _may_need_split(fa, fb) else [(0, oa.full)]
-    pb = ob.pieces() if _may_need_split(fb, fa) else [(0, ob.full)]
+    pa, pb = _split_plan(oa, ob)
     by_shift: dict[int, np.ndarray] = {}
     for sa, xa in pa:
         for sb, xb in pb:
@@ -596,11 +619,7 @@ def _matmul_rows(accf, oa: _Operand, ob: _Operand, split: bool, nb: int):
     rows = max(1, _CHUNK // N)
     specials = oa.has_specials or ob.has_specials
     ma, mb = (oa.masks(), ob.masks()) if specials else (None, None)
-    if split:  # build the split pieces once, before the threads need them
-        if _may_need_split(oa.f, ob.f):
-            oa.pieces()
-        if _may_need_split(ob.f, oa.f):
-            ob.pieces()
+    plan = _split_plan(oa, ob) if split else None  # built once, before the threads
     span_b = ob.span.max(0) if split else None  # (nb,)
     starts = list(range(0, M, rows))
     workers = min(_workers(), len(starts))
@@ -608,7 +627,7 @@ def _matmul_rows(accf, oa: _Operand, ob: _Operand, split: bool, nb: int):
     def run(chunk_starts):
         bufs = [np.empty((min(rows, M), N)) for _ in range(4)]
         for r0 in chunk_starts:
-            _matmul_chunk(accf, oa, ob, split, nb, r0, min(M, r0 + rows), bufs, span_b, ma, mb)
+            _matmul_chunk(accf, oa, ob, plan, nb, r0, min(M, r0 + rows), bufs, span_b, ma, mb)
 
     if workers <= 1:
         run(starts)
@@ -618,19 +637,16 @@ def _matmul_rows(accf, oa: _Operand, ob: _Operand, split: bool, nb: int):
             f.result()
 
 
-def _matmul_chunk(accf, oa, ob, split, nb, r0, r1, bufs, span_b, ma, mb):
+def _matmul_chunk(accf, oa, ob, plan, nb, r0, r1, bufs, span_b, ma, mb):
     """Output rows r0:r1, all blocks in order."""
     n = r1 - r0
-    split_a = _may_need_split(oa.f, ob.f)
-    split_b = _may_need_split(ob.f, oa.f)
     accum = _Accumulator(accf[r0:r1])
-    span_a = oa.span[r0:r1].max(0) if split else None
+    span_a = oa.span[r0:r1].max(0) if plan is not None else None
     for j in range(nb):
-        if not split or span_a[j] + span_b[j] <= _SPAN_LIMIT:
+        if plan is None or span_a[j] + span_b[j] <= _SPAN_LIMIT:
             terms = [np.matmul(oa.full[j, r0:r1], ob.full[j].T, out=bufs[0][:n])]
         else:
-            pa = oa.pieces() if split_a else [(0, oa.full)]
-            pb = ob.pieces() if split_b else [(0, ob.full)]
+            pa, pb = plan
             by_shift: dict[int, np.ndarray] = {}
             k = 0
             for sa, xa in pa:
@@ -638,7 +654,7 @@ def _matmul_chunk(accf, oa, ob, split, nb, r0, r1, bufs, span_b, ma, mb):
                     t = np.matmul(xa[j, r0:r1], xb[j].T, out=bufs[k][:n])
                     k += 1
                     if sa + sb in by_shift:
-                        by_shift[sa + sb] += t  # exact: same unit, below 2^42
+                        by_shift[sa + sb] += t  # exact: same unit, below 2^41
                     else:
                         by_shift[sa + sb] = t
             terms = [by_shift[s] for s in sorted(by_shift)]
