@@ -7,7 +7,7 @@ the layouts and codes come from spec/dma.py.
 from __future__ import annotations
 
 from amaranth import Array, Cat, Const, Elaboratable, Module, Mux, Signal
-from amaranth.lib import fifo, wiring
+from amaranth.lib import data, fifo, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
@@ -170,17 +170,10 @@ class DMAEngine(wiring.Component):
 
         # --- shared bus-side state ---------------------------------------------------------
         # write queue: one entry per issued AW, consumed by the W engine in AW order
-        wq_layout = [("ch", self._id_width), ("len", 8), ("first", wb), ("last", wb),
-                     ("rot", max(1, lw))]
-        wq_width = sum(w for _, w in wq_layout)
-        m.submodules.wq = wq = fifo.SyncFIFOBuffered(width=wq_width, depth=16)
-
-        def unpack(sig, layout):
-            out, pos = {}, 0
-            for name, w in layout:
-                out[name] = sig[pos:pos + w]
-                pos += w
-            return out
+        wq_layout = data.StructLayout({"ch": self._id_width, "len": 8, "first": wb, "last": wb,
+                                       "rot": max(1, lw)})
+        m.submodules.wq = wq = fifo.SyncFIFOBuffered(width=wq_layout.size, depth=16)
+        wq_in = data.View(wq_layout, wq.w_data)
 
         chs = []
         for c in range(n):
@@ -211,35 +204,35 @@ class DMAEngine(wiring.Component):
             with m.If(aw_grant[c]):
                 m.d.sync += [axi.awvalid.eq(1), axi.awaddr.eq(ch["aw_addr"]),
                              axi.awlen.eq(ch["aw_len"]), axi.awid.eq(c), aw_last.eq(c)]
-                m.d.comb += [wq.w_en.eq(1),
-                             wq.w_data.eq(Cat(Const(c, self._id_width), ch["aw_len"],
-                                              ch["aw_first"], ch["aw_last"], ch["aw_rot"]))]
+                m.d.comb += [wq.w_en.eq(1), wq_in.ch.eq(c), wq_in.len.eq(ch["aw_len"]),
+                             wq_in.first.eq(ch["aw_first"]), wq_in.last.eq(ch["aw_last"]),
+                             wq_in.rot.eq(ch["aw_rot"])]
         m.d.comb += [axi.awsize.eq(lw), axi.awburst.eq(BURST_INCR), axi.awcache.eq(0b0011),
                      axi.awlock.eq(0), axi.awprot.eq(0)]
 
         # --- W engine: streams the head write-queue entry from its channel's FIFO ---------
-        head = unpack(wq.r_data, wq_layout)
+        head = data.View(wq_layout, wq.r_data)
         beat = Signal(8, name="w_beat")
-        fifo_rdy = Array([ch["fifo"].r_rdy for ch in chs])[head["ch"]]
-        fifo_data = Array([ch["fifo"].r_data for ch in chs])[head["ch"]]
+        fifo_rdy = Array([ch["fifo"].r_rdy for ch in chs])[head.ch]
+        fifo_data = Array([ch["fifo"].r_data for ch in chs])[head.ch]
         payload, poison = fifo_data[:dbits], fifo_data[dbits]
-        rot_bits = Cat(Const(0, 3), head["rot"]) if lw else Const(0, 1)
+        rot_bits = Cat(Const(0, 3), head.rot) if lw else Const(0, 1)
         doubled = Cat(payload, payload)
         rotated = (doubled << rot_bits)[dbits:2 * dbits]
         strb = Signal(wb, name="w_strb_calc")
-        m.d.comb += strb.eq(Mux(beat == 0, head["first"], (1 << wb) - 1)
-                            & Mux(beat == head["len"], head["last"], (1 << wb) - 1)
+        m.d.comb += strb.eq(Mux(beat == 0, head.first, (1 << wb) - 1)
+                            & Mux(beat == head.len, head.last, (1 << wb) - 1)
                             & Mux(poison, 0, (1 << wb) - 1))
         w_fire = axi.wvalid & axi.wready
         m.d.comb += [axi.wvalid.eq(wq.r_rdy & fifo_rdy), axi.wdata.eq(rotated),
-                     axi.wstrb.eq(strb), axi.wlast.eq(beat == head["len"])]
+                     axi.wstrb.eq(strb), axi.wlast.eq(beat == head.len)]
         with m.If(w_fire):
             m.d.sync += beat.eq(beat + 1)
             with m.If(axi.wlast):
                 m.d.sync += beat.eq(0)
                 m.d.comb += wq.r_en.eq(1)
         for c, ch in enumerate(chs):
-            m.d.comb += ch["pop"].eq(w_fire & (head["ch"] == c))
+            m.d.comb += ch["pop"].eq(w_fire & (head.ch == c))
 
         # --- R and B routing by ID -------------------------------------------------------
         m.d.comb += [axi.rready.eq(1), axi.bready.eq(1)]
