@@ -11,6 +11,8 @@ AXI4-Lite after the run; results are also checked bit for bit against golden/dma
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from cosim import dma as D
@@ -50,6 +52,9 @@ def scenarios() -> dict[str, D.Scenario]:
         "rows_3d_64b": _scenario([rows3d], "3D, 4 x 16 rows of 64 B"),
         "gather_8b": _scenario([gather], "element gather, 1024 x 8 B"),
         "chain_8x1k": _scenario(chain, "chain of 8 x 1 KiB"),
+        "contig_16k_stall10": dataclasses.replace(
+            _scenario([_contig(16384)], "contiguous 16 KiB, 10 % random stalls"), pause=10,
+            seed=1),
         "two_channels_16k": _scenario([_contig(16384)], "2 channels x 16 KiB",
                                       [_contig(16384, src=0x10000, dst=0x30000)]),
     }
@@ -75,12 +80,16 @@ def run() -> dict:
         beats, busy = regs[0]["WR_BEATS"], regs[0]["BUSY_CYCLES"]
         est = g.channels[0].est_cycles
         err = abs(est - busy) / busy
-        worst_model = max(worst_model, err)
         target = {"contig_4k": ">= 0.95", "contig_16k": ">= 0.95", "contig_64k": ">= 0.95",
                   "rows_2d_64b": ">= 0.80"}.get(name)
         out[f"eff_{name}"] = {"value": round(beats / busy, 4), "unit": "beats/cycle",
                               "target": target, "beats": beats, "busy_cycles": busy,
                               "golden_estimate": est, "note": sc.note}
+        if sc.pause:  # the model is for a zero-wait memory: informative only
+            out[f"model_err_{name}"] = {"value": round(err, 4), "unit": "fraction",
+                                        "target": None}
+            continue
+        worst_model = max(worst_model, err)
         out[f"model_err_{name}"] = {"value": round(err, 4), "unit": "fraction",
                                     "target": "<= 0.10"}
     out["model_err_worst"] = {"value": round(worst_model, 4), "unit": "fraction",
