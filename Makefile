@@ -47,7 +47,7 @@ sim: $(STAMP)
 	MAIA_SIM=$(SIM) $(PY) -m pytest -n $(JOBS) -m "sim and not slow" tests
 
 bench: $(STAMP)
-	$(PY) -m cosim.bench $(BENCH)
+	MAIA_VERILATOR_OPT=$${MAIA_VERILATOR_OPT:--O2} $(PY) -m cosim.bench $(BENCH)
 
 clean:
 	rm -rf build sim_build results.xml .pytest_cache

@@ -6,11 +6,13 @@ cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
 
-# required: iverilog; optional: tshark (NIC tests check RoCE dissection with it when present)
+# required: iverilog; optional: tshark (NIC tests check RoCE dissection with it when present),
+# ccache (caches Verilator model compilation across designs and runs)
 need_apt=()
 command -v iverilog >/dev/null 2>&1 || need_apt+=(iverilog)
 want_apt=()
 command -v tshark >/dev/null 2>&1 || want_apt+=(tshark)
+command -v ccache >/dev/null 2>&1 || want_apt+=(ccache)
 if [ ${#need_apt[@]} -gt 0 ] || [ ${#want_apt[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         export DEBIAN_FRONTEND=noninteractive
