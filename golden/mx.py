@@ -175,13 +175,14 @@ def _element_fields(f: ElementFormat) -> dict[str, np.ndarray]:
 
 _FIELDS = {name: _element_fields(f) for name, f in FORMATS.items()}
 
-# A block product of two operands is exact in float64 when 32 * (max|a| / lsb_a) *
-# (max|b| / lsb_b) <= 2^53 (every partial sum is then an integer multiple of lsb_a * lsb_b
-# below 2^53, whatever order the BLAS adds in). e2m1 (span <= 3.6 bits) and e4m3 (<= 17.9)
-# always meet it together; e5m2 spans up to 31.9 bits, so an e5m2 operand paired with
-# e4m3/e5m2 is split at 2^17 units into a low and a high piece when a block needs it.
-_SPAN_LIMIT = 48.0
-_SPLIT = 15  # term class shift of the high piece (its values are multiples of 2^15 units)
+# A block product sum_i a_i * b_i is exact in float64, whatever order the BLAS adds in, when
+# every partial sum is an integer multiple of lsb_a * lsb_b (lsb: the lowest set bit present
+# in the block) of magnitude at most 2^53; the partial sums are bounded by
+# min(sum|a| * max|b|, max|a| * sum|b|). In log2 units of the lsb ("spans"): exact when
+# min(l1_a + max_b, max_a + l1_b) <= 53. e2m1 (max span 3.6 bits) and e4m3 (17.9) always meet
+# it together (3.6 + 17.9 + 5 < 53; 17.9 + 17.9 + 5 < 53); e5m2 spans up to 31.9 bits, so an
+# e5m2 operand paired with e4m3/e5m2 is checked per block and split into pieces when needed.
+_EXACT_BITS = 53.0 - 1e-9
 
 
 def _may_need_split(f: ElementFormat, other: ElementFormat) -> bool:
@@ -226,12 +227,15 @@ class _Operand:
         self._val = val
         self.has_specials = bool(self.snan.any()) or (
             bool(T["special"].any()) and bool(T["special"][codes2d].any()))
-        self.span = None
+        self.span_max = self.span_l1 = None  # (R, nb) log2(max|val| / lsb), log2(sum / lsb)
         if want_span:
-            amax = np.abs(val).max(-1)
-            lsb = T["lsb"][codes2d].reshape(self.shape3).min(-1)
-            with np.errstate(divide="ignore"):
-                self.span = np.where(amax > 0, np.log2(amax) - np.log2(lsb), -np.inf)
+            mag = np.abs(val)
+            lsb = np.log2(T["lsb"][codes2d].reshape(self.shape3).min(-1))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                self.span_max = np.log2(mag.max(-1)) - lsb  # -inf for all-zero blocks
+                self.span_l1 = np.log2(mag.sum(-1)) - lsb
+            self.span_max[np.isnan(self.span_max)] = -np.inf
+            self.span_l1[np.isnan(self.span_l1)] = -np.inf
         self._pieces: dict[int, list] = {}
         self._masks = None
 
@@ -556,7 +560,7 @@ def dot(a, a_scale, a_fmt, b, b_scale, b_fmt, acc=None) -> np.ndarray:
     by_shift: dict[int, np.ndarray] = {}
     for sa, xa in pa:
         for sb, xb in pb:
-            t = np.einsum("jik,jik->ji", xa, xb)  # exact (see _SPAN_LIMIT)
+            t = np.einsum("jik,jik->ji", xa, xb)  # exact (see _EXACT_BITS)
             k = sa + sb
             by_shift[k] = t if k not in by_shift else by_shift[k] + t  # exact
     terms = [by_shift[k] for k in sorted(by_shift)]
@@ -620,7 +624,7 @@ def _matmul_rows(accf, oa: _Operand, ob: _Operand, split: bool, nb: int):
     specials = oa.has_specials or ob.has_specials
     ma, mb = (oa.masks(), ob.masks()) if specials else (None, None)
     plan = _split_plan(oa, ob) if split else None  # built once, before the threads
-    span_b = ob.span.max(0) if split else None  # (nb,)
+    span_b = (ob.span_max.max(0), ob.span_l1.max(0)) if split else None  # (nb,) each
     starts = list(range(0, M, rows))
     workers = min(_workers(), len(starts))
 
@@ -641,9 +645,12 @@ def _matmul_chunk(accf, oa, ob, plan, nb, r0, r1, bufs, span_b, ma, mb):
     """Output rows r0:r1, all blocks in order."""
     n = r1 - r0
     accum = _Accumulator(accf[r0:r1])
-    span_a = oa.span[r0:r1].max(0) if plan is not None else None
+    if plan is not None:  # per block: can one GEMM of the whole operands be exact?
+        amax, al1 = oa.span_max[r0:r1].max(0), oa.span_l1[r0:r1].max(0)
+        bmax, bl1 = span_b
+        exact_whole = np.minimum(al1 + bmax, amax + bl1) <= _EXACT_BITS
     for j in range(nb):
-        if plan is None or span_a[j] + span_b[j] <= _SPAN_LIMIT:
+        if plan is None or exact_whole[j]:
             terms = [np.matmul(oa.full[j, r0:r1], ob.full[j].T, out=bufs[0][:n])]
         else:
             pa, pb = plan
