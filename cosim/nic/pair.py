@@ -50,7 +50,7 @@ def make_pair(params: S.NicParams, mem_bytes: int):
 
 def run_pair_rtl(a: G.Nic, b: G.Nic, *, link=(1, 2, 0.0, 0.0, 0.0, 0.0),
                  timeout_cycles: int = 4000, retry_limit: int = 16, sim: str = "verilator",
-                 max_cycles: int = 400_000, tag: str = "pair") -> dict:
+                 max_cycles: int = 400_000, tag: str = "pair", watch_b: bool = False) -> dict:
     """Run the RTL pair from golden NICs ``a`` and ``b`` (configured and posted, not yet run).
     ``link`` = (seed a->b, seed b->a, drop, dup, reorder, corrupt). Returns the final memory
     images, counters (dicts), per-QP (sq_cons, cq_prod), the frames each NIC sent (with the
@@ -68,8 +68,9 @@ def run_pair_rtl(a: G.Nic, b: G.Nic, *, link=(1, 2, 0.0, 0.0, 0.0, 0.0),
                     inputs=dict(mem_a=a.mem.copy(), mem_b=b.mem.copy(), cfg_a=cfg_a, cfg_b=cfg_b,
                                 bell_a=bell_a, bell_b=bell_b,
                                 link=np.array(link, dtype=np.float64),
-                                max_cycles=np.int64(max_cycles)))
-    res = {"cycles": int(out["cycles"])}
+                                max_cycles=np.int64(max_cycles), watch_b=np.int64(watch_b)))
+    res = {"cycles": int(out["cycles"]), "bell_done": int(out["bell_done"]),
+           "a_bresp_t": out["a_bresp_t"].tolist()}
     for n in ("a", "b"):
         res[f"mem_{n}"] = out[f"mem_{n}"]
         res[f"counters_{n}"] = dict(zip(S.COUNTERS, out[f"counters_{n}"].tolist()))

@@ -15,8 +15,10 @@ Outputs:
     mem_a, mem_b            final memory images
     counters_a, counters_b  spec.nic.COUNTERS read over AXI4-Lite
     qpregs_a, qpregs_b      (n_qps, 2): sq_cons, cq_prod read over AXI4-Lite
-    tx_a, tx_b (+ _len, _t) frames each NIC sent (before the link), with the cycle of their
-                            last beat
+    tx_a, tx_b (+ _len, _t) frames each NIC sent (before the link), with the cycle the link
+                            model took them (polled every 4 cycles)
+    bell_done               cycle the last doorbell write completed
+    a_bresp_t               (with input watch_b=1) cycles of NIC A's AXI4 write responses
     cycles                  cycles until both NICs were idle and the link empty
     bell_cycle              cycle of the first doorbell write
 """
@@ -93,6 +95,14 @@ async def _link(dut, tx: _Side, rx: _Side, lossy: LossyLink, state: dict):
             and lossy.held is None
 
 
+async def _watch_b(dut, log):
+    """Cycles at which NIC A's AXI4 write responses complete (latency runs only)."""
+    while True:
+        await RisingEdge(dut.clk)
+        if dut.a_m_axi__bvalid.value == 1 and dut.a_m_axi__bready.value == 1:
+            log.append(_cycle())
+
+
 @cocotb.test()
 async def pair(dut):
     vec = bench_inputs()
@@ -114,10 +124,14 @@ async def pair(dut):
     for side, cfg in ((a, vec["cfg_a"]), (b, vec["cfg_b"])):
         for addr, value in cfg.reshape(-1, 2).tolist():
             await side.wr(addr, value)
+    bwrites: list[int] = []
+    if int(vec.get("watch_b", 0)):
+        cocotb.start_soon(_watch_b(dut, bwrites))
     bell_cycle = _cycle()
     for side, bell in ((a, vec["bell_a"]), (b, vec["bell_b"])):
         for addr, value in bell.reshape(-1, 2).tolist():
             await side.wr(addr, value)
+    bell_done = _cycle()
     max_cycles = int(vec["max_cycles"])
     stable = 0
     while stable < 3:
@@ -142,4 +156,5 @@ async def pair(dut):
         d, lens = join([f for _, f in side.sent])
         out[f"tx_{n}"], out[f"tx_{n}_len"] = d, lens
         out[f"tx_{n}_t"] = np.array([t for t, _ in side.sent], np.int64)
-    bench_outputs(cycles=np.int64(cycles), bell_cycle=np.int64(bell_cycle), **out)
+    bench_outputs(cycles=np.int64(cycles), bell_cycle=np.int64(bell_cycle),
+                  bell_done=np.int64(bell_done), a_bresp_t=np.array(bwrites, np.int64), **out)
