@@ -1,0 +1,514 @@
+"""Command processor + host interface: AXI4-Lite CSRs, host queues in HBM, dispatch to the
+cluster DMAs and tiles, completion tracking, per-queue errors, counters and interrupts."""
+
+from __future__ import annotations
+
+from amaranth import Array, Cat, Const, Module, Mux, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from rtl.axi import BURST_INCR, RESP_OKAY, RESP_SLVERR, AXI4LiteSignature, AXI4Signature
+from rtl.tile.tsram import WORD_BITS
+from spec import chip as C
+from spec import dma as D
+from spec import tile as T
+
+__all__ = ["CommandProcessor"]
+
+
+class CommandProcessor(wiring.Component):
+    """The chip's command processor (CP) and host CSR block (docs/chip.md).
+
+    At reset the CP programs every cluster DMA's address windows (HBM, CSRAM, TSRAMs) over
+    its AXI4-Lite ports, then sets STATUS.ready. After that it alternates between polling
+    one dispatched unit (round-robin) and taking one step on one host queue (round-robin):
+    an entry is fetched from HBM into the queue's entry register (one 256-bit beat on
+    ``m_axi``), checked (spec.chip.check_entry), and executed:
+
+    * DMA: when the channel is idle, write its HEAD and DOORBELL (asynchronous).
+    * TILE: when the tile is idle, pulse its ``start`` with the list address (asynchronous).
+    * FENCE: retires when no unit dispatched by this queue is in flight.
+    * SEM_WAIT: retires when the cluster semaphore >= count, subtracting count.
+    * NOP: retires at once.
+
+    An entry that cannot proceed stays in its register and the CP moves on to other
+    queues (queues never block each other). A dispatched DMA chain or tile list retires
+    when the poll sees it finished; an error is charged to the queue that dispatched it.
+
+    Ports
+    -----
+    s_axil : host AXI4-Lite (12-bit addresses, spec.chip CSR map).
+    m_axi : AXI4 manager to HBM (queue entries; reads only, one beat per entry).
+    dma{c} : AXI4-Lite manager to cluster c's DMA CSRs.
+    c{c}_t{t}_start/_cmd/_status/_macs_lo/_macs_hi/_ttu_busy : tile control and counters.
+    c{c}_sem{s}, c{c}_take/_take_sem/_take_count : cluster semaphores.
+    irq : Out(1), ``IRQ_STATUS & IRQ_ENABLE != 0``.
+    """
+
+    def __init__(self, cfg: C.ChipConfig, id_width: int = 1):
+        if not isinstance(cfg, C.ChipConfig):
+            raise TypeError(f"cfg: must be a spec.chip.ChipConfig, got {type(cfg).__name__}")
+        self._cfg = cfg
+        ports = {
+            "s_axil": In(AXI4LiteSignature(addr_width=C.CSR_ADDR_WIDTH, data_width=32)),
+            "m_axi": Out(AXI4Signature(addr_width=32, data_width=WORD_BITS,
+                                       id_width=id_width)),
+            "irq": Out(1),
+        }
+        for c in range(cfg.clusters):
+            ports[f"dma{c}"] = Out(AXI4LiteSignature(addr_width=D.CSR_ADDR_WIDTH,
+                                                     data_width=32))
+            for t in range(cfg.tiles):
+                p = f"c{c}_t{t}_"
+                ports.update({p + "start": Out(1), p + "cmd": Out(32), p + "status": In(32),
+                              p + "macs_lo": In(32), p + "macs_hi": In(32),
+                              p + "ttu_busy": In(32)})
+            for s in range(cfg.n_sems):
+                ports[f"c{c}_sem{s}"] = In(8)
+            ports.update({f"c{c}_take": Out(1),
+                          f"c{c}_take_sem": Out(range(max(2, cfg.n_sems))),
+                          f"c{c}_take_count": Out(8)})
+        super().__init__(ports)
+
+    cfg = property(lambda self: self._cfg)
+
+    def elaborate(self, platform):  # noqa: C901 - one FSM, kept in one place on purpose
+        m = Module()
+        cfg = self._cfg
+        NC, NT, NCH, NQ, NS = cfg.clusters, cfg.tiles, cfg.dma_channels, cfg.queues, cfg.n_sems
+        n_dma, n_tile = NC * NCH, NC * NT
+        n_units = n_dma + n_tile
+
+        # ---------------- per-queue state ----------------
+        def qarr(name, width, init=0):
+            return Array(Signal(width, name=f"q{q}_{name}", init=init) for q in range(NQ))
+        q_ring, q_size, q_tail, q_head = qarr("ring", 32), qarr("size", 16), qarr("tail", 16), \
+            qarr("head", 16)
+        q_seq, q_err, q_err_seq, q_err_detail = qarr("seq", 32), qarr("err", 8), \
+            qarr("err_seq", 32), qarr("err_detail", 32)
+        q_err_count, q_done = qarr("err_count", 32), qarr("done", 32)
+        q_cached, q_entry = qarr("cached", 1), qarr("entry", WORD_BITS)
+        irq_status, irq_enable = Signal(2 * NQ), Signal(2 * NQ)
+        cycles, busy_cycles = Signal(32), Signal(32)
+        dma_disp, tile_disp, macs, ttu_busy = Signal(32), Signal(32), Signal(64), Signal(32)
+        ready = Signal()
+
+        # ---------------- per-unit state (DMA channels first, then tiles) ----------------
+        u_fly = Array(Signal(name=f"u{u}_fly") for u in range(n_units))
+        u_owner = Array(Signal(range(max(2, NQ)), name=f"u{u}_owner") for u in range(n_units))
+        u_seq = Array(Signal(32, name=f"u{u}_seq") for u in range(n_units))
+        u_irq = Array(Signal(name=f"u{u}_irq") for u in range(n_units))
+
+        tile_status = Array(getattr(self, f"c{u // NT}_t{u % NT}_status") for u in range(n_tile))
+        tile_macs = Array(Cat(getattr(self, f"c{u // NT}_t{u % NT}_macs_lo"),
+                              getattr(self, f"c{u // NT}_t{u % NT}_macs_hi"))
+                          for u in range(n_tile))
+        tile_busy = Array(getattr(self, f"c{u // NT}_t{u % NT}_ttu_busy") for u in range(n_tile))
+        sems = Array(getattr(self, f"c{c}_sem{s}") for c in range(NC) for s in range(NS))
+
+        pending = Signal(NQ)
+        for q in range(NQ):
+            owned = Const(0)
+            for u in range(n_units):
+                owned = owned | (u_fly[u] & (u_owner[u] == q))
+            m.d.comb += pending[q].eq((q_head[q] != q_tail[q]) | owned)
+        m.d.sync += [cycles.eq(cycles + 1), busy_cycles.eq(busy_cycles + pending.any())]
+        m.d.comb += self.irq.eq((irq_status & irq_enable).any())
+
+        # error / retire helpers (the FSM does at most one of each per cycle)
+        rec = {"en": Signal(name="rec_en"), "q": Signal(range(max(2, NQ)), name="rec_q"),
+               "seq": Signal(32, name="rec_seq"), "code": Signal(8, name="rec_code"),
+               "detail": Signal(32, name="rec_detail")}
+        ret = {"en": Signal(name="ret_en"), "q": Signal(range(max(2, NQ)), name="ret_q"),
+               "irq": Signal(name="ret_irq")}
+        adv = {"en": Signal(name="adv_en"), "q": Signal(range(max(2, NQ)), name="adv_q")}
+        irq_set = Signal(2 * NQ)
+        with m.If(rec["en"]):
+            q = rec["q"]
+            with m.If((q_err_count[q] == 0) | (rec["seq"] < q_err_seq[q])):
+                m.d.sync += [q_err[q].eq(rec["code"]), q_err_seq[q].eq(rec["seq"]),
+                             q_err_detail[q].eq(rec["detail"])]
+            m.d.sync += q_err_count[q].eq(q_err_count[q] + 1)
+        with m.If(ret["en"]):
+            m.d.sync += q_done[ret["q"]].eq(q_done[ret["q"]] + 1)
+        for q in range(NQ):
+            m.d.comb += [irq_set[2 * q].eq(ret["en"] & ret["irq"] & (ret["q"] == q)),
+                         irq_set[2 * q + 1].eq(rec["en"] & (rec["q"] == q))]
+        with m.If(adv["en"]):
+            q = adv["q"]
+            m.d.sync += [q_head[q].eq(Mux(q_head[q] + 1 >= q_size[q], 0, q_head[q] + 1)),
+                         q_seq[q].eq(q_seq[q] + 1), q_cached[q].eq(0)]
+
+        # ---------------- AXI4-Lite manager to the cluster DMAs ----------------
+        ax_go, ax_we = Signal(), Signal()
+        ax_c = Signal(range(max(2, NC)))
+        ax_addr, ax_wdata, ax_rdata = Signal(D.CSR_ADDR_WIDTH), Signal(32), Signal(32)
+        ax_done = Signal()
+        ports = [getattr(self, f"dma{c}") for c in range(NC)]
+        for p in ports:
+            m.d.comb += [p.awaddr.eq(ax_addr), p.araddr.eq(ax_addr), p.wdata.eq(ax_wdata),
+                         p.wstrb.eq(0xF), p.awprot.eq(0), p.arprot.eq(0)]
+        sel = Array(ports)[ax_c]
+        aw_ok, w_ok = Signal(), Signal()
+        with m.FSM(name="axil"):
+            with m.State("IDLE"):
+                with m.If(ax_go):
+                    m.d.sync += [aw_ok.eq(0), w_ok.eq(0)]
+                    with m.If(ax_we):
+                        m.next = "WRITE"
+                    with m.Else():
+                        m.next = "READ"
+            with m.State("WRITE"):
+                m.d.comb += [sel.awvalid.eq(~aw_ok), sel.wvalid.eq(~w_ok)]
+                with m.If(sel.awready):
+                    m.d.sync += aw_ok.eq(1)
+                with m.If(sel.wready):
+                    m.d.sync += w_ok.eq(1)
+                with m.If((aw_ok | sel.awready) & (w_ok | sel.wready)):
+                    m.next = "BRESP"
+            with m.State("BRESP"):
+                m.d.comb += sel.bready.eq(1)
+                with m.If(sel.bvalid):
+                    m.d.comb += ax_done.eq(1)
+                    m.next = "IDLE"
+            with m.State("READ"):
+                m.d.comb += sel.arvalid.eq(1)
+                with m.If(sel.arready):
+                    m.next = "RRESP"
+            with m.State("RRESP"):
+                m.d.comb += sel.rready.eq(1)
+                with m.If(sel.rvalid):
+                    m.d.sync += ax_rdata.eq(sel.rdata)
+                    m.d.comb += ax_done.eq(1)
+                    m.next = "IDLE"
+
+        # ---------------- HBM reads of queue entries ----------------
+        hb = self.m_axi
+        m.d.comb += [hb.arid.eq(0), hb.arlen.eq(0), hb.arsize.eq(5), hb.arburst.eq(BURST_INCR),
+                     hb.arcache.eq(0b0011), hb.arlock.eq(0), hb.arprot.eq(0),
+                     hb.awvalid.eq(0), hb.wvalid.eq(0), hb.bready.eq(1), hb.awid.eq(0),
+                     hb.awaddr.eq(0), hb.awlen.eq(0), hb.awsize.eq(5), hb.awburst.eq(BURST_INCR),
+                     hb.awcache.eq(0), hb.awlock.eq(0), hb.awprot.eq(0), hb.wdata.eq(0),
+                     hb.wstrb.eq(0), hb.wlast.eq(0)]
+
+        # ---------------- tile and semaphore outputs ----------------
+        t_start = Array(getattr(self, f"c{u // NT}_t{u % NT}_start") for u in range(n_tile))
+        t_cmd = Signal(32)
+        for u in range(n_tile):
+            m.d.comb += getattr(self, f"c{u // NT}_t{u % NT}_cmd").eq(t_cmd)
+        take_c, take_s, take_n, take_en = Signal(range(max(2, NC))), \
+            Signal(range(max(2, NS))), Signal(8), Signal()
+        for c in range(NC):
+            m.d.comb += [getattr(self, f"c{c}_take").eq(take_en & (take_c == c)),
+                         getattr(self, f"c{c}_take_sem").eq(take_s),
+                         getattr(self, f"c{c}_take_count").eq(take_n)]
+
+        # ---------------- main FSM ----------------
+        init_c = Signal(range(max(2, NC)))
+        init_k = Signal(range(2 * (2 + NT) + 1))
+        win_regs = []   # (register, value-for-cluster-0, per-cluster increment)
+        for k, (base, size) in enumerate(cfg.dma_windows(0)):
+            inc = 0 if k == 0 else cfg.cluster_stride
+            win_regs.append((D.win_base_reg(k), base, inc))
+            win_regs.append((D.win_size_reg(k), size, 0))
+        poll = Signal(range(max(2, n_units)))
+        qp = Signal(range(max(2, NQ)))
+        phase = Signal()
+        cur_u = Signal(range(max(2, n_units)))
+        cur_q = Signal(range(max(2, NQ)))
+        ent = Signal(WORD_BITS)
+        w = [ent[32 * i:32 * i + 32] for i in range(8)]
+        op, ecl, eun, eirq = w[0][0:8], w[0][8:16], w[0][16:20], w[0][20]
+        arg = w[1]
+        seqv = Signal(32)
+
+        # static entry check (spec.chip.check_entry)
+        chk = Signal(8)
+        uses_arg = (op == C.OP_DMA) | (op == C.OP_TILE) | (op == C.OP_SEM_WAIT)
+        unused_nz = (Cat(*w[2:]) != 0) | (~uses_arg & (arg != 0))
+        limit = Mux(op == C.OP_DMA, NCH, Mux(op == C.OP_TILE, NT, NS))
+        lo = Signal(33)
+        m.d.comb += lo.eq(cfg.local_base + ecl * cfg.cluster_stride)
+        dma_addr_ok = (arg[:6] == 0) & ((arg + D.DESC_BYTES <= cfg.hbm_window)
+                                       | ((arg >= lo) & (arg < lo + cfg.cluster_stride)))
+        tile_addr_ok = (arg[:5] == 0) & (arg < cfg.tile.tsram_bytes)
+        with m.If(op > C.OP_SEM_WAIT):
+            m.d.comb += chk.eq(C.ERR_BAD_OPCODE)
+        with m.Elif((w[0] & C.W0_RESERVED_MASK != 0) | unused_nz):
+            m.d.comb += chk.eq(C.ERR_BAD_ENTRY)
+        with m.Elif((op == C.OP_NOP) | (op == C.OP_FENCE)):
+            m.d.comb += chk.eq(Mux((ecl != 0) | (eun != 0), C.ERR_BAD_UNIT, 0))
+        with m.Elif((op == C.OP_SEM_WAIT) & ((arg == 0) | (arg > 255))):
+            m.d.comb += chk.eq(C.ERR_BAD_ENTRY)
+        with m.Elif((ecl >= NC) | (eun >= limit)):
+            m.d.comb += chk.eq(C.ERR_BAD_UNIT)
+        with m.Elif((op == C.OP_DMA) & ~dma_addr_ok):
+            m.d.comb += chk.eq(C.ERR_BAD_ADDRESS)
+        with m.Elif((op == C.OP_TILE) & ~tile_addr_ok):
+            m.d.comb += chk.eq(C.ERR_BAD_ADDRESS)
+
+        dma_u = Signal(range(max(2, n_units)))
+        tile_u = Signal(range(max(2, n_tile)))
+        m.d.comb += [dma_u.eq(ecl * NCH + eun), tile_u.eq(ecl * NT + eun)]
+        owned_by_cur = Const(0)
+        for u in range(n_units):
+            owned_by_cur = owned_by_cur | (u_fly[u] & (u_owner[u] == cur_q))
+        sem_val = sems[ecl * NS + eun]
+        fetch_addr = Signal(33)
+        m.d.comb += fetch_addr.eq(Cat(Const(0, 5), q_ring[cur_q][5:]) + (q_head[cur_q] << 5))
+
+        def dispatch(u):
+            m.d.sync += [u_fly[u].eq(1), u_owner[u].eq(cur_q), u_seq[u].eq(seqv),
+                         u_irq[u].eq(eirq)]
+            m.d.comb += [adv["en"].eq(1), adv["q"].eq(cur_q)]
+
+        def retire_now(q, irq):
+            m.d.comb += [ret["en"].eq(1), ret["q"].eq(q), ret["irq"].eq(irq)]
+
+        def complete_unit(u, code, detail):
+            m.d.sync += u_fly[u].eq(0)
+            m.d.comb += [ret["en"].eq(1), ret["q"].eq(u_owner[u]), ret["irq"].eq(u_irq[u])]
+            if isinstance(code, int) and code == 0:
+                return
+            with m.If(code != 0):
+                m.d.comb += [rec["en"].eq(1), rec["q"].eq(u_owner[u]), rec["seq"].eq(u_seq[u]),
+                             rec["code"].eq(code), rec["detail"].eq(detail)]
+
+        with m.FSM(name="cp"):
+            with m.State("INIT"):
+                with m.Switch(init_k):
+                    for k, (reg, val, inc) in enumerate(win_regs):
+                        with m.Case(k):
+                            m.d.sync += [ax_addr.eq(reg), ax_wdata.eq(val + init_c * inc)]
+                m.d.sync += [ax_c.eq(init_c), ax_we.eq(1)]
+                m.next = "INIT_GO"
+            with m.State("INIT_GO"):
+                m.d.comb += ax_go.eq(1)
+                m.next = "INIT_WAIT"
+            with m.State("INIT_WAIT"):
+                with m.If(ax_done):
+                    with m.If(init_k == len(win_regs) - 1):
+                        m.d.sync += init_k.eq(0)
+                        with m.If(init_c == NC - 1):
+                            m.d.sync += ready.eq(1)
+                            m.next = "SCHED"
+                        with m.Else():
+                            m.d.sync += init_c.eq(init_c + 1)
+                            m.next = "INIT"
+                    with m.Else():
+                        m.d.sync += init_k.eq(init_k + 1)
+                        m.next = "INIT"
+
+            with m.State("SCHED"):
+                m.d.sync += phase.eq(~phase)
+                with m.If(phase == 0):
+                    m.d.sync += [cur_u.eq(poll),
+                                 poll.eq(Mux(poll == n_units - 1, 0, poll + 1))]
+                    with m.If(u_fly[poll]):
+                        m.next = "POLL"
+                with m.Else():
+                    m.d.sync += [cur_q.eq(qp), qp.eq(Mux(qp == NQ - 1, 0, qp + 1))]
+                    with m.If((q_size[qp] != 0) & (q_head[qp] != q_tail[qp])):
+                        with m.If(q_cached[qp]):
+                            m.next = "LOAD"
+                        with m.Else():
+                            m.next = "FETCH"
+
+            # --- polling a dispatched unit ---
+            with m.State("POLL"):
+                with m.If(cur_u >= n_dma):
+                    tu = Signal(range(max(2, n_tile)))
+                    m.d.comb += tu.eq(cur_u - n_dma)
+                    st = tile_status[tu]
+                    with m.If(st[:2] != T.ST_RUNNING):
+                        complete_unit(cur_u, Mux(st[:2] == T.ST_ERROR, C.ERR_TILE, 0), st)
+                        m.d.sync += [macs.eq(macs + tile_macs[tu]),
+                                     ttu_busy.eq(ttu_busy + tile_busy[tu])]
+                    m.next = "SCHED"
+                with m.Else():
+                    m.d.sync += ax_we.eq(0)
+                    for u in range(n_dma):
+                        with m.If(cur_u == u):
+                            m.d.sync += [ax_c.eq(u // NCH),
+                                         ax_addr.eq(D.ch_reg(u % NCH, D.CH_STATUS))]
+                    m.next = "POLL_GO"
+            with m.State("POLL_GO"):
+                m.d.comb += ax_go.eq(1)
+                m.next = "POLL_WAIT"
+            with m.State("POLL_WAIT"):
+                with m.If(ax_done):
+                    with m.If(ax_rdata[:2] == D.ST_BUSY):
+                        m.next = "SCHED"
+                    with m.Elif(ax_rdata[:2] == D.ST_ERROR):
+                        m.d.sync += ax_addr.eq(ax_addr - D.CH_STATUS + D.CH_ERROR)
+                        m.next = "POLL_ERR_GO"
+                    with m.Else():
+                        complete_unit(cur_u, 0, 0)
+                        m.next = "SCHED"
+            with m.State("POLL_ERR_GO"):
+                m.d.comb += ax_go.eq(1)
+                m.next = "POLL_ERR_WAIT"
+            with m.State("POLL_ERR_WAIT"):
+                with m.If(ax_done):
+                    complete_unit(cur_u, C.ERR_DMA, ax_rdata)
+                    m.next = "SCHED"
+
+            # --- taking an entry ---
+            with m.State("FETCH"):
+                with m.If(fetch_addr + C.ENTRY_BYTES > cfg.hbm_window):
+                    m.d.comb += [rec["en"].eq(1), rec["q"].eq(cur_q),
+                                 rec["seq"].eq(q_seq[cur_q]), rec["code"].eq(C.ERR_FETCH),
+                                 rec["detail"].eq(fetch_addr)]
+                    retire_now(cur_q, 0)
+                    m.d.comb += [adv["en"].eq(1), adv["q"].eq(cur_q)]
+                    m.next = "SCHED"
+                with m.Else():
+                    m.d.comb += [hb.arvalid.eq(1), hb.araddr.eq(fetch_addr)]
+                    with m.If(hb.arready):
+                        m.next = "FETCH_R"
+            with m.State("FETCH_R"):
+                m.d.comb += hb.rready.eq(1)
+                with m.If(hb.rvalid):
+                    with m.If(hb.rresp != RESP_OKAY):
+                        m.d.comb += [rec["en"].eq(1), rec["q"].eq(cur_q),
+                                     rec["seq"].eq(q_seq[cur_q]), rec["code"].eq(C.ERR_FETCH),
+                                     rec["detail"].eq(fetch_addr)]
+                        retire_now(cur_q, 0)
+                        m.d.comb += [adv["en"].eq(1), adv["q"].eq(cur_q)]
+                        m.next = "SCHED"
+                    with m.Else():
+                        m.d.sync += [q_entry[cur_q].eq(hb.rdata), q_cached[cur_q].eq(1)]
+                        m.next = "LOAD"
+            with m.State("LOAD"):
+                m.d.sync += [ent.eq(q_entry[cur_q]), seqv.eq(q_seq[cur_q])]
+                m.next = "EXEC"
+            with m.State("EXEC"):
+                with m.If(chk != 0):
+                    m.d.comb += [rec["en"].eq(1), rec["q"].eq(cur_q), rec["seq"].eq(seqv),
+                                 rec["code"].eq(chk), rec["detail"].eq(0)]
+                    retire_now(cur_q, eirq)
+                    m.d.comb += [adv["en"].eq(1), adv["q"].eq(cur_q)]
+                    m.next = "SCHED"
+                with m.Elif(op == C.OP_NOP):
+                    retire_now(cur_q, eirq)
+                    m.d.comb += [adv["en"].eq(1), adv["q"].eq(cur_q)]
+                    m.next = "SCHED"
+                with m.Elif(op == C.OP_FENCE):
+                    with m.If(~owned_by_cur):
+                        retire_now(cur_q, eirq)
+                        m.d.comb += [adv["en"].eq(1), adv["q"].eq(cur_q)]
+                    m.next = "SCHED"
+                with m.Elif(op == C.OP_SEM_WAIT):
+                    with m.If(sem_val >= arg[:8]):
+                        m.d.comb += [take_en.eq(1), take_c.eq(ecl), take_s.eq(eun),
+                                     take_n.eq(arg[:8])]
+                        retire_now(cur_q, eirq)
+                        m.d.comb += [adv["en"].eq(1), adv["q"].eq(cur_q)]
+                    m.next = "SCHED"
+                with m.Elif(op == C.OP_TILE):
+                    with m.If(~u_fly[n_dma + tile_u]):
+                        m.d.comb += [t_cmd.eq(arg), t_start[tile_u].eq(1)]
+                        m.d.sync += tile_disp.eq(tile_disp + 1)
+                        dispatch(n_dma + tile_u)
+                    m.next = "SCHED"
+                with m.Else():   # DMA
+                    with m.If(~u_fly[dma_u]):
+                        m.d.sync += [ax_c.eq(ecl), ax_we.eq(1),
+                                     ax_addr.eq(D.ch_reg(0, D.CH_HEAD) + eun * D.CH_STRIDE),
+                                     ax_wdata.eq(arg), cur_u.eq(dma_u)]
+                        m.next = "DMA_HEAD"
+                    with m.Else():
+                        m.next = "SCHED"
+            with m.State("DMA_HEAD"):
+                m.d.comb += ax_go.eq(1)
+                m.next = "DMA_HEAD_WAIT"
+            with m.State("DMA_HEAD_WAIT"):
+                with m.If(ax_done):
+                    m.d.sync += ax_addr.eq(ax_addr - D.CH_HEAD + D.CH_DOORBELL)
+                    m.next = "DMA_BELL"
+            with m.State("DMA_BELL"):
+                m.d.comb += ax_go.eq(1)
+                m.next = "DMA_BELL_WAIT"
+            with m.State("DMA_BELL_WAIT"):
+                with m.If(ax_done):
+                    m.d.sync += dma_disp.eq(dma_disp + 1)
+                    dispatch(cur_u)
+                    m.next = "SCHED"
+
+        # ---------------- host CSRs (AXI4-Lite subordinate) ----------------
+        s = self.s_axil
+        rd_data = Signal(32)
+        rd_ok = Signal()
+        ra = s.araddr
+        with m.Switch(ra):
+            for name, reg in C.GLOBAL_REGS.items():
+                with m.Case(reg):
+                    val = {"ID": C.ID_MAGIC, "CONFIG": cfg.config_word(),
+                           "STATUS": Cat(ready, pending.any()), "IRQ_STATUS": irq_status,
+                           "IRQ_ENABLE": irq_enable, "CYCLES": cycles,
+                           "BUSY_CYCLES": busy_cycles, "DMA_DISPATCH": dma_disp,
+                           "TILE_DISPATCH": tile_disp, "MACS_LO": macs[:32],
+                           "MACS_HI": macs[32:], "TTU_BUSY": ttu_busy}[name]
+                    m.d.comb += [rd_data.eq(val), rd_ok.eq(1)]
+            for i in range(NC * NS):
+                with m.Case(C.REG_SEM_BASE + 4 * i):
+                    m.d.comb += [rd_data.eq(sems[i]), rd_ok.eq(1)]
+            for q in range(NQ):
+                for name, off in C.Q_REGS.items():
+                    with m.Case(C.q_reg(q, off)):
+                        val = {"RING": Cat(Const(0, 5), q_ring[q][5:]), "SIZE": q_size[q],
+                               "TAIL": q_tail[q], "HEAD": q_head[q], "STATUS": pending[q],
+                               "ERROR": q_err[q], "ERR_SEQ": q_err_seq[q],
+                               "ERR_DETAIL": q_err_detail[q], "ERR_COUNT": q_err_count[q],
+                               "DONE_COUNT": q_done[q], "SEQ": q_seq[q]}[name]
+                        m.d.comb += [rd_data.eq(val), rd_ok.eq(1)]
+        r_pend = Signal()
+        with m.If(~r_pend):
+            m.d.comb += s.arready.eq(1)
+            with m.If(s.arvalid):
+                m.d.sync += [r_pend.eq(1), s.rdata.eq(rd_data),
+                             s.rresp.eq(Mux(rd_ok, RESP_OKAY, RESP_SLVERR))]
+        with m.Else():
+            m.d.comb += s.rvalid.eq(1)
+            with m.If(s.rready):
+                m.d.sync += r_pend.eq(0)
+
+        b_pend = Signal()
+        wa, wd = s.awaddr, s.wdata
+        w_ok = Signal()
+        with m.If(~b_pend & s.awvalid & s.wvalid):
+            m.d.comb += [s.awready.eq(1), s.wready.eq(1)]
+            m.d.sync += b_pend.eq(1)
+            full = s.wstrb == 0xF
+            with m.If(full & (wa == C.REG_IRQ_ENABLE)):
+                m.d.comb += w_ok.eq(1)
+                m.d.sync += irq_enable.eq(wd)
+            with m.If(full & (wa == C.REG_IRQ_STATUS)):
+                m.d.comb += w_ok.eq(1)
+            for q in range(NQ):
+                with m.If(full & (wa == C.q_reg(q, C.Q_RING))):
+                    m.d.comb += w_ok.eq(1)
+                    m.d.sync += q_ring[q].eq(wd)
+                with m.If(full & (wa == C.q_reg(q, C.Q_SIZE)) & (wd <= C.QUEUE_MAX_SIZE)):
+                    m.d.comb += w_ok.eq(1)
+                    m.d.sync += q_size[q].eq(wd)
+                with m.If(full & (wa == C.q_reg(q, C.Q_TAIL)) & (wd < q_size[q])):
+                    m.d.comb += w_ok.eq(1)
+                    m.d.sync += q_tail[q].eq(wd)
+                with m.If(full & (wa == C.q_reg(q, C.Q_CTRL)) & (wd[0] == 1)):
+                    m.d.comb += w_ok.eq(1)
+                    m.d.sync += [q_head[q].eq(0), q_tail[q].eq(0), q_seq[q].eq(0),
+                                 q_err[q].eq(0), q_err_seq[q].eq(0), q_err_detail[q].eq(0),
+                                 q_err_count[q].eq(0), q_done[q].eq(0), q_cached[q].eq(0)]
+            m.d.sync += s.bresp.eq(Mux(w_ok, RESP_OKAY, RESP_SLVERR))
+        with m.If(b_pend):
+            m.d.comb += s.bvalid.eq(1)
+            with m.If(s.bready):
+                m.d.sync += b_pend.eq(0)
+        # IRQ_STATUS: set by events, write-1-to-clear by the host (a set wins)
+        clr = Signal(2 * NQ)
+        with m.If(~b_pend & s.awvalid & s.wvalid & (s.wstrb == 0xF)
+                  & (wa == C.REG_IRQ_STATUS)):
+            m.d.comb += clr.eq(wd)
+        m.d.sync += irq_status.eq((irq_status & ~clr) | irq_set)
+        return m
