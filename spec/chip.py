@@ -21,6 +21,7 @@ Queue entry (32 bytes, little-endian 32-bit words, 32-byte aligned in HBM)::
     DMA       w1 address of the first DMA descriptor (spec.dma layout), 64-byte aligned
     TILE      w1 command-list address inside the tile's TSRAM (spec.tile), 32-byte aligned
     SEM_WAIT  w1 [7:0] count (1..255); unit = cluster semaphore index
+    WAIT      w1 [0] kind: 0 DMA channel ``unit``, 1 tile ``unit`` of ``cluster``
     FENCE, NOP  no operands (cluster and unit must be 0)
     words 2..7 must be 0 (w1 too for FENCE/NOP)
 """
@@ -38,9 +39,10 @@ from spec import tile as T
 ENTRY_BYTES = 32
 ENTRY_WORDS = ENTRY_BYTES // 4
 
-OP_NOP, OP_DMA, OP_TILE, OP_FENCE, OP_SEM_WAIT = 0, 1, 2, 3, 4
+OP_NOP, OP_DMA, OP_TILE, OP_FENCE, OP_SEM_WAIT, OP_WAIT = 0, 1, 2, 3, 4, 5
 OPCODES = {"NOP": OP_NOP, "DMA": OP_DMA, "TILE": OP_TILE, "FENCE": OP_FENCE,
-           "SEM_WAIT": OP_SEM_WAIT}
+           "SEM_WAIT": OP_SEM_WAIT, "WAIT": OP_WAIT}
+WAIT_DMA, WAIT_TILE = 0, 1
 OPCODE_NAMES = {v: k for k, v in OPCODES.items()}
 
 W0_OPCODE = (0, 8)
@@ -154,7 +156,7 @@ class ChipConfig:
     dma_channels: int = 2
     dma_max_burst: int = 64
     hbm_window: int = 16 << 20
-    queues: int = 2
+    queues: int = 4
     n_sems: int = 4
     clock_hz: float = 1.0e9
     hbm_bytes_per_cycle: int = 32     # default bench HBM model: one 256-bit beat per cycle
@@ -344,6 +346,12 @@ def entry_nop(irq: bool = False) -> bytes:
     return entry_raw([_w0(OP_NOP, irq=irq)])
 
 
+def entry_wait(cluster: int, unit: int, tile: bool, irq: bool = False) -> bytes:
+    """Retire when DMA channel ``unit`` (tile=False) or tile ``unit`` (tile=True) of
+    ``cluster`` has no dispatched work in flight."""
+    return entry_raw([_w0(OP_WAIT, cluster, unit, irq), WAIT_TILE if tile else WAIT_DMA])
+
+
 def entry_sem_wait(cluster: int, sem: int, count: int = 1, irq: bool = False) -> bytes:
     return entry_raw([_w0(OP_SEM_WAIT, cluster, sem, irq), _put(0, (0, 8), count, "count")])
 
@@ -375,14 +383,18 @@ def check_entry(e: Entry, cfg: ChipConfig) -> int:
     returns ERR_NONE or the first error code (docs/chip.md "Errors")."""
     if e.opcode not in OPCODE_NAMES:
         return ERR_BAD_OPCODE
-    unused = e.words[2:] if e.opcode in (OP_DMA, OP_TILE, OP_SEM_WAIT) else e.words[1:]
+    unused = e.words[2:] if e.opcode in (OP_DMA, OP_TILE, OP_SEM_WAIT, OP_WAIT) \
+        else e.words[1:]
     if e.reserved or any(unused):
         return ERR_BAD_ENTRY
     if e.opcode in (OP_NOP, OP_FENCE):
         return ERR_BAD_UNIT if (e.cluster or e.unit) else ERR_NONE
     if e.opcode == OP_SEM_WAIT and not 1 <= e.arg <= 255:
         return ERR_BAD_ENTRY
-    limit = {OP_DMA: cfg.dma_channels, OP_TILE: cfg.tiles, OP_SEM_WAIT: cfg.n_sems}[e.opcode]
+    if e.opcode == OP_WAIT and e.arg > WAIT_TILE:
+        return ERR_BAD_ENTRY
+    limit = {OP_DMA: cfg.dma_channels, OP_TILE: cfg.tiles, OP_SEM_WAIT: cfg.n_sems,
+             OP_WAIT: cfg.tiles if e.arg == WAIT_TILE else cfg.dma_channels}[e.opcode]
     if e.cluster >= cfg.clusters or e.unit >= limit:
         return ERR_BAD_UNIT
     if e.opcode == OP_DMA:

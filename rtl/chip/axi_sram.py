@@ -22,7 +22,8 @@ class AxiSram(wiring.Component):
     words.
 
     Bursts are INCR with full-width beats (what the DMA engine issues; ``*size`` and
-    ``*burst`` are not checked). A beat whose word index is >= ``words`` is answered
+    ``*burst`` are not checked). Addresses are taken modulo ``span`` (the power-of-two
+    aligned region the decoder routes here). A beat whose word index is >= ``words`` is answered
     SLVERR: reads return 0, writes are dropped (the burst still completes).
 
     Latency: read data two cycles after the grant of its word (SRAM + response FIFO);
@@ -31,9 +32,13 @@ class AxiSram(wiring.Component):
     burst was requested; a write burst costs its beats + 2 cycles (AW, B).
     """
 
-    def __init__(self, *, words: int, addr_width: int, id_width: int):
+    def __init__(self, *, words: int, addr_width: int, id_width: int, span: int = 1 << 32):
         if not isinstance(words, int) or words < 1:
             raise ValueError(f"words: must be a positive int, got {words!r}")
+        if span & (span - 1) or span < words * WORD_BYTES:
+            raise ValueError(f"span: must be a power of two >= {words * WORD_BYTES}, "
+                             f"got {span!r}")
+        self._span_bits = (span - 1).bit_length()
         if (words - 1).bit_length() > addr_width:
             raise ValueError(f"addr_width: {addr_width} bits cannot address {words} words")
         self._words, self._aw, self._idw = words, addr_width, id_width
@@ -64,7 +69,7 @@ class AxiSram(wiring.Component):
         issue = Signal()
         m.d.comb += s.arready.eq(~busy)
         with m.If(s.arvalid & ~busy):
-            m.d.sync += [busy.eq(1), raddr.eq(s.araddr[WORD_SHIFT:]), rleft.eq(s.arlen),
+            m.d.sync += [busy.eq(1), raddr.eq(s.araddr[WORD_SHIFT:self._span_bits]), rleft.eq(s.arlen),
                          rid.eq(s.arid)]
         m.d.comb += [rd.valid.eq(busy & space & inrange), rd.addr.eq(raddr[:self._aw]),
                      rd.we.eq(0), rd.wmask.eq(0), rd.wdata.eq(0)]
@@ -94,7 +99,7 @@ class AxiSram(wiring.Component):
             with m.State("IDLE"):
                 m.d.comb += s.awready.eq(1)
                 with m.If(s.awvalid):
-                    m.d.sync += [waddr.eq(s.awaddr[WORD_SHIFT:]), wid.eq(s.awid), werr.eq(0)]
+                    m.d.sync += [waddr.eq(s.awaddr[WORD_SHIFT:self._span_bits]), wid.eq(s.awid), werr.eq(0)]
                     m.next = "DATA"
             with m.State("DATA"):
                 m.d.comb += [wr.valid.eq(s.wvalid & winr),

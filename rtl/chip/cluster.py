@@ -89,7 +89,7 @@ class Cluster(wiring.Component):
         ccfg = csram_config(cfg)
         cs = m.submodules.csram = TSRAM(ccfg, 2)
         cs_axi = m.submodules.csram_axi = AxiSram(words=ccfg.words, addr_width=cs.addr_width,
-                                                  id_width=self._idw)
+                                                  id_width=self._idw, span=cfg.slot)
         wiring.connect(m, dec.m1, cs_axi.s_axi)
         wiring.connect(m, cs_axi.wr, cs.lane(0))
         wiring.connect(m, cs_axi.rd, cs.lane(1))
@@ -98,7 +98,8 @@ class Cluster(wiring.Component):
             tile = m.submodules[f"tile{t}"] = Tile(cfg.tile)
             ax = m.submodules[f"tile{t}_axi"] = AxiSram(words=cfg.tile.words,
                                                          addr_width=tile.addr_width,
-                                                         id_width=self._idw)
+                                                         id_width=self._idw,
+                                                         span=cfg.slot)
             mg = m.submodules[f"tile{t}_merge"] = PortMerge(tile.addr_width)
             wiring.connect(m, getattr(dec, f"m{2 + t}"), ax.s_axi)
             wiring.connect(m, ax.wr, mg.wr)

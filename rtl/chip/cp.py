@@ -169,8 +169,7 @@ class CommandProcessor(wiring.Component):
             with m.State("BRESP"):
                 m.d.comb += sel.bready.eq(1)
                 with m.If(sel.bvalid):
-                    m.d.comb += ax_done.eq(1)
-                    m.next = "IDLE"
+                    m.next = "DONE"
             with m.State("READ"):
                 m.d.comb += sel.arvalid.eq(1)
                 with m.If(sel.arready):
@@ -179,8 +178,10 @@ class CommandProcessor(wiring.Component):
                 m.d.comb += sel.rready.eq(1)
                 with m.If(sel.rvalid):
                     m.d.sync += ax_rdata.eq(sel.rdata)
-                    m.d.comb += ax_done.eq(1)
-                    m.next = "IDLE"
+                    m.next = "DONE"
+            with m.State("DONE"):
+                m.d.comb += ax_done.eq(1)
+                m.next = "IDLE"
 
         # ---------------- HBM reads of queue entries ----------------
         hb = self.m_axi
@@ -224,21 +225,24 @@ class CommandProcessor(wiring.Component):
 
         # static entry check (spec.chip.check_entry)
         chk = Signal(8)
-        uses_arg = (op == C.OP_DMA) | (op == C.OP_TILE) | (op == C.OP_SEM_WAIT)
+        uses_arg = (op == C.OP_DMA) | (op == C.OP_TILE) | (op == C.OP_SEM_WAIT) | (op == C.OP_WAIT)
         unused_nz = (Cat(*w[2:]) != 0) | (~uses_arg & (arg != 0))
-        limit = Mux(op == C.OP_DMA, NCH, Mux(op == C.OP_TILE, NT, NS))
+        limit = Mux((op == C.OP_DMA) | ((op == C.OP_WAIT) & (arg == C.WAIT_DMA)), NCH,
+                    Mux((op == C.OP_TILE) | (op == C.OP_WAIT), NT, NS))
         lo = Signal(33)
         m.d.comb += lo.eq(cfg.local_base + ecl * cfg.cluster_stride)
         dma_addr_ok = (arg[:6] == 0) & ((arg + D.DESC_BYTES <= cfg.hbm_window)
                                        | ((arg >= lo) & (arg < lo + cfg.cluster_stride)))
         tile_addr_ok = (arg[:5] == 0) & (arg < cfg.tile.tsram_bytes)
-        with m.If(op > C.OP_SEM_WAIT):
+        with m.If(op > C.OP_WAIT):
             m.d.comb += chk.eq(C.ERR_BAD_OPCODE)
         with m.Elif((w[0] & C.W0_RESERVED_MASK != 0) | unused_nz):
             m.d.comb += chk.eq(C.ERR_BAD_ENTRY)
         with m.Elif((op == C.OP_NOP) | (op == C.OP_FENCE)):
             m.d.comb += chk.eq(Mux((ecl != 0) | (eun != 0), C.ERR_BAD_UNIT, 0))
         with m.Elif((op == C.OP_SEM_WAIT) & ((arg == 0) | (arg > 255))):
+            m.d.comb += chk.eq(C.ERR_BAD_ENTRY)
+        with m.Elif((op == C.OP_WAIT) & (arg > C.WAIT_TILE)):
             m.d.comb += chk.eq(C.ERR_BAD_ENTRY)
         with m.Elif((ecl >= NC) | (eun >= limit)):
             m.d.comb += chk.eq(C.ERR_BAD_UNIT)
@@ -402,6 +406,11 @@ class CommandProcessor(wiring.Component):
                     with m.If(sem_val >= arg[:8]):
                         m.d.comb += [take_en.eq(1), take_c.eq(ecl), take_s.eq(eun),
                                      take_n.eq(arg[:8])]
+                        retire_now(cur_q, eirq)
+                        m.d.comb += [adv["en"].eq(1), adv["q"].eq(cur_q)]
+                    m.next = "SCHED"
+                with m.Elif(op == C.OP_WAIT):
+                    with m.If(~u_fly[Mux(arg[0], n_dma + tile_u, dma_u)]):
                         retire_now(cur_q, eirq)
                         m.d.comb += [adv["en"].eq(1), adv["q"].eq(cur_q)]
                     m.next = "SCHED"

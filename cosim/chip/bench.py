@@ -1,0 +1,112 @@
+"""cocotb bench for rtl.chip.Chip: HBM image + host queue submissions -> HBM, CSRs.
+
+Inputs (cosim.sim.bench_inputs): ``hbm`` uint8 [hbm_window], ``queues`` int64 [n, 4]
+(queue index, ring, size, tail), ``max_cycles``, ``poll``.
+Every HBM port gets a cocotbext-axi AxiRam; all of them share one bytearray, so they are one
+memory (the HBM). The host is a cocotbext-axi AxiLiteMaster: it waits for STATUS.ready,
+writes RING, SIZE and TAIL of each queue, then reads STATUS every ``poll`` cycles (no
+per-cycle Python) until the chip is idle, and reads back every queue register, the global
+registers and the cluster semaphores.
+Outputs: ``hbm``, ``qregs`` uint64 [queues, len(Q_REGS)], ``gregs`` uint64 [len(GLOBAL_REGS)],
+``sems`` [clusters * n_sems], ``irq``, ``wall_s``, ``run_cycles`` (bench cycles from the
+first doorbell to the poll that saw the chip idle).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import cocotb
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles, RisingEdge
+from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam
+
+from cosim.sim import bench_inputs, bench_outputs, bench_params
+from spec import chip as C
+
+
+def _cfg_from_params() -> C.ChipConfig:
+    from spec import tile as T
+
+    p = dict(bench_params())
+    p["tile"] = T.TileConfig(**p["tile"])
+    return C.ChipConfig(**p)
+
+
+async def read_reg(host, addr: int) -> int:
+    return int.from_bytes((await host.read(addr, 4)).data, "little")
+
+
+async def write_reg(host, addr: int, value: int) -> None:
+    await host.write(addr, int(value).to_bytes(4, "little"))
+
+
+@cocotb.test()
+async def run_chip(dut):
+    cfg = _cfg_from_params()
+    inp = bench_inputs()
+    hbm = bytearray(inp["hbm"].astype(np.uint8).tobytes())
+    queues = [tuple(int(x) for x in row) for row in np.atleast_2d(inp["queues"])]
+    max_cycles = int(inp["max_cycles"])
+    poll = int(inp["poll"])
+    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    dut.rst.value = 1
+    for name in ("awvalid", "wvalid", "arvalid", "bready", "rready"):
+        getattr(dut, f"s_axil__{name}").value = 0
+    rams = [AxiRam(AxiBus.from_prefix(dut, f"hbm{i}_"), dut.clk, dut.rst, size=len(hbm),
+                   mem=hbm) for i in range(cfg.clusters + 1)]
+    for r in rams:
+        for ch in ("write_if", "read_if"):
+            obj = getattr(r, ch, None)
+            if obj is not None:
+                obj.log.setLevel(logging.WARNING)
+    host = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil_"), dut.clk, dut.rst)
+    host.write_if.log.setLevel(logging.WARNING)
+    host.read_if.log.setLevel(logging.WARNING)
+    await ClockCycles(dut.clk, 3)
+    dut.rst.value = 0
+    await ClockCycles(dut.clk, 2)
+    ident = await read_reg(host, C.REG_ID)
+    assert ident == C.ID_MAGIC, f"ID register {ident:#010x}, expected {C.ID_MAGIC:#010x}"
+    waited = 0
+    while not (await read_reg(host, C.REG_STATUS)) & 1:
+        await ClockCycles(dut.clk, 16)
+        waited += 16
+        assert waited < 100_000, "chip never became ready (DMA window programming)"
+    t0 = time.perf_counter()
+    for q, ring, size, _tail in queues:
+        await write_reg(host, C.q_reg(q, C.Q_RING), ring)
+        await write_reg(host, C.q_reg(q, C.Q_SIZE), size)
+    await write_reg(host, C.REG_IRQ_ENABLE, (1 << (2 * cfg.queues)) - 1)
+    c0 = await read_reg(host, C.REG_CYCLES)
+    for q, _ring, _size, tail in queues:
+        await write_reg(host, C.q_reg(q, C.Q_TAIL), tail)
+    cycles = 0
+    while True:
+        await ClockCycles(dut.clk, poll)
+        cycles += poll
+        st = await read_reg(host, C.REG_STATUS)
+        if not st & 2:
+            break
+        if cycles > max_cycles:
+            heads = [await read_reg(host, C.q_reg(q, C.Q_HEAD)) for q in range(cfg.queues)]
+            raise AssertionError(f"chip still busy after {cycles} cycles (status {st:#x}, "
+                                 f"queue heads {heads}): deadlock or max_cycles too small")
+    c1 = await read_reg(host, C.REG_CYCLES)
+    wall = time.perf_counter() - t0
+    qregs = [[await read_reg(host, C.q_reg(q, off)) for off in C.Q_REGS.values()]
+             for q in range(cfg.queues)]
+    gregs = [await read_reg(host, a) for a in C.GLOBAL_REGS.values()]
+    sems = [await read_reg(host, C.REG_SEM_BASE + 4 * i)
+            for i in range(cfg.clusters * cfg.n_sems)]
+    await RisingEdge(dut.clk)
+    irq = int(dut.irq.value)
+    dut._log.info("chip bench: %d queues, %d cycles (CSR CYCLES delta %d) in %.2f s",
+                  len(queues), cycles, (c1 - c0) & 0xFFFFFFFF, wall)
+    bench_outputs(hbm=np.frombuffer(bytes(hbm), dtype=np.uint8),
+                  qregs=np.array(qregs, dtype=np.uint64), gregs=np.array(gregs, dtype=np.uint64),
+                  sems=np.array(sems, dtype=np.uint64), irq=np.array(irq),
+                  wall_s=np.array(wall), run_cycles=np.array(cycles),
+                  csr_cycles=np.array((c1 - c0) & 0xFFFFFFFF))

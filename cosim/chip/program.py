@@ -1,0 +1,322 @@
+"""Whole-chip programming API: build a program (HBM image + host queue entries) and run it on
+the golden model or on the RTL (Icarus or Verilator) with one call.
+
+    p = ChipProgram(spec.chip.TINY)
+    src = p.put(np.arange(256, dtype=np.uint8))
+    dst = p.alloc(256)
+    p.dma(0, [p.copy(src, p.cfg.csram_base(0), 256)])
+    p.fence()
+    res = p.run("golden")            # or "icarus" / "verilator"
+    res.read(dst, 256)
+
+``gemm`` tiles C = A x B (MX codes + scales of any size) across every cluster and tile.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from golden import chip as G
+from golden import tile as gtile
+from spec import chip as C
+from spec import dma as D
+from spec import tile as T
+
+__all__ = ["ChipProgram", "ProgramResult", "BACKENDS", "compare"]
+
+BACKENDS = ("golden", "icarus", "verilator")
+RING_SLOTS = 4096          # entries reserved per queue ring
+
+
+@dataclass
+class ProgramResult:
+    backend: str
+    hbm: np.ndarray
+    queues: list            # per queue: dict of spec.chip.Q_EXACT_REGS (+ more on RTL)
+    regs: dict              # exact global registers (+ all on RTL)
+    sems: np.ndarray
+    cycles: int             # RTL: BUSY_CYCLES register; golden: performance-model estimate
+    wall_s: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+    def read(self, addr: int, nbytes: int) -> np.ndarray:
+        return self.hbm[addr:addr + nbytes].copy()
+
+
+class ChipProgram:
+    """A whole-chip program: data and descriptors in HBM, entries in host queue rings."""
+
+    def __init__(self, cfg: C.ChipConfig | None = None, data_base: int | None = None):
+        self.cfg = cfg or C.DEFAULT
+        if not isinstance(self.cfg, C.ChipConfig):
+            raise ValueError(f"cfg: must be a spec.chip.ChipConfig, got {type(cfg).__name__}")
+        self.hbm = np.zeros(self.cfg.hbm_window, dtype=np.uint8)
+        ring_bytes = RING_SLOTS * C.ENTRY_BYTES
+        self.ring_base = [q * ring_bytes for q in range(self.cfg.queues)]
+        self.top = self.cfg.queues * ring_bytes if data_base is None else data_base
+        self.entries: list[list[bytes]] = [[] for _ in range(self.cfg.queues)]
+        self.macs = 0
+
+    # --- HBM allocation -----------------------------------------------------------------
+    def alloc(self, nbytes: int, align: int = 64) -> int:
+        if isinstance(nbytes, bool) or not isinstance(nbytes, (int, np.integer)) or nbytes < 0:
+            raise ValueError(f"nbytes: must be a non-negative int, got {nbytes!r}")
+        addr = -(-self.top // align) * align
+        if addr + nbytes > self.cfg.hbm_window:
+            raise ValueError(f"nbytes: {nbytes} bytes do not fit in HBM "
+                             f"({self.cfg.hbm_window - addr} left)")
+        self.top = addr + int(nbytes)
+        return addr
+
+    def put(self, data, align: int = 64) -> int:
+        b = np.frombuffer(np.ascontiguousarray(data).tobytes(), dtype=np.uint8)
+        addr = self.alloc(b.size, align)
+        self.hbm[addr:addr + b.size] = b
+        return addr
+
+    # --- DMA descriptors ------------------------------------------------------------------
+    @staticmethod
+    def copy(src: int, dst: int, nbytes: int, **kw) -> D.Descriptor:
+        """A 1D byte copy (row mode when src and dst have the same offset in a 32-byte word)."""
+        if nbytes < 1:
+            raise ValueError(f"nbytes: must be >= 1, got {nbytes}")
+        rows = 1
+        while nbytes > D.MAX_COUNT:
+            if nbytes % 2:
+                raise ValueError(f"nbytes: {nbytes} is too long for one descriptor")
+            nbytes //= 2
+            rows *= 2
+        return D.Descriptor(src=src, dst=dst, counts=(nbytes, rows, 1),
+                            src_strides=(1, nbytes, 0), dst_strides=(1, nbytes, 0), **kw)
+
+    @staticmethod
+    def copy2d(src: int, dst: int, row_bytes: int, rows: int, src_pitch: int, dst_pitch: int,
+               **kw) -> D.Descriptor:
+        return D.Descriptor(src=src, dst=dst, counts=(row_bytes, rows, 1),
+                            src_strides=(1, src_pitch, 0), dst_strides=(1, dst_pitch, 0), **kw)
+
+    def chain(self, descs) -> int:
+        """Store descriptors as one chain in HBM; returns the head address."""
+        descs = list(descs)
+        if not descs:
+            raise ValueError("descs: at least one descriptor")
+        base = self.alloc(D.DESC_BYTES * len(descs), D.DESC_ALIGN)
+        for i, d in enumerate(descs):
+            nxt = base + D.DESC_BYTES * (i + 1) if i + 1 < len(descs) else 0
+            raw = D.Descriptor(**{**d.__dict__, "next": nxt}).pack()
+            self.hbm[base + D.DESC_BYTES * i:base + D.DESC_BYTES * (i + 1)] = \
+                np.frombuffer(raw, dtype=np.uint8)
+        return base
+
+    # --- queue entries --------------------------------------------------------------------
+    def entry(self, raw: bytes, queue: int = 0) -> int:
+        if not isinstance(queue, int) or not 0 <= queue < self.cfg.queues:
+            raise ValueError(f"queue: must be in 0..{self.cfg.queues - 1}, got {queue!r}")
+        if len(raw) != C.ENTRY_BYTES:
+            raise ValueError(f"raw: an entry is {C.ENTRY_BYTES} bytes, got {len(raw)}")
+        if len(self.entries[queue]) >= RING_SLOTS - 1:
+            raise ValueError(f"queue: ring {queue} is full ({RING_SLOTS - 1} entries)")
+        self.entries[queue].append(bytes(raw))
+        return len(self.entries[queue]) - 1
+
+    def dma(self, cluster: int, descs_or_head, channel: int = 0, queue: int = 0,
+            irq: bool = False) -> int:
+        head = (descs_or_head if isinstance(descs_or_head, int)
+                else self.chain(descs_or_head))
+        return self.entry(C.entry_dma(cluster, channel, head, irq), queue)
+
+    def tile(self, cluster: int, tile: int, cmd_addr: int = 0, queue: int = 0,
+             irq: bool = False) -> int:
+        return self.entry(C.entry_tile(cluster, tile, cmd_addr, irq), queue)
+
+    def fence(self, queue: int = 0, irq: bool = False) -> int:
+        return self.entry(C.entry_fence(irq), queue)
+
+    def wait(self, cluster: int, unit: int, tile: bool, queue: int = 0) -> int:
+        return self.entry(C.entry_wait(cluster, unit, tile), queue)
+
+    def sem_wait(self, cluster: int, sem: int, count: int = 1, queue: int = 0) -> int:
+        return self.entry(C.entry_sem_wait(cluster, sem, count), queue)
+
+    # --- building the submission -------------------------------------------------------------
+    def image(self) -> tuple[np.ndarray, list]:
+        """HBM image with the rings written, and the golden.chip.Queue list."""
+        img = self.hbm.copy()
+        queues = []
+        for q, ents in enumerate(self.entries):
+            if not ents:
+                queues.append(None)
+                continue
+            base = self.ring_base[q]
+            for i, e in enumerate(ents):
+                a = base + i * C.ENTRY_BYTES
+                img[a:a + C.ENTRY_BYTES] = np.frombuffer(e, dtype=np.uint8)
+            queues.append(G.Queue(ring=base, size=RING_SLOTS, tail=len(ents)))
+        return img, queues
+
+    def run(self, backend: str = "golden", **kw) -> ProgramResult:
+        if backend not in BACKENDS:
+            raise ValueError(f"backend: must be one of {BACKENDS}, got {backend!r}")
+        img, queues = self.image()
+        if backend == "golden":
+            mem = np.zeros(self.cfg.address_space, dtype=np.uint8)
+            mem[:self.cfg.hbm_window] = img
+            import time
+            t0 = time.perf_counter()
+            r = G.GoldenChip(self.cfg).run(mem, queues)
+            wall = time.perf_counter() - t0
+            return ProgramResult("golden", r.mem[:self.cfg.hbm_window], [q.regs() for q in
+                                 r.queues], dict(r.regs), r.sems, r.est_cycles, wall,
+                                 {"ttu_busy": r.ttu_busy, "deadlock": r.deadlock,
+                                  "mem": r.mem, "log": r.log})
+        import cosim.chip as drv
+        out = drv.run(self.cfg, img, queues, sim=backend, **kw)
+        return ProgramResult(backend, out["hbm"], out["queues"], out["regs"], out["sems"],
+                             out["regs"]["BUSY_CYCLES"], out["wall_s"],
+                             {"irq": out["irq"], "run_cycles": out["run_cycles"]})
+
+    # --- GEMM -------------------------------------------------------------------------------
+    def gemm(self, a, sa, fa: str, b, sb, fb: str, *, bm: int | None = None,
+             bn: int | None = None) -> GemmHandle:
+        """C = A x B (A: M x K codes ``a`` with scales ``sa`` (M x K/32), B: K x N codes
+        ``b`` with scales ``sb`` (K/32 x N)), binary32 C in HBM (row pitch
+        ``f32_row_words(N)*32``). Output blocks of ``bm x bn`` are dealt to the tiles
+        cluster by cluster; each cluster's work goes to queue ``cluster % queues``. Per tile
+        the B column panel stays resident while its row blocks stream through (A in on DMA
+        channel 0, C out on channel 1 when there are two)."""
+        cfg = self.cfg
+        tc = cfg.tile
+        a, b = np.asarray(a, dtype=np.uint8), np.asarray(b, dtype=np.uint8)
+        sa, sb = np.asarray(sa, dtype=np.uint8), np.asarray(sb, dtype=np.uint8)
+        if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
+            raise ValueError(f"a, b: shapes {a.shape} x {b.shape} do not chain")
+        M, K = a.shape
+        N = b.shape[1]
+        if K % 32 or K > tc.max_k:
+            raise ValueError(f"a: K={K} must be a multiple of 32 and <= max_k={tc.max_k}")
+        if sa.shape != (M, K // 32) or sb.shape != (K // 32, N):
+            raise ValueError(f"sa, sb: scale shapes {sa.shape}, {sb.shape} do not match "
+                             f"A {a.shape}, B {b.shape}")
+        aw = T.code_row_words(K, fa) * 32
+        sw = T.scale_row_words(K) * 32
+        cw = T.f32_row_words(N) * 32
+        # HBM layouts: A rows, A scale rows, B^T rows, B^T scale rows, C rows
+        pa = self.alloc(M * aw)
+        gtile.write_codes(self.hbm, pa, a, fa)
+        psa = self.alloc(M * sw)
+        gtile.write_scales(self.hbm, psa, sa)
+        pb = self.alloc(N * aw if fb == fa else N * T.code_row_words(K, fb) * 32)
+        bw = T.code_row_words(K, fb) * 32
+        gtile.write_codes(self.hbm, pb, b.T, fb)
+        psb = self.alloc(N * sw)
+        gtile.write_scales(self.hbm, psb, sb.T)
+        pc = self.alloc(M * cw)
+        # block sizes that fit TSRAM: commands (1 word each, 2 lists) + B panel + 2 A/C sets
+        if bn is None:
+            bn = min(N, 64)
+        if bm is None:
+            bm = min(M, 32)
+        if bn % 8 and bn != N:
+            raise ValueError(f"bn: must be a multiple of 8 (C rows are word aligned), got {bn}")
+        nbw = T.f32_row_words(bn) * 32
+
+        def layout(bm_, bn_):
+            cmd = 0
+            b0 = 2 * 32
+            sb0 = b0 + bn_ * bw
+            a0 = sb0 + bn_ * sw
+            sa0 = a0 + bm_ * aw
+            c0 = sa0 + bm_ * sw
+            end = c0 + bm_ * nbw
+            return cmd, b0, sb0, a0, sa0, c0, end
+        if layout(bm, bn)[-1] > tc.tsram_bytes:
+            raise ValueError(f"bm, bn: a {bm}x{bn} block with K={K} does not fit TSRAM "
+                             f"({layout(bm, bn)[-1]} > {tc.tsram_bytes} bytes)")
+        col_blocks = [(j, min(bn, N - j)) for j in range(0, N, bn)]
+        row_blocks = [(i, min(bm, M - i)) for i in range(0, M, bm)]
+        units = [(c, t) for t in range(cfg.tiles) for c in range(cfg.clusters)]
+        # deal column panels to tiles; each tile runs all row blocks of its panels
+        work = {u: [] for u in units}
+        for k, cb in enumerate(col_blocks):
+            work[units[k % len(units)]].append(cb)
+        ch_in, ch_out = 0, (1 if cfg.dma_channels > 1 else 0)
+        # per tile, a sequence of steps; emitted round-robin across tiles so units overlap
+        steps = {}
+        for (c, t), panels in work.items():
+            tb = cfg.tsram_base(c, t)
+            q = c % cfg.queues
+            seq = []
+            for (j, nb) in panels:
+                for (i, mb) in row_blocks:
+                    cmd, b0, sb0, a0, sa0, c0, _ = layout(mb, nb)
+                    lst = (T.cmd_matmul(a0, sa0, b0, sb0, c0, mb, nb, K, fa, fb)
+                           + T.cmd_end())
+                    pl = self.put(np.frombuffer(lst, dtype=np.uint8), 64)
+                    descs = []
+                    if i == 0:
+                        descs += [self.copy(pb + j * bw, tb + b0, nb * bw),
+                                  self.copy(psb + j * sw, tb + sb0, nb * sw)]
+                    descs += [self.copy(pa + i * aw, tb + a0, mb * aw),
+                              self.copy(psa + i * sw, tb + sa0, mb * sw),
+                              self.copy(pl, tb + cmd, len(lst))]
+                    out = self.copy2d(tb + c0, pc + i * cw + j * 4, nb * 4, mb, nbw, cw)
+                    seq.append(([("dma", c, ch_in, descs, q), ("wait", c, ch_in, False, q),
+                                 ("wait", c, ch_out, False, q), ("tile", c, t, q)],
+                                [("wait", c, t, True, q), ("dma", c, ch_out, [out], q)]))
+                    self.macs += mb * nb * K
+            steps[(c, t)] = seq
+        # rounds: every tile's phase A (load, start), then every tile's phase B (drain)
+        for k in range(max(len(v) for v in steps.values())):
+            for ph in (0, 1):
+                for u in units:
+                    if k >= len(steps[u]):
+                        continue
+                    for s in steps[u][k][ph]:
+                        if s[0] == "dma":
+                            self.dma(s[1], s[3], channel=s[2], queue=s[4])
+                        elif s[0] == "wait":
+                            self.wait(s[1], s[2], s[3], queue=s[4])
+                        else:
+                            self.tile(s[1], s[2], 0, queue=s[3])
+        for q in range(cfg.queues):
+            if self.entries[q]:
+                self.fence(q)
+        return GemmHandle(pc, M, N, cw)
+
+
+@dataclass
+class GemmHandle:
+    addr: int
+    M: int
+    N: int
+    pitch: int
+
+    def read(self, res: ProgramResult) -> np.ndarray:
+        """C as uint32 binary32 bits [M, N]."""
+        raw = res.hbm[self.addr:self.addr + self.M * self.pitch].reshape(self.M, self.pitch)
+        return raw[:, :4 * self.N].copy().view(np.uint32)
+
+
+def compare(a: ProgramResult, b: ProgramResult, hbm_range=None) -> list[str]:
+    """Mismatches between two results (exact registers, semaphores, HBM bytes)."""
+    out = []
+    lo, hi = hbm_range or (0, a.hbm.size)
+    da, db = a.hbm[lo:hi], b.hbm[lo:hi]
+    bad = np.flatnonzero(da != db)
+    if bad.size:
+        i = int(bad[0]) + lo
+        out.append(f"HBM: {bad.size} bytes differ, first at {i:#x}: {a.backend} "
+                   f"{int(a.hbm[i]):#04x} vs {b.backend} {int(b.hbm[i]):#04x}")
+    for q, (qa, qb) in enumerate(zip(a.queues, b.queues)):
+        for n in C.Q_EXACT_REGS:
+            if qa[n] != qb[n]:
+                out.append(f"queue {q} {n}: {a.backend} {qa[n]:#x} vs {b.backend} {qb[n]:#x}")
+    for n in (*C.EXACT_GLOBAL_REGS, "IRQ_STATUS"):
+        if a.regs.get(n) != b.regs.get(n):
+            out.append(f"{n}: {a.backend} {a.regs.get(n)} vs {b.backend} {b.regs.get(n)}")
+    if not np.array_equal(a.sems, b.sems):
+        out.append(f"semaphores: {a.backend} {a.sems.tolist()} vs {b.backend} "
+                   f"{b.sems.tolist()}")
+    return out

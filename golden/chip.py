@@ -1,0 +1,283 @@
+"""Golden model of the whole chip (docs/chip.md is the contract).
+
+Chip memory image + host queue submissions in -> final memory image (HBM, every CSRAM and
+TSRAM), per-queue registers, global counters and cluster semaphores out, bit for bit; plus a
+cycle estimate from the documented performance model.
+
+It composes the block twins: ``golden.dma.run`` executes a cluster DMA chain on the chip
+address space (with the windows the command processor programs), ``golden.tile.GoldenTile``
+runs a tile's command list on its TSRAM. Dispatched work is executed atomically when it is
+dispatched, in queue order, queues taken round-robin one entry at a time. The hardware runs
+units concurrently, so the result is the hardware's when the program is race-free: work
+that touches the same bytes is ordered by FENCE or SEM_WAIT (docs/chip.md "Ordering").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from golden import dma as gdma
+from golden.tile import GoldenTile
+from spec import chip as C
+from spec import dma as D
+from spec import tile as T
+
+__all__ = ["Queue", "QueueResult", "ChipResult", "PerfModel", "GoldenChip", "run"]
+
+
+@dataclass(frozen=True)
+class Queue:
+    """One host submission: the ring base (HBM), its size in entries and the tail written
+    to the doorbell (entries ``0 .. tail-1`` are taken, in order)."""
+    ring: int
+    size: int
+    tail: int
+
+    def __post_init__(self):
+        for n in ("ring", "size", "tail"):
+            v = getattr(self, n)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"{n}: must be a non-negative int, got {v!r}")
+        if not 1 <= self.size <= C.QUEUE_MAX_SIZE:
+            raise ValueError(f"size: must be in 1..{C.QUEUE_MAX_SIZE}, got {self.size}")
+        if self.tail >= self.size:
+            raise ValueError(f"tail: must be < size ({self.size}), got {self.tail}")
+        if self.ring % C.ENTRY_BYTES or self.ring >= 1 << 32:
+            raise ValueError(f"ring: must be a 32-byte aligned 32-bit address, got "
+                             f"{self.ring:#x}")
+
+
+@dataclass
+class QueueResult:
+    head: int = 0
+    seq: int = 0
+    error: int = C.ERR_NONE
+    err_seq: int = 0
+    err_detail: int = 0
+    err_count: int = 0
+    done_count: int = 0
+    status: int = 0
+    log: list = field(default_factory=list)    # (seq, opcode name, outcome)
+
+    def regs(self) -> dict[str, int]:
+        return {"HEAD": self.head, "STATUS": self.status, "ERROR": self.error,
+                "ERR_SEQ": self.err_seq, "ERR_DETAIL": self.err_detail,
+                "ERR_COUNT": self.err_count, "DONE_COUNT": self.done_count, "SEQ": self.seq}
+
+
+@dataclass
+class ChipResult:
+    mem: np.ndarray
+    queues: list
+    regs: dict                 # exact global registers
+    sems: np.ndarray           # [clusters, n_sems] uint8
+    est_cycles: int
+    ttu_busy: int              # sum of tile ttu_busy estimates (not exact)
+    deadlock: bool = False
+    log: list = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PerfModel:
+    """Cycle model of the command processor and its units (docs/chip.md "Performance").
+
+    The CP takes an entry in ``entry`` cycles (fetch from HBM, check); dispatching a DMA
+    costs ``dma_dispatch`` more (two CSR writes); a DMA chain then runs for the golden DMA
+    estimate times ``dma_scale`` (memory latency of the HBM model) plus ``dma_extra`` per
+    descriptor; a tile list runs for the golden tile estimate; the CP notices completion
+    after ``poll`` cycles; a FENCE waits for every unit of its queue."""
+
+    entry: int = 12
+    dma_dispatch: int = 10
+    dma_scale: float = 1.0
+    dma_extra: int = 4
+    tile_dispatch: int = 2
+    poll: int = 12
+    init: int = 0
+
+
+class GoldenChip:
+    """Run host queues on a chip memory image (see the module docstring)."""
+
+    def __init__(self, cfg: C.ChipConfig | None = None, perf: PerfModel | None = None):
+        cfg = cfg or C.DEFAULT
+        if not isinstance(cfg, C.ChipConfig):
+            raise TypeError(f"cfg: must be a spec.chip.ChipConfig, got {type(cfg).__name__}")
+        self.cfg = cfg
+        self.perf = perf or PerfModel()
+        self.tile = GoldenTile(cfg.tile)
+
+    def empty_image(self) -> np.ndarray:
+        return np.zeros(self.cfg.address_space, dtype=np.uint8)
+
+    def run(self, mem: np.ndarray, queues, max_entries: int = 1 << 20) -> ChipResult:
+        """``mem``: uint8 [cfg.address_space] (HBM image; the cluster memories start zeroed
+        in hardware, so their bytes must be 0). ``queues``: a sequence of Queue (index q) or
+        None for an unused queue."""
+        cfg, pm = self.cfg, self.perf
+        if not isinstance(mem, np.ndarray) or mem.dtype != np.uint8 or mem.shape != (
+                cfg.address_space,):
+            raise ValueError(f"mem: expected uint8 [{cfg.address_space}], got "
+                             f"{getattr(mem, 'dtype', type(mem))} {getattr(mem, 'shape', '')}")
+        queues = list(queues)
+        if len(queues) > cfg.queues:
+            raise ValueError(f"queues: at most {cfg.queues} queues, got {len(queues)}")
+        for i, q in enumerate(queues):
+            if q is not None and not isinstance(q, Queue):
+                raise ValueError(f"queues[{i}]: must be a golden.chip.Queue or None")
+        if mem[cfg.local_base:].any():
+            raise ValueError("mem: cluster memories (addresses >= local_base) must start "
+                             "zeroed")
+        mem = mem.copy()
+        sems = np.zeros((cfg.clusters, cfg.n_sems), dtype=np.int64)
+        qres = [QueueResult() for _ in range(cfg.queues)]
+        regs = dict.fromkeys(C.EXACT_GLOBAL_REGS, 0)
+        regs["IRQ_STATUS"] = 0
+        macs = 0
+        ttu_busy = 0
+        log = []
+        # timing state
+        t_cp = pm.init
+        unit_free: dict = {}           # unit key -> cycle its current work ends
+        unit_owner: dict = {}
+        t_end = 0
+        deadlock = False
+
+        def record(q, seq, code, detail):
+            r = qres[q]
+            if r.err_count == 0 or seq < r.err_seq:
+                r.error, r.err_seq, r.err_detail = code, seq, detail & 0xFFFF_FFFF
+            r.err_count += 1
+            regs["IRQ_STATUS"] |= 1 << (2 * q + 1)
+
+        def retire(q, irq):
+            qres[q].done_count += 1
+            if irq:
+                regs["IRQ_STATUS"] |= 1 << (2 * q)
+
+        heads = [0] * cfg.queues
+        active = [q is not None and q.tail != 0 for q in queues] + [False] * (
+            cfg.queues - len(queues))
+        taken = 0
+        while any(active):
+            progress = False
+            for qi, qd in enumerate(queues):
+                if not active[qi]:
+                    continue
+                r = qres[qi]
+                seq = r.seq
+                addr = qd.ring + heads[qi] * C.ENTRY_BYTES
+                t_cp += pm.entry
+                outcome = None
+                if addr + C.ENTRY_BYTES > cfg.hbm_window:
+                    record(qi, seq, C.ERR_FETCH, addr)
+                    retire(qi, False)
+                    outcome = "FETCH"
+                else:
+                    e = C.Entry.decode(bytes(mem[addr:addr + C.ENTRY_BYTES]))
+                    chk = C.check_entry(e, cfg)
+                    if chk:
+                        record(qi, seq, chk, 0)
+                        retire(qi, e.irq)
+                        outcome = C.ERROR_NAMES[chk]
+                    elif e.opcode == C.OP_NOP:
+                        retire(qi, e.irq)
+                        outcome = "ok"
+                    elif e.opcode == C.OP_FENCE:
+                        ends = [t for u, t in unit_free.items() if unit_owner.get(u) == qi]
+                        if ends:
+                            t_cp = max(t_cp, max(ends) + pm.poll)
+                        retire(qi, e.irq)
+                        outcome = "ok"
+                    elif e.opcode == C.OP_WAIT:
+                        key = ("tile" if e.arg == C.WAIT_TILE else "dma", e.cluster, e.unit)
+                        if key in unit_free:
+                            t_cp = max(t_cp, unit_free[key] + pm.poll)
+                        retire(qi, e.irq)
+                        outcome = "ok"
+                    elif e.opcode == C.OP_SEM_WAIT:
+                        if sems[e.cluster, e.unit] >= e.arg:
+                            sems[e.cluster, e.unit] -= e.arg
+                            retire(qi, e.irq)
+                            outcome = "ok"
+                        else:
+                            t_cp -= pm.entry
+                            continue          # blocked: try the other queues
+                    elif e.opcode == C.OP_DMA:
+                        outcome = self._dma(mem, e, sems, record, qi, seq)
+                        mem = outcome[1]
+                        est = outcome[2]
+                        outcome = outcome[0]
+                        regs["DMA_DISPATCH"] += 1
+                        retire(qi, e.irq)
+                        key = ("dma", e.cluster, e.unit)
+                        t0 = max(t_cp, unit_free.get(key, 0)) + pm.dma_dispatch
+                        t_cp = t0
+                        unit_free[key] = t0 + est
+                        unit_owner[key] = qi
+                    else:   # TILE
+                        base = cfg.tsram_base(e.cluster, e.unit)
+                        view = mem[base:base + cfg.tile.tsram_bytes]
+                        res = self.tile.run(view, e.arg)
+                        mem[base:base + cfg.tile.tsram_bytes] = res.tsram
+                        regs["TILE_DISPATCH"] += 1
+                        c = res.counters
+                        macs += c["macs_lo"] | c["macs_hi"] << 32
+                        ttu_busy += c["ttu_busy"]
+                        if res.deadlock:
+                            deadlock = True
+                        if res.state == T.ST_ERROR:
+                            record(qi, seq, C.ERR_TILE, res.status)
+                            outcome = "TILE error"
+                        else:
+                            outcome = "ok"
+                        retire(qi, e.irq)
+                        key = ("tile", e.cluster, e.unit)
+                        t0 = max(t_cp, unit_free.get(key, 0)) + pm.tile_dispatch
+                        t_cp = t0
+                        unit_free[key] = t0 + c["cycles"]
+                        unit_owner[key] = qi
+                r.log.append((seq, outcome))
+                log.append((qi, seq, outcome))
+                r.seq += 1
+                heads[qi] = (heads[qi] + 1) % qd.size
+                if heads[qi] == qd.tail:
+                    active[qi] = False
+                progress = True
+                taken += 1
+                if taken > max_entries:
+                    raise RuntimeError(f"more than max_entries={max_entries} entries taken")
+            if not progress:
+                deadlock = True
+                break
+        for qi, r in enumerate(qres):
+            r.head = heads[qi]
+            r.status = 1 if (qi < len(queues) and active[qi]) else 0
+        t_end = max([t_cp] + [t + pm.poll for t in unit_free.values()])
+        regs["MACS_LO"] = macs & 0xFFFF_FFFF
+        regs["MACS_HI"] = (macs >> 32) & 0xFFFF_FFFF
+        return ChipResult(mem=mem, queues=qres, regs=regs, sems=(sems & 0xFF).astype(np.uint8),
+                          est_cycles=int(t_end), ttu_busy=ttu_busy, deadlock=deadlock, log=log)
+
+    def _dma(self, mem, e, sems, record, qi, seq):
+        cfg = self.cfg
+        heads = [None] * cfg.dma_channels
+        heads[e.unit] = e.arg
+        res = gdma.run(mem, heads, cfg.dma_windows(e.cluster), data_width=256,
+                       max_burst=cfg.dma_max_burst)
+        ch = res.channels[e.unit]
+        for sid in ch.sems:
+            sems[e.cluster, sid & (cfg.n_sems - 1)] += 1
+        sems[e.cluster] &= 0xFF
+        pm = self.perf
+        est = int(ch.est_cycles * pm.dma_scale) + pm.dma_extra * max(1, ch.desc_count)
+        if ch.status == D.ST_ERROR:
+            record(qi, seq, C.ERR_DMA, ch.error)
+            return "DMA error", res.mem, est
+        return "ok", res.mem, est
+
+
+def run(mem, queues, cfg: C.ChipConfig | None = None) -> ChipResult:
+    return GoldenChip(cfg).run(mem, queues)
