@@ -220,7 +220,6 @@ class ChipProgram:
             bm = min(M, 32)
         if bn % 8 and bn != N:
             raise ValueError(f"bn: must be a multiple of 8 (C rows are word aligned), got {bn}")
-        nbw = T.f32_row_words(bn) * 32
 
         def layout(bm_, bn_):
             cmd = 0
@@ -229,7 +228,7 @@ class ChipProgram:
             a0 = sb0 + bn_ * sw
             sa0 = a0 + bm_ * aw
             c0 = sa0 + bm_ * sw
-            end = c0 + bm_ * nbw
+            end = c0 + bm_ * T.f32_row_words(bn_) * 32
             return cmd, b0, sb0, a0, sa0, c0, end
         if layout(bm, bn)[-1] > tc.tsram_bytes:
             raise ValueError(f"bm, bn: a {bm}x{bn} block with K={K} does not fit TSRAM "
@@ -261,7 +260,8 @@ class ChipProgram:
                     descs += [self.copy(pa + i * aw, tb + a0, mb * aw),
                               self.copy(psa + i * sw, tb + sa0, mb * sw),
                               self.copy(pl, tb + cmd, len(lst))]
-                    out = self.copy2d(tb + c0, pc + i * cw + j * 4, nb * 4, mb, nbw, cw)
+                    out = self.copy2d(tb + c0, pc + i * cw + j * 4, nb * 4, mb,
+                                      T.f32_row_words(nb) * 32, cw)
                     seq.append(([("dma", c, ch_in, descs, q), ("wait", c, ch_in, False, q),
                                  ("wait", c, ch_out, False, q), ("tile", c, t, q)],
                                 [("wait", c, t, True, q), ("dma", c, ch_out, [out], q)]))

@@ -1,0 +1,235 @@
+"""Whole chip: contract (spec), golden model against independent references, RTL vs golden
+on Icarus and Verilator (GEMM, every error path, seeded random programs), checker self-test.
+
+    .venv/bin/pytest -n 0 -m "not slow" tests/test_chip.py
+"""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pytest
+
+from cosim.chip.fuzz import random_program
+from cosim.chip.program import ChipProgram, compare
+from cosim.sim import default_sims
+from golden import chip as G
+from golden import mx
+from spec import chip as C
+from spec import dma as D
+
+TINY = C.TINY
+
+
+# --------------------------------------------------------------------------- spec ----------
+
+def test_maia200_reaches_the_public_figures():
+    cfg = C.MAIA200
+    # 640 tiles x 8 x 8 cells x 32 FP8 MACs, x2 for e2m1, 2 FLOPs per MAC, 1.94 GHz
+    assert cfg.n_tiles == 640
+    assert cfg.peak_macs_per_cycle("e4m3") == 640 * 64 * 32
+    assert cfg.peak_flops("e2m1") == pytest.approx(2 * 640 * 64 * 64 * 1.94e9)
+    assert cfg.peak_flops("e2m1") / 1e12 >= 10_145
+    assert cfg.peak_flops("e2m1") / 1e12 == pytest.approx(10_145, rel=0.01)
+    assert cfg.peak_flops("e4m3") / 1e12 == pytest.approx(5_072, rel=0.01)
+    assert cfg.sram_bytes >= 272e6
+    assert cfg.sram_bytes == pytest.approx(272e6, rel=0.01)
+    assert cfg.sram_bytes_per_cycle * cfg.clock_hz == pytest.approx(80e12, rel=0.01)
+    assert cfg.hbm_bandwidth == pytest.approx(7e12, rel=0.01)
+
+
+@pytest.mark.parametrize("name", list(C.CONFIGS))
+def test_address_map_regions_are_disjoint_and_fit(name):
+    cfg = C.config(name)
+    regions = [(0, cfg.hbm_window)]
+    for c in range(cfg.clusters):
+        regions.append((cfg.csram_base(c), cfg.csram_bytes))
+        regions += [(cfg.tsram_base(c, t), cfg.tile.tsram_bytes) for t in range(cfg.tiles)]
+        assert cfg.dma_windows(c) == [(0, cfg.hbm_window)] + regions[-1 - cfg.tiles:]
+    regions.sort()
+    for (a, n), (b, _) in zip(regions, regions[1:]):
+        assert a + n <= b, f"{name}: region {a:#x}+{n:#x} overlaps {b:#x}"
+    assert regions[-1][0] + regions[-1][1] <= cfg.address_space <= 1 << 32
+
+
+def test_entry_layout_is_the_documented_bytes():
+    raw = C.entry_dma(3, 1, 0x1240, irq=True)
+    assert raw == struct.pack("<8I", 1 | 3 << 8 | 1 << 16 | 1 << 20, 0x1240, 0, 0, 0, 0, 0, 0)
+    assert C.entry_tile(0, 2, 0x40) == struct.pack("<8I", 2 | 2 << 16, 0x40, 0, 0, 0, 0, 0, 0)
+    assert C.entry_wait(1, 1, True)[:8] == struct.pack("<2I", 5 | 1 << 8 | 1 << 16, 1)
+    e = C.Entry.decode(raw)
+    assert (e.opcode, e.cluster, e.unit, e.irq, e.arg) == (C.OP_DMA, 3, 1, True, 0x1240)
+
+
+@pytest.mark.parametrize("words, code", [
+    ([0x06], C.ERR_BAD_OPCODE),
+    ([C.OP_NOP | 1 << 31], C.ERR_BAD_ENTRY),
+    ([C.OP_FENCE, 1], C.ERR_BAD_ENTRY),
+    ([C.OP_DMA, 0x40, 0, 0, 0, 0, 0, 7], C.ERR_BAD_ENTRY),
+    ([C.OP_SEM_WAIT, 0], C.ERR_BAD_ENTRY),
+    ([C.OP_SEM_WAIT, 256], C.ERR_BAD_ENTRY),
+    ([C.OP_WAIT, 2], C.ERR_BAD_ENTRY),
+    ([C.OP_NOP | 1 << 8], C.ERR_BAD_UNIT),
+    ([C.OP_TILE | 1 << 8], C.ERR_BAD_UNIT),          # cluster 1 of a 1-cluster chip
+    ([C.OP_TILE | 1 << 16], C.ERR_BAD_UNIT),         # tile 1 of a 1-tile cluster
+    ([C.OP_DMA | 2 << 16, 0], C.ERR_BAD_UNIT),       # channel 2 of 2
+    ([C.OP_WAIT | 1 << 16, 1], C.ERR_BAD_UNIT),      # tile 1
+    ([C.OP_SEM_WAIT | 4 << 16, 1], C.ERR_BAD_UNIT),  # semaphore 4 of 4
+    ([C.OP_DMA, 0x48], C.ERR_BAD_ADDRESS),           # not 64-byte aligned
+    ([C.OP_DMA, (1 << 20) - 32], C.ERR_BAD_ADDRESS),  # descriptor runs past HBM
+    ([C.OP_TILE, 0x10], C.ERR_BAD_ADDRESS),
+    ([C.OP_TILE, 16384], C.ERR_BAD_ADDRESS),
+    ([C.OP_DMA, (1 << 20) + 64], C.ERR_NONE),        # inside cluster 0's aperture
+    ([C.OP_WAIT | 1 << 16, 0], C.ERR_NONE),          # DMA channel 1
+])
+def test_check_entry_error_codes(words, code):
+    assert C.check_entry(C.Entry.decode(C.entry_raw(words)), TINY) == code
+
+
+def test_api_rejects_bad_arguments_naming_them():
+    with pytest.raises(ValueError, match="cluster"):
+        C.entry_dma(256, 0, 0)
+    with pytest.raises(ValueError, match="head"):
+        C.entry_dma(0, 0, -1)
+    with pytest.raises(ValueError, match="mesh_x"):
+        C.ChipConfig(mesh_x=0)
+    with pytest.raises(ValueError, match="tiles"):
+        C.ChipConfig(tiles=7)
+    with pytest.raises(ValueError, match="tail"):
+        G.Queue(ring=0, size=4, tail=4)
+    with pytest.raises(ValueError, match="backend"):
+        ChipProgram(TINY).run("modelsim")
+    with pytest.raises(ValueError, match="name"):
+        C.config("maia100")
+
+
+# --------------------------------------------------------------------------- golden --------
+
+def _gemm_program(cfg, M, N, K, fa="e4m3", fb="e4m3", seed=0, **kw):
+    rng = np.random.default_rng(seed)
+    a, sa = mx.quantize(rng.standard_normal((M, K)).astype(np.float32), fa)
+    bt, sbt = mx.quantize(rng.standard_normal((N, K)).astype(np.float32), fb)
+    p = ChipProgram(cfg)
+    h = p.gemm(a, sa, fa, bt.T, sbt.T, fb, **kw)
+    ref = mx.matmul(a, sa, fa, bt.T, sbt.T, fb)
+    return p, h, ref
+
+
+@pytest.mark.parametrize("M, N, K, fa, fb", [(96, 80, 64, "e4m3", "e4m3"),
+                                             (40, 136, 128, "e2m1", "e5m2")])
+def test_golden_gemm_tiled_over_the_chip_equals_mx_matmul(M, N, K, fa, fb):
+    p, h, ref = _gemm_program(C.DEFAULT, M, N, K, fa, fb)
+    res = p.run("golden")
+    got = h.read(res)
+    bad = np.argwhere(got != ref)
+    assert bad.size == 0, (f"{len(bad)} elements differ, first {tuple(bad[0])}: expected "
+                           f"{ref[tuple(bad[0])]:#010x} got {got[tuple(bad[0])]:#010x}")
+    assert res.regs["MACS_LO"] | res.regs["MACS_HI"] << 32 == M * N * K
+    assert all(q["ERR_COUNT"] == 0 for q in res.queues)
+
+
+def _error_program(cfg):
+    """One queue: a good copy, every kind of bad entry, and a good copy after each."""
+    p = ChipProgram(cfg)
+    data = np.arange(512, dtype=np.uint32).astype(np.uint8)
+    src = p.put(data)
+    outs = []
+
+    def good():
+        d = p.alloc(96)
+        p.dma(0, [p.copy(src + 7, d, 96)])
+        p.wait(0, 0, False)
+        outs.append((d, data[7:103]))
+    good()
+    p.entry(C.entry_raw([0xEE]))                          # seq 2: bad opcode
+    good()
+    p.entry(C.entry_raw([C.OP_FENCE | 1 << 25]))          # seq 5: bad entry
+    good()
+    p.entry(C.entry_tile(0, 3, 0))                        # seq 8: bad unit
+    good()
+    p.entry(C.entry_dma(0, 1, src + 32))                  # seq 11: bad address
+    good()
+    bad = D.Descriptor(src=src, dst=cfg.hbm_window - 16, counts=(64, 1, 1))
+    p.dma(0, [bad], channel=1)                            # seq 14: DMA window error
+    good()
+    p.tile(0, 0, 0x40)   # seq 17: TSRAM is zero: a NOP list running off the end -> error
+    p.wait(0, 0, True)
+    good()
+    p.fence(irq=True)
+    return p, outs
+
+
+def test_golden_error_paths_report_and_later_work_completes():
+    p, outs = _error_program(TINY)
+    res = p.run("golden")
+    q = res.queues[0]
+    assert q["ERROR"] == C.ERR_BAD_OPCODE and q["ERR_SEQ"] == 2
+    assert q["ERR_COUNT"] == 6
+    assert q["DONE_COUNT"] == q["SEQ"] == q["HEAD"] == len(p.entries[0])
+    codes = [o for _, s, o in res.extra["log"]]
+    assert codes.count("ok") == len(codes) - 6
+    for d, want in outs:
+        assert np.array_equal(res.read(d, want.size), want)
+    assert res.regs["IRQ_STATUS"] == 0b11
+
+
+# --------------------------------------------------------------------------- RTL -----------
+
+def _check(p, sim, **kw):
+    g = p.run("golden")
+    r = p.run(sim, **kw)
+    errs = compare(g, r)
+    assert not errs, f"RTL ({sim}) vs golden:\n" + "\n".join(errs)
+    return g, r
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("sim", default_sims())
+def test_rtl_error_paths_match_golden(sim):
+    p, outs = _error_program(TINY)
+    g, r = _check(p, sim)
+    assert r.queues[0]["ERR_COUNT"] == 6
+    for d, want in outs:
+        assert np.array_equal(r.read(d, want.size), want), f"copy to {d:#x} lost"
+    assert r.extra["irq"] == 1
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("sim", default_sims())
+def test_rtl_gemm_matches_golden(sim):
+    M, N, K = (16, 16, 64) if sim == "icarus" else (48, 40, 128)
+    p, h, ref = _gemm_program(TINY, M, N, K, seed=3)
+    g, r = _check(p, sim)
+    assert np.array_equal(h.read(r), ref)
+    print(f"{sim}: {M}x{N}x{K} GEMM, RTL {r.cycles} cycles, golden estimate {g.cycles}")
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("seed", [11, 12])
+def test_rtl_random_programs_match_golden(seed):
+    sim = "verilator" if "verilator" in default_sims() else "icarus"
+    print(f"random program seed {seed} on {sim}")
+    p = random_program(TINY, seed, steps=30 if sim == "verilator" else 12)
+    _check(p, sim)
+
+
+@pytest.mark.sim
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(100, 110))
+def test_rtl_random_programs_long(seed):
+    print(f"random program seed {seed}")
+    _check(random_program(TINY, seed, steps=80), "verilator")
+
+
+def test_checker_catches_corruption():
+    p, outs = _error_program(TINY)
+    g = p.run("golden")
+    for mutate, what in [(lambda r: r.hbm.__setitem__(outs[0][0], r.hbm[outs[0][0]] ^ 1),
+                          "HBM"),
+                         (lambda r: r.queues[0].__setitem__("ERR_SEQ", 3), "ERR_SEQ"),
+                         (lambda r: r.regs.__setitem__("DMA_DISPATCH", 0), "DMA_DISPATCH")]:
+        bad = p.run("golden")
+        mutate(bad)
+        errs = compare(g, bad)
+        assert errs and what in errs[0], f"corrupted {what} not reported: {errs}"
