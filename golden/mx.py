@@ -39,17 +39,22 @@ __all__ = ["decode", "quantize", "dot", "matmul", "pack_e2m1", "unpack_e2m1",
            "decode_scale", "BLOCK"]
 
 try:  # optional: pins BLAS to one thread around the small per-block GEMMs
-    from threadpoolctl import threadpool_limits as _threadpool_limits
+    from threadpoolctl import ThreadpoolController as _ThreadpoolController
 except ImportError:  # pragma: no cover - works without it, only slower on a busy machine
-    _threadpool_limits = None
+    _ThreadpoolController = None
+_controller = None
 
 
 def _one_blas_thread():
-    """The per-block GEMMs are (64, 32) @ (32, N): too small for threads to pay off, and a
-    multithreaded BLAS spinning on a busy core makes them 10x slower."""
-    if _threadpool_limits is None:
+    """The per-block GEMMs are (64, 32) @ (32, N): too small for BLAS threads to pay off,
+    and a multithreaded BLAS spinning on a busy core makes them 10x slower. (The controller
+    is created once: scanning the loaded libraries costs about a millisecond.)"""
+    global _controller
+    if _ThreadpoolController is None:
         return contextlib.nullcontext()
-    return _threadpool_limits(limits=1, user_api="blas")
+    if _controller is None:
+        _controller = _ThreadpoolController()
+    return _controller.limit(limits=1, user_api="blas")
 
 
 _ML = {"e2m1": ml_dtypes.float4_e2m1fn, "e4m3": ml_dtypes.float8_e4m3fn,
