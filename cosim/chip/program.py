@@ -214,6 +214,7 @@ class ChipProgram:
         gtile.write_scales(self.hbm, psb, sb.T)
         pc = self.alloc(M * cw)
         # block sizes that fit TSRAM: commands (1 word each, 2 lists) + B panel + 2 A/C sets
+        bm_given, bn_given = bm, bn
         if bn is None:
             bn = min(N, 64)
         if bm is None:
@@ -230,6 +231,12 @@ class ChipProgram:
             c0 = sa0 + bm_ * sw
             end = c0 + bm_ * T.f32_row_words(bn_) * 32
             return cmd, b0, sb0, a0, sa0, c0, end
+        auto = bm_given is None and bn_given is None
+        while auto and layout(bm, bn)[-1] > tc.tsram_bytes and (bm > 1 or bn > 8):
+            if bm > 8 or bn <= 8:
+                bm = max(1, bm // 2)
+            else:
+                bn = max(8, (bn // 2 + 7) // 8 * 8)
         if layout(bm, bn)[-1] > tc.tsram_bytes:
             raise ValueError(f"bm, bn: a {bm}x{bn} block with K={K} does not fit TSRAM "
                              f"({layout(bm, bn)[-1]} > {tc.tsram_bytes} bytes)")
