@@ -7,11 +7,14 @@ The contract is docs/numerics.md (restating ../shared/brief/numerics.md). Summar
 * ``dot``/``matmul``: for each block j in order, S_j = sum(a_i * b_i) exactly and
   acc = RNE_fp32(acc + 2^(Xa_j + Xb_j) * S_j), with the contract's NaN/Inf/zero rules.
 
-All results are binary32 bit patterns (uint32). Implementation: block sums are exact integer
-sums computed with float64 matrix products (every partial sum is an integer below 2^53, so
-BLAS summation order cannot matter); the per-block rounding is decided in float64 with a
-rigorous error bound and falls back to exact integer arithmetic (``golden.fp32.round_exact``)
-for the rare results that lie too close to a rounding boundary.
+All results are binary32 bit patterns (uint32). Implementation (docs/numerics.md section 6):
+block sums come exactly from float64 GEMMs with the scales folded in as powers of two (every
+partial sum is an integer multiple of the block's lowest bit below 2^53, so BLAS summation
+order cannot matter; wide e5m2 blocks are split by exponent into pieces that meet this).
+The per-block rounding is x = fl64(acc + t) then binary32; the only elements where that
+double rounding can differ from one rounding (x exactly on a binary32 midpoint while inexact,
+binary32 subnormal results) are flagged, re-checked with TwoSum and, when still ambiguous,
+rounded in exact integer arithmetic (``golden.fp32.round_exact``).
 """
 
 from __future__ import annotations
