@@ -83,7 +83,8 @@ class NetworkInterface(wiring.Component):
         dx, dy = Signal(4, name=f"{name}_dx"), Signal(4, name=f"{name}_dy")
         off = Signal(len(addr), name=f"{name}_off")
         for r in reversed(self._regions):       # first match wins
-            with m.If((addr >= r.base) & (addr < r.base + r.size)):
+            sh = r.size.bit_length() - 1         # aligned power-of-two region
+            with m.If((addr >> sh) == (r.base >> sh)):
                 m.d.comb += [hit.eq(1), dx.eq(r.x), dy.eq(r.y), off.eq(addr & (r.size - 1))]
         return hit, dx, dy, off
 

@@ -45,6 +45,13 @@ class LinkSignature(wiring.Signature):
         return f"LinkSignature(flit_width={self.flit_width}, n_vcs={self.n_vcs})"
 
 
+def _or_all(values, width):
+    acc = Const(0, width)
+    for v in values:
+        acc = acc | v
+    return acc
+
+
 def check_router_params(flit_width, vcs_per_class, depth):
     if not isinstance(flit_width, int) or flit_width < spec.ROUTE_MIN_FLIT_WIDTH:
         raise ValueError(f"flit_width must be an int >= {spec.ROUTE_MIN_FLIT_WIDTH}, "
@@ -62,20 +69,14 @@ def xy_route(m: Module, x: int, y: int, kx: int, ky: int, dst_x, dst_y, name="ro
     at the north/south edge, and the packet leaves through the local port of the nearest
     node, whose endpoint reports it (DECERR for requests, an error count for traffic)."""
     route = Signal(range(spec.N_PORTS), name=name)
-    go_e = (dst_x > x) if x < kx - 1 else Const(0)
-    go_w = (dst_x < x) if x > 0 else Const(0)
-    go_s = (dst_y > y) if y < ky - 1 else Const(0)
-    go_n = (dst_y < y) if y > 0 else Const(0)
-    with m.If(go_e):
-        m.d.comb += route.eq(spec.PORT_E)
-    with m.Elif(go_w):
-        m.d.comb += route.eq(spec.PORT_W)
-    with m.Elif(go_s):
-        m.d.comb += route.eq(spec.PORT_S)
-    with m.Elif(go_n):
-        m.d.comb += route.eq(spec.PORT_N)
-    with m.Else():
-        m.d.comb += route.eq(spec.PORT_L)
+    moves = [(spec.PORT_E, x < kx - 1, lambda: dst_x > x), (spec.PORT_W, x > 0, lambda: dst_x < x),
+             (spec.PORT_S, y < ky - 1, lambda: dst_y > y), (spec.PORT_N, y > 0, lambda: dst_y < y)]
+    # a chain of If/Elif over the directions that exist at this router, local otherwise
+    m.d.comb += route.eq(spec.PORT_L)
+    for port, exists, cond in reversed(moves):
+        if exists:
+            with m.If(cond()):
+                m.d.comb += route.eq(port)
     return route
 
 
@@ -198,6 +199,8 @@ class Router(wiring.Component):
         va_gnt = {(p, v): Signal(name=f"vagnt_{p}_{v}") for p in range(P) for v in range(V)}
         va_w = {(p, v): Signal(range(V), name=f"vaw_{p}_{v}") for p in range(P) for v in range(V)}
         va_set = {}
+        gnt_terms = {k: [] for k in va_gnt}
+        w_terms = {k: [] for k in va_gnt}
         for o in range(P):
             for w in range(V):
                 c = w // vpc
@@ -206,10 +209,13 @@ class Router(wiring.Component):
                 m.submodules[f"va_{spec.PORT_NAMES[o]}{w}"] = arb
                 for j, (p, v) in enumerate(reqs):
                     m.d.comb += arb.requests[j].eq(va_pick[p, v, w] & (route[p, v] == o))
-                    with m.If(arb.grant[j]):
-                        m.d.comb += [va_gnt[p, v].eq(1), va_w[p, v].eq(w)]
+                    gnt_terms[p, v].append(arb.grant[j])
+                    w_terms[p, v].append(arb.grant[j].replicate(len(va_w[p, v])) & w)
                 m.d.comb += arb.advance.eq(1)
                 va_set[o, w] = arb.valid
+        for k in va_gnt:            # at most one output VC grants a given input VC
+            m.d.comb += [va_gnt[k].eq(Cat(*gnt_terms[k]).any()),
+                         va_w[k].eq(_or_all(w_terms[k], len(va_w[k])))]
 
         # ---- switch allocation ----------------------------------------------------------
         eff_vc = {}
@@ -233,14 +239,14 @@ class Router(wiring.Component):
             win_flit.append(Array(heads[p, v].as_value() for v in range(V))[wv])
 
         granted_in = [Signal(name=f"sa_gnt_{p}") for p in range(P)]
+        gin_terms = [[] for _ in range(P)]
         out_fire, out_vc, out_flit = [], [], []
         for o in range(P):
             arb = RoundRobinArbiter(P)
             m.submodules[f"sa_out_{spec.PORT_NAMES[o]}"] = arb
             for p in range(P):
                 m.d.comb += arb.requests[p].eq(in_arb[p].valid & (win_route[p] == o))
-                with m.If(arb.grant[p]):
-                    m.d.comb += granted_in[p].eq(1)
+                gin_terms[p].append(arb.grant[p])
             m.d.comb += arb.advance.eq(1)
             wp = one_hot_index(m, arb.grant, P, name=f"winp_{o}")
             fire = Signal(name=f"fire_{o}")
@@ -264,7 +270,8 @@ class Router(wiring.Component):
                     m.d.sync += busy[o, w].eq(1)
 
         for p in range(P):
-            m.d.comb += in_arb[p].advance.eq(granted_in[p])
+            m.d.comb += [granted_in[p].eq(Cat(*gin_terms[p]).any()),
+                         in_arb[p].advance.eq(granted_in[p])]
             credit_bits = []
             for v in range(V):
                 fwd = granted_in[p] & in_arb[p].grant[v]
