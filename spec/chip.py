@@ -144,6 +144,10 @@ class ChipConfig:
     the ``sem`` flag; sem_id modulo n_sems).
     Estimates only (not RTL): clock_hz, hbm_bytes_per_cycle (HBM bandwidth at the chip clock),
     hbm_capacity, hbm_ports.
+    RTL structure: noc (True: every cluster DMA and the command processor reach HBM through
+    a NoC network interface and a (mesh_x) x (mesh_y + 1) mesh whose last row holds the HBM
+    edge ports; False: one direct HBM port per cluster plus one for the command processor),
+    noc_depth (router buffer depth in flits).
     """
 
     name: str = "default"
@@ -162,6 +166,8 @@ class ChipConfig:
     hbm_bytes_per_cycle: int = 32     # default bench HBM model: one 256-bit beat per cycle
     hbm_capacity: int = 16 << 20
     hbm_ports: int = 0                # 0: one per cluster plus one for the command processor
+    noc: bool = True                  # RTL: clusters and HBM ports on the NoC mesh (docs/chip.md)
+    noc_depth: int = 4                # RTL: flits per VC buffer in the NoC routers
 
     def __post_init__(self):
         def req(cond, name, msg):
@@ -172,11 +178,14 @@ class ChipConfig:
                   "hbm_capacity", "hbm_ports"):
             req(isinstance(getattr(self, n), int) and not isinstance(getattr(self, n), bool),
                 n, "must be an int")
+        req(isinstance(self.noc, bool), "noc", "must be a bool")
+        req(isinstance(self.noc_depth, int) and 2 <= self.noc_depth <= 64, "noc_depth",
+            "must be an int in 2..64")
         if not isinstance(self.tile, T.TileConfig):
             raise TypeError(f"tile: must be a spec.tile.TileConfig, got "
                             f"{type(self.tile).__name__}")
         req(1 <= self.mesh_x <= 16, "mesh_x", "must be in 1..16")
-        req(1 <= self.mesh_y <= 16, "mesh_y", "must be in 1..16")
+        req(1 <= self.mesh_y <= 15, "mesh_y", "must be in 1..15 (one more NoC row for HBM)")
         req(self.clusters <= 255, "mesh_y", "mesh_x * mesh_y must be <= 255")
         req(1 <= self.tiles <= D.MAX_WINDOWS - 2, "tiles",
             f"must be in 1..{D.MAX_WINDOWS - 2} (one DMA window per memory of the cluster)")
@@ -206,6 +215,13 @@ class ChipConfig:
     cluster_stride = property(lambda s: s.slot * _pow2(1 + s.tiles))
     address_space = property(lambda s: s.local_base + s.clusters * s.cluster_stride)
     n_hbm_ports = property(lambda s: s.hbm_ports or s.clusters + 1)
+
+    @property
+    def edge_hbm_ports(self) -> int:
+        """HBM AXI4 ports of the RTL top: with the NoC, one per HBM node of the mesh's last
+        row (the largest power of two <= mesh_x, each owning an equal slice of hbm_window);
+        without it, one per cluster plus one for the command processor."""
+        return 1 << (self.mesh_x.bit_length() - 1) if self.noc else self.clusters + 1
 
     def cluster_base(self, c: int) -> int:
         self._check_cluster(c)

@@ -56,7 +56,7 @@ async def run_chip(dut):
     for name in ("awvalid", "wvalid", "arvalid", "bready", "rready"):
         getattr(dut, f"s_axil__{name}").value = 0
     rams = [AxiRam(AxiBus.from_prefix(dut, f"hbm{i}_"), dut.clk, dut.rst, size=len(hbm),
-                   mem=hbm) for i in range(cfg.clusters + 1)]
+                   mem=hbm) for i in range(cfg.edge_hbm_ports)]
     for r in rams:
         for ch in ("write_if", "read_if"):
             obj = getattr(r, ch, None)

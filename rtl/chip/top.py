@@ -9,8 +9,11 @@ from amaranth.lib.wiring import In, Out
 from rtl.axi import AXI4LiteSignature, AXI4Signature
 from rtl.chip.cluster import Cluster
 from rtl.chip.cp import CommandProcessor
+from rtl.noc.mesh import Mesh
+from rtl.noc.ni import NetworkInterface
 from rtl.tile.tsram import WORD_BITS
 from spec import chip as C
+from spec import noc as N
 
 __all__ = ["Chip"]
 
@@ -21,15 +24,20 @@ class Chip(wiring.Component):
     Ports
     -----
     s_axil : host AXI4-Lite (12-bit addresses, 32-bit data; CSR map in docs/chip.md).
-    hbm{i} : AXI4 managers (32-bit address, 256-bit data) at the chip edge. Port i < clusters
-        carries cluster i's DMA traffic to HBM; port ``clusters`` carries the command
-        processor's queue-entry reads. All ports address the same HBM (address 0 upwards);
-        the co-simulation attaches one memory model to all of them.
+    hbm{i} : AXI4 managers (32-bit address, 256-bit data) at the chip edge,
+        ``cfg.edge_hbm_ports`` of them. All ports address the same HBM with full addresses
+        (address 0 upwards); the co-simulation attaches one memory model to all of them.
     irq : Out(1), level interrupt (IRQ_STATUS & IRQ_ENABLE).
 
-    This first cut connects each cluster's DMA straight to its own HBM port; the NoC mesh
-    (rtl/noc) that should carry cluster-to-HBM and cluster-to-cluster traffic is not
-    inserted yet (docs/chip.md "Status").
+    With ``cfg.noc`` (default): a (mesh_x) x (mesh_y + 1) NoC mesh (rtl/noc, 288-bit flits:
+    256 data + 32 strobe bits). Cluster (x, y) sits at node (x, y); its DMA AXI4 master is
+    the initiator side of that node's network interface. The last row y = mesh_y holds the
+    HBM nodes: node (k, mesh_y), k < edge_hbm_ports, owns the k-th equal slice of
+    hbm_window; its interface's target side replays requests on port ``hbm{k}`` (the slice
+    base is put back on the address). The command processor is the initiator at node
+    (0, mesh_y). Each interface keeps one read and one write outstanding (docs/noc.md).
+    Without ``cfg.noc``: cluster i's DMA drives ``hbm{i}`` directly and the command
+    processor ``hbm{clusters}``.
     """
 
     def __init__(self, cfg: C.ChipConfig | None = None):
@@ -41,7 +49,7 @@ class Chip(wiring.Component):
         sig = AXI4Signature(addr_width=32, data_width=WORD_BITS, id_width=self._idw)
         ports = {"s_axil": In(AXI4LiteSignature(addr_width=C.CSR_ADDR_WIDTH, data_width=32)),
                  "irq": Out(1)}
-        for i in range(cfg.clusters + 1):
+        for i in range(cfg.edge_hbm_ports):
             ports[f"hbm{i}"] = Out(sig)
         super().__init__(ports)
 
@@ -52,11 +60,16 @@ class Chip(wiring.Component):
         cfg = self._cfg
         cp = m.submodules.cp = CommandProcessor(cfg, id_width=self._idw)
         wiring.connect(m, wiring.flipped(self.s_axil), cp.s_axil)
-        wiring.connect(m, cp.m_axi, wiring.flipped(getattr(self, f"hbm{cfg.clusters}")))
         m.d.comb += self.irq.eq(cp.irq)
-        for c in range(cfg.clusters):
-            cl = m.submodules[f"cluster{c}"] = Cluster(cfg, c)
-            wiring.connect(m, cl.m_axi, wiring.flipped(getattr(self, f"hbm{c}")))
+        clusters = [Cluster(cfg, c) for c in range(cfg.clusters)]
+        if cfg.noc:
+            self._noc(m, cp, clusters)
+        else:
+            wiring.connect(m, cp.m_axi, wiring.flipped(getattr(self, f"hbm{cfg.clusters}")))
+            for c, cl in enumerate(clusters):
+                wiring.connect(m, cl.m_axi, wiring.flipped(getattr(self, f"hbm{c}")))
+        for c, cl in enumerate(clusters):
+            m.submodules[f"cluster{c}"] = cl
             wiring.connect(m, getattr(cp, f"dma{c}"), cl.s_axil)
             for t in range(cfg.tiles):
                 p = f"c{c}_t{t}_"
@@ -70,3 +83,47 @@ class Chip(wiring.Component):
                          cl.take_sem.eq(getattr(cp, f"c{c}_take_sem")),
                          cl.take_count.eq(getattr(cp, f"c{c}_take_count"))]
         return m
+
+    def _noc(self, m, cp, clusters):
+        cfg = self._cfg
+        kx, ky = cfg.mesh_x, cfg.mesh_y + 1
+        n_hbm = cfg.edge_hbm_ports
+        part = cfg.hbm_window // n_hbm
+        regions = tuple(N.Region(base=k * part, size=part, x=k, y=cfg.mesh_y)
+                        for k in range(n_hbm))
+        fw = WORD_BITS + WORD_BITS // 8
+        m.submodules.noc = mesh = Mesh(kx=kx, ky=ky, flit_width=fw, depth=cfg.noc_depth)
+        for y in range(ky):
+            for x in range(kx):
+                i = y * kx + x
+                ni = NetworkInterface(x=x, y=y, kx=kx, ky=ky, regions=regions, flit_width=fw,
+                                      addr_width=32, data_width=WORD_BITS,
+                                      id_width=self._idw)
+                m.submodules[f"ni_{x}_{y}"] = ni
+                for c in range(N.N_CLASSES):
+                    wiring.connect(m, ni.inj[c], mesh.inj[i][c])
+                    wiring.connect(m, mesh.ej[i][c], ni.ej[c])
+                if y < cfg.mesh_y:
+                    wiring.connect(m, clusters[i].m_axi, ni.s_axi)
+                elif x == 0:
+                    wiring.connect(m, cp.m_axi, ni.s_axi)
+                else:
+                    m.d.comb += [ni.s_axi.awvalid.eq(0), ni.s_axi.wvalid.eq(0),
+                                 ni.s_axi.arvalid.eq(0), ni.s_axi.bready.eq(1),
+                                 ni.s_axi.rready.eq(1)]
+                if y == cfg.mesh_y and x < n_hbm:
+                    # the interface strips the slice base; the HBM port carries full addresses
+                    port = getattr(self, f"hbm{x}")
+                    for name, mem in port.signature.members.items():
+                        ours, theirs = getattr(port, name), getattr(ni.m_axi, name)
+                        if mem.flow == wiring.Out:
+                            if name in ("awaddr", "araddr"):
+                                theirs = theirs | (x * part)
+                            m.d.comb += ours.eq(theirs)
+                        else:
+                            m.d.comb += theirs.eq(ours)
+                else:   # not a memory node: never addressed by the map; answer SLVERR
+                    m.d.comb += [ni.m_axi.awready.eq(1), ni.m_axi.wready.eq(1),
+                                 ni.m_axi.bvalid.eq(1), ni.m_axi.bresp.eq(2),
+                                 ni.m_axi.arready.eq(1), ni.m_axi.rvalid.eq(1),
+                                 ni.m_axi.rlast.eq(1), ni.m_axi.rresp.eq(2)]
