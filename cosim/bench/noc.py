@@ -6,10 +6,11 @@ Verilator); cocotb only configures each point and reads the counters. Writes
 build/bench/noc.json (via `make bench BENCH=noc`) and build/bench/noc.png.
 
 Environment: NOC_BENCH_SIZES (default "4,8"), NOC_BENCH_MEASURE (cycles per point,
-default 3000)."""
+default 3000), NOC_BENCH_SIM (default verilator; icarus only for a quick 2x2 look)."""
 
 from __future__ import annotations
 
+import json
 import os
 
 from cosim.noc import TrafficPoint, run_traffic
@@ -18,7 +19,8 @@ from golden import noc as g
 from spec import noc as spec
 
 LENGTH = 4          # flits per packet
-LOADS = {4: [0.02, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
+LOADS = {2: [0.02, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
+         4: [0.02, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
          8: [0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5]}
 SAT_RATE = 1.0      # packets/node/cycle offered: more than any node can inject
 
@@ -31,7 +33,8 @@ def _point(load, pattern, measure):
 def run() -> dict:
     sizes = [int(s) for s in os.environ.get("NOC_BENCH_SIZES", "4,8").split(",")]
     measure = int(os.environ.get("NOC_BENCH_MEASURE", "3000"))
-    result: dict = {"curves": {}, "config": {"packet_flits": LENGTH, "measure_cycles": measure,
+    sim = os.environ.get("NOC_BENCH_SIM", "verilator")
+    result: dict = {"curves": {}, "config": {"simulator": sim, "packet_flits": LENGTH, "measure_cycles": measure,
                                              "vcs_per_class": 2, "buffer_depth": 8,
                                              "source_queue": 16}}
     for k in sizes:
@@ -47,7 +50,7 @@ def run() -> dict:
                            warmup=1000, measure=measure, drain_max=20 * measure)
         pts.append(sat)
         keys.append(("saturation", SAT_RATE * LENGTH))
-        res = run_traffic(pts, kx=k, ky=k, sim="verilator", vcs_per_class=2, depth=8)
+        res = run_traffic(pts, kx=k, ky=k, sim=sim, vcs_per_class=2, depth=8)
         rows = res["rows"]
         errors = sum(r[e] for r in rows for e in ("err_route", "err_seq", "err_payload",
                                                   "err_frame", "err_router"))
@@ -76,6 +79,11 @@ def run() -> dict:
                                               "unit": "of min(1,4/k)", "target": ">= 0.8"}
         result[f"errors_{k}x{k}"] = {"value": errors + lost, "unit": "errors+lost",
                                      "target": "== 0"}
+        partial = BUILD / "bench" / f"noc_{k}x{k}.json"      # kept if a later size fails
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_text(json.dumps({kk: v for kk, v in result.items()
+                                       if kk == "config" or kk.endswith(f"{k}x{k}")}
+                                      | {"curves": {f"{k}x{k}": curves}}, indent=2) + "\n")
     _plot(result)
     return result
 
