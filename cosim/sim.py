@@ -99,6 +99,46 @@ def verilator_opt() -> str:
     return opt
 
 
+def verilator_public() -> str:
+    """Which signals cocotb can reach in Verilator models: MAIA_VERILATOR_PUBLIC.
+
+    "top" (default): only the top module's ports, through a Verilator control file. cocotb's runner otherwise passes --public-flat-rw, which makes
+    every internal signal public: the generated signal table of a large design then takes
+    longer to compile than the model itself, and Verilator cannot optimise internal nets away.
+    "all": cocotb's default, for benches that poke internal signals. (Waveforms, WAVES=1,
+    include internal signals either way.)"""
+    v = os.environ.get("MAIA_VERILATOR_PUBLIC", "top").strip()
+    if v not in ("top", "all"):
+        raise ValueError(f"MAIA_VERILATOR_PUBLIC must be 'top' or 'all', not {v!r}")
+    return v
+
+
+def public_ports_vlt(text: str, toplevel: str) -> str:
+    """Verilator control file making only the top module's ports public (read/write)."""
+    m = re.search(rf"^module\s+{re.escape(toplevel)}\s*\((.*?)\);", text, re.S | re.M)
+    if not m:
+        raise SimulationError(f"module {toplevel} not found in its generated Verilog")
+    ports = [p.strip() for p in m.group(1).replace("\n", " ").split(",") if p.strip()]
+    lines = ["`verilator_config"]
+    lines += [f'public_flat_rw -module "{toplevel}" -var "{p}"' for p in ports]
+    return "\n".join(lines) + "\n"
+
+
+def _runner(sim: str):
+    from cocotb_tools.runner import Verilator, get_runner
+
+    if sim != "verilator" or verilator_public() == "all":
+        return get_runner(sim)
+
+    class TopPublicVerilator(Verilator):
+        def _build_command(self):
+            cmds = super()._build_command()
+            cmds[0] = [a for a in cmds[0] if a != "--public-flat-rw"]
+            return cmds
+
+    return TopPublicVerilator()
+
+
 def verilator_make_overrides() -> list[str]:
     """make variable overrides for Verilator model builds.
 
@@ -186,7 +226,6 @@ def build(name: str, toplevel: str, make: Callable[[], object], params: Mapping,
 
     The simulator build is keyed by the generated Verilog text itself, so edits elsewhere in
     rtl/ do not force a rebuild of designs whose Verilog did not change."""
-    from cocotb_tools.runner import get_runner
 
     if sim not in SIMULATORS:
         raise ValueError(f"sim must be one of {SIMULATORS}, not {sim!r}")
@@ -196,8 +235,12 @@ def build(name: str, toplevel: str, make: Callable[[], object], params: Mapping,
     h = hashlib.sha256(text.encode())
     for p in extra:
         h.update(p.read_bytes())
+    vlt_text = (public_ports_vlt(text, toplevel)
+                if sim == "verilator" and verilator_public() == "top" else "")
+    h.update(vlt_text.encode())
     h.update(json.dumps([sim, waves, toplevel, VERILATOR_SIM_WAIVERS,
-                         verilator_opt() if sim == "verilator" else None]).encode())
+                         (verilator_opt(), verilator_public()) if sim == "verilator" else None
+                         ]).encode())
     key = h.hexdigest()[:12]
     bdir = BUILD / "sim" / f"{name}-{sim}-{key}"
     stamp = bdir / ".built"
@@ -217,7 +260,11 @@ def build(name: str, toplevel: str, make: Callable[[], object], params: Mapping,
                           "--x-initial", "fast"]
         else:
             build_args = []
-        runner = get_runner(sim)
+        if vlt_text:
+            vlt = bdir / "public.vlt"
+            vlt.write_text(vlt_text)
+            sources.append(vlt)
+        runner = _runner(sim)
         saved = os.environ.get("MAKEFLAGS")
         if sim == "verilator":
             os.environ["MAKEFLAGS"] = " ".join(x for x in [saved, *verilator_make_overrides()]
@@ -259,7 +306,6 @@ def run_bench(*, name: str, toplevel: str, make: Callable[[], object], test_modu
               waves: bool | None = None, tag: str = "run",
               extra_env: Mapping[str, str] | None = None) -> dict[str, np.ndarray]:
     """Build (cached) and run a cocotb bench; return the arrays it saved with bench_outputs()."""
-    from cocotb_tools.runner import get_runner
 
     params = dict(params or {})
     waves = waves_enabled() if waves is None else waves
@@ -276,7 +322,7 @@ def run_bench(*, name: str, toplevel: str, make: Callable[[], object], test_modu
         env.update(extra_env)
     if sim == "verilator":
         setup_verilator()
-    runner = get_runner(sim)
+    runner = _runner(sim)
     xml = tdir / "results.xml"
     saved = os.environ.pop("PYTEST_CURRENT_TEST", None)  # we check results ourselves
     try:
