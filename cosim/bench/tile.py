@@ -116,7 +116,7 @@ def run() -> dict:
         res[f"macs_per_cycle_{key}"] = {"value": round(macs / c["ttu_busy"], 2),
                                         "unit": "MAC/cycle", "target": None}
     image, addrs, _ = pipeline_program(cfg, 3, 8, 32, 128)
-    run_case(cfg, image, "quantize-matmul-softmax 16x64x256", res, est_rows)
+    run_case(cfg, image, "quantize-matmul-softmax 8x32x128", res, est_rows)
     res["estimate_cases"] = est_rows
     res["golden_estimate_max_rel_error"] = {
         "value": max(r["rel_error"] for r in est_rows), "unit": "|est-rtl|/rtl",
