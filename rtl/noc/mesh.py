@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Module, Signal
+from amaranth.hdl import Array, Cat, Module, Mux, Signal
 from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -23,7 +23,8 @@ class LocalPort(wiring.Component):
     """Adapter between an endpoint's per-class flit streams and a router's local port.
 
     Injection: ``inj[c]`` (valid/ready) carries the flits of class ``c`` packets, head to
-    tail; each class injects on the first VC of the class; when both classes have a flit
+    tail; a packet uses VC ``(dst_x ^ dst_y) mod vcs_per_class`` of its class (so a flow
+    always uses the same VC and stays in order); when both classes have a flit
     and a credit a round-robin arbiter picks one per cycle (flits of a request and a
     response packet may interleave on the link, each VC stays in order). The link is a
     register: a flit accepted at cycle t is on ``link_out`` at t+1.
@@ -50,19 +51,35 @@ class LocalPort(wiring.Component):
         layout = flit_layout(self._fw)
 
         # ---- injection ----
+        # The VC within the class is a function of the destination (latched at the head),
+        # so all packets of a flow use the same VC chain and stay in order.
         arb = RoundRobinArbiter(C)
         m.submodules.inj_arb = arb
+        subs = []
         for c in range(C):
-            cc = CreditCounter(D)
-            m.submodules[f"inj_credit{c}"] = cc
-            m.d.comb += [cc.give.eq(self.link_out.credit[c * vpc]),
-                         arb.requests[c].eq(self.inj[c].valid & cc.available),
-                         cc.take.eq(arb.grant[c]),
+            sub = Signal(range(max(vpc, 2)), name=f"inj_sub{c}")
+            if vpc > 1:
+                cur = Signal(range(vpc), name=f"inj_cur{c}")
+                pl = self.inj[c].payload
+                pick = (pl.data[0:4] ^ pl.data[4:8])[:(vpc - 1).bit_length()]
+                m.d.comb += sub.eq(Mux(pl.kind[0], pick, cur))
+                with m.If(arb.grant[c]):
+                    m.d.sync += cur.eq(sub)
+            subs.append(sub)
+            ok = Signal(name=f"inj_ok{c}")
+            for i in range(vpc):
+                cc = CreditCounter(D)
+                m.submodules[f"inj_credit{c * vpc + i}"] = cc
+                m.d.comb += [cc.give.eq(self.link_out.credit[c * vpc + i]),
+                             cc.take.eq(arb.grant[c] & (sub == i))]
+                with m.If(sub == i):
+                    m.d.comb += ok.eq(cc.available)
+            m.d.comb += [arb.requests[c].eq(self.inj[c].valid & ok),
                          self.inj[c].ready.eq(arb.grant[c])]
         m.d.comb += arb.advance.eq(1)
         gc = one_hot_index(m, arb.grant, C, name="inj_class")
         m.d.sync += [self.link_out.valid.eq(arb.valid),
-                     self.link_out.vc.eq(gc * vpc),
+                     self.link_out.vc.eq(gc * vpc + Array(subs)[gc]),
                      self.link_out.flit.eq(Array(self.inj[c].payload for c in range(C))[gc])]
 
         # ---- ejection ----

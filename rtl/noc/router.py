@@ -106,9 +106,10 @@ class Router(wiring.Component):
     which is the input of the next router's buffer. So one hop = 1 router cycle + 1 link
     cycle = 2 cycles per hop; body flits follow at one flit per cycle.
 
-    Allocation (separable, round-robin): VC allocation: each head flit waiting at an input VC
-    picks the lowest-numbered free VC of its class at its output port, and a round-robin
-    arbiter per output VC grants one of the inputs that picked it. Switch allocation: a
+    Allocation (separable, round-robin): VC allocation: each head flit waiting at input VC
+    ``v`` requests VC ``v`` of its output port (a packet keeps its VC number end to end;
+    the endpoint chooses it from the destination, so every flow uses one VC chain and stays
+    in order), and a round-robin arbiter per output VC grants one of the requesters. Switch allocation: a
     round-robin arbiter per input port picks one VC among those holding an output VC with a
     credit downstream, then a round-robin arbiter per output port picks one input port.
     An output VC stays owned by a packet from its head until its tail (wormhole).
@@ -183,18 +184,19 @@ class Router(wiring.Component):
                 m.d.comb += [cc.give.eq(self.o[o].credit[w]), avail[o * V + w].eq(cc.available)]
                 dropped.append(cc.error)
 
-        # ---- VC allocation, stage 1: each waiting head picks the lowest free VC of its class
+        # ---- VC allocation, stage 1: a waiting head asks for the same-numbered VC at its
+        # output port (a flow keeps its VC end to end, so packets of a flow stay in order
+        # even with several VCs per class; the endpoint picks the VC from the destination)
         va_pick = {}   # (p, v, w) -> request to output VC w at its routed port
         for p in range(P):
             for v in range(V):
                 want = r_rdy[p, v] & heads[p, v].kind[0] & ~alloc[p, v]
                 c = v // vpc
-                lower_free = Const(0)
                 for w in range(c * vpc, (c + 1) * vpc):
-                    free_w = ~Array(busy[o, w] for o in range(P))[route[p, v]]
                     va_pick[p, v, w] = Signal(name=f"vapick_{p}_{v}_{w}")
-                    m.d.comb += va_pick[p, v, w].eq(want & free_w & ~lower_free)
-                    lower_free = lower_free | free_w
+                    if w == v:
+                        free_w = ~Array(busy[o, w] for o in range(P))[route[p, v]]
+                        m.d.comb += va_pick[p, v, w].eq(want & free_w)
         # ---- VC allocation, stage 2: a round-robin arbiter per output VC -------------------
         va_gnt = {(p, v): Signal(name=f"vagnt_{p}_{v}") for p in range(P) for v in range(V)}
         va_w = {(p, v): Signal(range(V), name=f"vaw_{p}_{v}") for p in range(P) for v in range(V)}
