@@ -1,7 +1,7 @@
 """The whole chip (docs/chip.md): clusters (tiles + CSRAM + cluster DMA + semaphores), the
 command processor with the host interface, and the chip top with HBM ports at the edge.
 
-Verilog tops: ``chip_tiny`` (1 cluster, one 1x1-cell tile; 67k lines, ~26 s). The default
+Verilog tops: ``chip_tiny`` (1 cluster, one 1x1-cell tile, 1x2 NoC mesh; 90k lines, ~32 s). The default
 chip and one ``maia200`` cluster are in ``LARGE_VERILOG_TOPS`` (slow to generate, see below).
 """
 
