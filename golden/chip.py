@@ -87,7 +87,12 @@ class PerfModel:
     costs ``dma_dispatch`` more (two CSR writes); a DMA chain then runs for the golden DMA
     estimate times ``dma_scale`` (memory latency of the HBM model) plus ``dma_extra`` per
     descriptor; a tile list runs for the golden tile estimate; the CP notices completion
-    after ``poll`` cycles; a FENCE waits for every unit of its queue."""
+    after ``poll`` cycles; a FENCE waits for every unit of its queue.
+
+    With the NoC (``cfg.noc``) every memory access crosses network interfaces and the mesh,
+    one burst at a time per interface: an entry costs ``noc_entry`` more cycles and a DMA
+    descriptor ``noc_desc`` more. These two constants are calibrated on the ``tiny`` chip's
+    RTL counters (1 x 2 mesh, one hop); they do not yet scale with the mesh distance."""
 
     entry: int = 12
     dma_dispatch: int = 10
@@ -96,6 +101,8 @@ class PerfModel:
     tile_dispatch: int = 2
     poll: int = 12
     init: int = 0
+    noc_entry: int = 30
+    noc_desc: int = 50
 
 
 class GoldenChip:
@@ -169,7 +176,8 @@ class GoldenChip:
                 r = qres[qi]
                 seq = r.seq
                 addr = qd.ring + heads[qi] * C.ENTRY_BYTES
-                t_cp += pm.entry
+                t_entry = pm.entry + (pm.noc_entry if cfg.noc else 0)
+                t_cp += t_entry
                 outcome = None
                 if addr + C.ENTRY_BYTES > cfg.hbm_window:
                     record(qi, seq, C.ERR_FETCH, addr)
@@ -203,7 +211,7 @@ class GoldenChip:
                             retire(qi, e.irq)
                             outcome = "ok"
                         else:
-                            t_cp -= pm.entry
+                            t_cp -= t_entry
                             continue          # blocked: try the other queues
                     elif e.opcode == C.OP_DMA:
                         outcome = self._dma(mem, e, sems, record, qi, seq)
@@ -272,7 +280,8 @@ class GoldenChip:
             sems[e.cluster, sid & (cfg.n_sems - 1)] += 1
         sems[e.cluster] &= 0xFF
         pm = self.perf
-        est = int(ch.est_cycles * pm.dma_scale) + pm.dma_extra * max(1, ch.desc_count)
+        extra = pm.dma_extra + (pm.noc_desc if cfg.noc else 0)
+        est = int(ch.est_cycles * pm.dma_scale) + extra * max(1, ch.desc_count)
         if ch.status == D.ST_ERROR:
             record(qi, seq, C.ERR_DMA, ch.error)
             return "DMA error", res.mem, est
