@@ -32,10 +32,15 @@ TrafficConfig = data.StructLayout({
 })
 
 
-def lfsr_step(m: Module, seed: int, name: str) -> Signal:
-    """A 16-bit Galois LFSR (spec.lfsr_next) that steps every cycle."""
+def lfsr_step(m: Module, seed: int, name: str, steps: int = 16) -> Signal:
+    """A 16-bit Galois LFSR (spec.lfsr_next) advanced ``steps`` times per cycle (unrolled
+    XOR logic), so successive words are not shifted copies of each other: one step per
+    cycle would make ``lfsr < threshold`` fire in bursts at low thresholds."""
     s = Signal(16, init=seed & 0xFFFF or 1, name=name)
-    m.d.sync += s.eq(Mux(s[0], (s >> 1) ^ spec.LFSR_TAPS, s >> 1))
+    v = s
+    for _ in range(steps):
+        v = Mux(v[0], (v >> 1) ^ spec.LFSR_TAPS, v >> 1)
+    m.d.sync += s.eq(v)
     return s
 
 
