@@ -181,7 +181,8 @@ def pattern_dest(pattern: int, x: int, y: int, kx: int, ky: int, rnd16: int,
     raise ValueError(f"pattern must be one of {sorted(PATTERNS.values())}, not {pattern!r}")
 
 
-# --- LFSR used by generators and sinks (Galois, 16 bits, taps 0xB400: maximal length) -------
+# --- LFSR used by generators and sinks (Galois, 16 bits, taps 0xB400: maximal length; the
+# hardware advances it 16 steps per cycle so that successive words are independent) ---------
 LFSR_TAPS = 0xB400
 
 
