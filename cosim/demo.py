@@ -1,10 +1,15 @@
 """`make run`: the project's demonstration.
 
-Quantizes real-valued activations and weights to MX formats with the golden model, runs the
-resulting block dot products (a small MX matrix product) through the RTL dot-product unit on
-Icarus (or --sim verilator), compares every result with golden bit for bit, and prints a
-report: vectors, mismatches, cycles, sustained blocks per cycle, and the quantization error
-against a float64 reference.
+Part 1 quantizes real-valued activations and weights to MX formats with the golden model,
+runs the resulting block dot products (a small MX matrix product) through the RTL
+dot-product unit on Icarus (or --sim verilator), compares every result with golden bit for
+bit, and prints a report: vectors, mismatches, cycles, sustained blocks per cycle, and the
+quantization error against a float64 reference.
+
+Part 2 (skip with --no-chip) is the whole-chip demonstration, `cosim.chip.demo`: quantized
+GEMMs tiled across the clusters and tiles of the small `tiny` chip configuration, run on the
+RTL chip (Verilator) and on the golden chip model, with mismatches (must be 0), cycles,
+utilization, the golden cycle estimate and the `maia200` configuration's estimate.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ def main(argv=None) -> int:
     ap.add_argument("-M", type=int, default=4)
     ap.add_argument("-N", type=int, default=4)
     ap.add_argument("-K", type=int, default=256)
+    ap.add_argument("--no-chip", action="store_true", help="skip the whole-chip part")
     args = ap.parse_args(argv)
     rng = np.random.default_rng(args.seed)
     print(f"maia-rtl demo: MX quantization + block dot products on the RTL ({args.sim}), "
@@ -78,7 +84,13 @@ def main(argv=None) -> int:
           f"RTL and golden (bit-exact comparison of binary32 results)")
     print("  blocks/cyc: sustained rate with no backpressure (1 block of 32 per cycle for FP8,"
           " 2 for e2m1 x e2m1)")
-    return 1 if total_bad else 0
+    chip_status = 0
+    if not args.no_chip:
+        from cosim.chip import demo as chip_demo
+
+        print("\n(the first Verilator build of the chip takes a few minutes)", flush=True)
+        chip_status = chip_demo.main([])
+    return 1 if (total_bad or chip_status) else 0
 
 
 if __name__ == "__main__":
