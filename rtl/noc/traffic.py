@@ -363,8 +363,10 @@ class TrafficBench(wiring.Component):
             m.d.comb += port.eq(v)
         m.d.comb += self.tot_err_router.eq(sum((e for e in mesh.errors), Const(0, 32)))
         lat_max = Const(0, 20)
-        for s in sinks:
-            lat_max = Mux(s.lat_max > lat_max, s.lat_max, lat_max)
+        for j, s in enumerate(sinks):      # a Signal per step: no exponential expression
+            step = Signal(20, name=f"lat_max_{j}")
+            m.d.comb += step.eq(Mux(s.lat_max > lat_max, s.lat_max, lat_max))
+            lat_max = step
         m.d.comb += self.tot_lat_max.eq(lat_max)
         # per-node readout
         with m.Switch(self.sel):
