@@ -13,9 +13,10 @@ Every block's co-simulation goes through :func:`run_bench`:
     )
 
 The cocotb test module reads its inputs with :func:`bench_inputs` and hands results back
-with :func:`bench_outputs`; the caller gets them as a dict of numpy arrays. Builds are cached
-under ``build/sim/<name>-<sim>-<hash>/`` keyed by the RTL sources and ``params``, and guarded
-by a file lock so parallel pytest workers share them.
+with :func:`bench_outputs`; the caller gets them as a dict of numpy arrays. Generated Verilog
+is cached by the rtl/ + spec/ sources and ``params``; simulator builds are cached under
+``build/sim/<name>-<sim>-<hash>/`` keyed by the Verilog text, and guarded by a file lock so
+parallel pytest workers share them. Verilator models expose only the top module's ports.
 
 Environment:
     MAIA_SIM    default simulator list for tests ("icarus", "verilator", or "icarus,verilator")
