@@ -46,7 +46,12 @@ Record = data.StructLayout({
     "length": 32,
     "status": 3,
 })
-Resp = data.StructLayout({"qp": 8, "syn": 8, "psn": 24, "msn": 24})
+# A queued response: an ACK/NAK (``read`` 0), or a whole RDMA READ response (``read`` 1:
+# ceil(length / MTU) frames from ``va`` with PSNs psn, psn + 1, ...).
+Resp = data.StructLayout({"qp": 8, "syn": 8, "psn": 24, "msn": 24, "read": 1, "va": 64,
+                          "length": 32})
+# An outstanding RDMA READ at the requester (one per READ request first sent, in PSN order).
+RdRec = data.StructLayout({"start_psn": 24, "last_psn": 24, "local": 64, "length": 32})
 Cqe = data.StructLayout({"qp": 8, "wr_id": 32, "status": 8, "opcode": 8, "byte_len": 32,
                          "psn": 32})
 
@@ -167,6 +172,7 @@ class NicCore(wiring.Component):
                             ("seg_opcode", 8), ("seg_local", 64), ("seg_remote", 64),
                             ("seg_len", 32), ("seg_rkey", 32), ("comp_idx", 32),
                             ("restart", 1), ("restart_psn", 24), ("tmr", 32), ("retries", 8),
+                            ("rcnt", 24),
                             # responder
                             ("epsn", 24), ("msn", 24), ("nak_sent", 1), ("in_msg", 2),
                             ("wr_va", 64), ("wr_left", 32), ("rq_idx", 32), ("rq_fill", 32),
@@ -188,6 +194,13 @@ class NicCore(wiring.Component):
                                                                 depth=p.window + 2))
             m.submodules[f"rec{q}"] = f
             rec.append(f)
+        # outstanding READs (oldest incomplete READ at the head), reset with the queue pair
+        rdq = []
+        for q in range(nq):
+            f = ResetInserter(qp_init[q])(fifo.SyncFIFOBuffered(width=RdRec.size, depth=p.window))
+            m.submodules[f"rdq{q}"] = f
+            rdq.append(f)
+        rd_head = [RdRec(f.r_data) for f in rdq]
         rec_head = [Record(f.r_data) for f in rec]
         rec_rdy = Array([f.r_rdy for f in rec])
         rec_start = Array([h.start_psn for h in rec_head])
@@ -208,9 +221,12 @@ class NicCore(wiring.Component):
             normal = (~Q["err"][q] & ~Q["seg_valid"][q] & ~Q["restart"][q]
                       & (refetch | (have_new[q] & win_ok[q] & rec[q].w_rdy)))
             flush = Q["err"][q] & have_new[q] & rec[q].w_rdy
+            new_read = ((Q["seg_opcode"][q] == S.WR_READ)
+                        & ~_psn_lt(Q["psn_next"][q], Q["psn_max"][q]))
             m.d.comb += [cf.eq(Q["ready"][q] & (normal | flush)),
                          cs.eq(Q["ready"][q] & ~Q["err"][q] & Q["seg_valid"][q] & ~Q["restart"][q]
-                               & (win_ok[q] | _psn_lt(Q["psn_next"][q], Q["psn_max"][q])))]
+                               & (win_ok[q] | _psn_lt(Q["psn_next"][q], Q["psn_max"][q]))
+                               & ~(new_read & ~rdq[q].w_rdy))]
             can_fetch.append(cf)
             can_send.append(cs)
         can_fetch_a, can_send_a = Array(can_fetch), Array(can_send)
@@ -323,14 +339,39 @@ class NicCore(wiring.Component):
                  | ((w_local + w_len) > self._mem))
         w_npsn = (w_len + p.mtu - 1) >> mtu_log2
 
+        # READ response being sent (responder): offset of the next response frame
+        rs_off = Signal(32)
+        resp_head = Resp(resp_f.r_data)
+        rs_rem = resp_head.length - rs_off
+        rs_n = Signal(16)
+        m.d.comb += rs_n.eq(Mux(rs_rem > p.mtu, p.mtu, rs_rem))
+        rs_first = rs_off == 0
+        rs_last = rs_rem <= p.mtu
+        rs_op = Mux(rs_first, Mux(rs_last, S.OP_READ_RESP_ONLY, S.OP_READ_RESP_FIRST),
+                    Mux(rs_last, S.OP_READ_RESP_LAST, S.OP_READ_RESP_MIDDLE))
+
         m.d.comb += [txs.payload.keep.eq(0xFF)]
         with m.FSM(name="tx"):
             with m.State("IDLE"):
                 with m.If(resp_f.r_rdy & enable):
-                    r = Resp(resp_f.r_data)
-                    m.d.comb += resp_f.r_en.eq(1)
-                    m.d.sync += [f_qp.eq(r.qp), f_op.eq(S.OP_ACK), f_psn.eq(r.psn), f_ackreq.eq(0),
-                                 f_syn.eq(r.syn), f_msn.eq(r.msn), f_plen.eq(0), hb.eq(0)]
+                    r = resp_head
+                    with m.If(r.read):
+                        # one READ response frame; the entry leaves the FIFO with the last one
+                        m.d.sync += [f_qp.eq(r.qp), f_op.eq(rs_op),
+                                     f_psn.eq(r.psn + (rs_off >> mtu_log2)[:24]), f_ackreq.eq(0),
+                                     f_syn.eq(S.AETH_ACK), f_msn.eq(r.msn), f_plen.eq(rs_n),
+                                     ar_addr.eq(r.va + rs_off), ar_left.eq(rs_n >> 3),
+                                     words_left.eq(rs_n >> 3), hb.eq(0)]
+                        with m.If(rs_last):
+                            m.d.comb += resp_f.r_en.eq(1)
+                            m.d.sync += rs_off.eq(0)
+                        with m.Else():
+                            m.d.sync += rs_off.eq(rs_off + rs_n)
+                    with m.Else():
+                        m.d.comb += resp_f.r_en.eq(1)
+                        m.d.sync += [f_qp.eq(r.qp), f_op.eq(S.OP_ACK), f_psn.eq(r.psn),
+                                     f_ackreq.eq(0), f_syn.eq(r.syn), f_msn.eq(r.msn),
+                                     f_plen.eq(0), hb.eq(0)]
                     m.next = "HDR"
                 with m.Elif(enable & A["restart"][tx_rr]):
                     # go back: restart segmentation at the oldest incomplete WQE
@@ -354,6 +395,16 @@ class NicCore(wiring.Component):
                         qset(tx_rr, "seg_idx", A["seg_idx"][tx_rr] + 1)
                     with m.If(~(s_retx | s_skip)):
                         qset(tx_rr, "psn_max", (s_psn + s_npsn)[:24])
+                        with m.If(s_is_read):
+                            # first transmission of a READ request: track its responses
+                            rd_in = Signal(RdRec)
+                            m.d.comb += [rd_in.start_psn.eq(s_psn),
+                                         rd_in.last_psn.eq(s_psn + s_npsn - 1),
+                                         rd_in.local.eq(A["seg_local"][tx_rr]),
+                                         rd_in.length.eq(s_len)]
+                            for q in range(nq):
+                                with m.If(tx_rr == q):
+                                    m.d.comb += [rdq[q].w_en.eq(1), rdq[q].w_data.eq(rd_in)]
                     with m.If(~s_skip):
                         m.d.sync += [f_qp.eq(tx_rr), f_op.eq(s_op), f_psn.eq(s_psn),
                                      f_ackreq.eq(1), f_va.eq(A["seg_remote"][tx_rr]),
@@ -500,12 +551,19 @@ class NicCore(wiring.Component):
         seq_bad = (starts != (in_msg == 0)) | (~starts & (in_msg != family))
         wl = Mux(starts, r_dlen, A["wr_left"][rq])
         fill = Mux(starts, 0, A["rq_fill"][rq])
-        w_win = window_ok(r_rkey, r_va, r_dlen, S.PERM_REMOTE_WRITE)
+        # one window comparator for WRITE first/only (remote write) and READ (remote read)
+        w_win = window_ok(r_rkey, r_va, r_dlen,
+                          Mux(is_readreq, S.PERM_REMOTE_READ, S.PERM_REMOTE_WRITE))
+        rd_bad = ((r_dlen[:3] != 0) | (r_dlen < 8) | (r_dlen > p.max_msg) | (r_va[:3] != 0))
+        rd_npsn = ((r_dlen + p.mtu - 1) >> mtu_log2)[:24]
         nak = Signal(8)          # 0: execute
         with m.If(seq_bad):
             m.d.comb += nak.eq(S.AETH_NAK_INVALID_REQ)
         with m.Elif(is_readreq):
-            m.d.comb += nak.eq(S.AETH_NAK_INVALID_REQ)      # READ responder: not built yet
+            with m.If(rd_bad):
+                m.d.comb += nak.eq(S.AETH_NAK_INVALID_REQ)
+            with m.Elif(~w_win):
+                m.d.comb += nak.eq(S.AETH_NAK_REMOTE_ACCESS)
         with m.Elif(is_write):
             with m.If(starts & ~w_win):
                 m.d.comb += nak.eq(S.AETH_NAK_REMOTE_ACCESS)
@@ -525,10 +583,29 @@ class NicCore(wiring.Component):
         pmax = A["psn_max"][rq]
         r_syn_ack = r_syn[5:8] == 0
         r_syn_seq = r_syn == S.AETH_NAK_PSN_SEQ
-        through = Mux(r_syn_ack, r_psn, (r_psn - 1)[:24])
+        is_rresp = Cat(*[r_op == o for o in (S.OP_READ_RESP_FIRST, S.OP_READ_RESP_MIDDLE,
+                                             S.OP_READ_RESP_LAST, S.OP_READ_RESP_ONLY)]).any()
+        # an ACK retires through its PSN; a NAK or a READ response through the PSN before it
+        through = Mux(r_syn_ack & ~is_rresp, r_psn, (r_psn - 1)[:24])
+        una_raw = Mux(~_psn_lt(through, (pmax - 1)[:24]), pmax,
+                      Mux(~_psn_lt(through, una), (through + 1)[:24], una))
+        # ... but never past the oldest incomplete READ (complete only when all its responses
+        # arrived in order)
+        rd_rdy_a = Array([f.r_rdy for f in rdq])
+        rd_h = Array(rd_head)[rq]
+        rd_pending = rd_rdy_a[rq]
+        past_read = rd_pending & ((una_raw - una)[:24] > (rd_h.start_psn - una)[:24])
         una_new = Signal(24)
-        m.d.comb += una_new.eq(Mux(~_psn_lt(through, (pmax - 1)[:24]), pmax,
-                                   Mux(~_psn_lt(through, una), (through + 1)[:24], una)))
+        m.d.comb += una_new.eq(Mux(past_read, rd_h.start_psn, una_raw))
+        # READ response acceptance: the next response of the oldest incomplete READ, with the
+        # expected payload length
+        rd_next = (rd_h.start_psn + A["rcnt"][rq])[:24]
+        rd_off = Signal(32)
+        m.d.comb += rd_off.eq(Cat(Const(0, mtu_log2), A["rcnt"][rq]))
+        rd_is_last = r_psn == rd_h.last_psn
+        rd_exp = Mux(rd_is_last, rd_h.length - rd_off, p.mtu)
+        rd_accept = (~A["err"][rq] & (una != pmax) & rd_pending & (r_psn == rd_next)
+                     & (r_n == rd_exp[:16]) & (rd_exp[16:] == 0))
 
         # payload write bookkeeping
         wr_addr = Signal(aw)
@@ -547,6 +624,12 @@ class NicCore(wiring.Component):
         cqe_in = Signal(Cqe)
         resp_in = Signal(Resp)
         m.d.comb += [resp_f.w_data.eq(resp_in), rcqe_f.w_data.eq(cqe_in)]
+
+        def read_respond(psn):
+            """Queue the READ responses for the request in the header (PSNs from ``psn``)."""
+            m.d.comb += [resp_in.qp.eq(rq), resp_in.read.eq(1), resp_in.psn.eq(psn),
+                         resp_in.msn.eq(msn), resp_in.syn.eq(S.AETH_ACK), resp_in.va.eq(r_va),
+                         resp_in.length.eq(r_dlen), resp_f.w_en.eq(1)]
 
         def respond(syn, psn, msn_v):
             m.d.comb += [resp_in.qp.eq(rq), resp_in.syn.eq(syn), resp_in.psn.eq(psn),
@@ -586,7 +669,11 @@ class NicCore(wiring.Component):
                     with m.If(r_dup):
                         with m.If(fire):
                             count("rx_dup", 1)
-                            with m.If(r_ackreq & ~is_readreq):
+                            with m.If(is_readreq):
+                                # a duplicate READ is executed again (same PSNs)
+                                with m.If(w_win & (r_dlen != 0)):
+                                    read_respond(r_psn)
+                            with m.Elif(r_ackreq):
                                 respond(S.AETH_ACK, (epsn - 1)[:24], msn)
                             m.d.comb += goto_drain.eq(1)
                     with m.Elif(r_ahead):
@@ -613,15 +700,17 @@ class NicCore(wiring.Component):
                         with m.If(fire & ((r_n == 0) | (wlock == 0))):
                             qset(rq, "nak_sent", 0)
                             qset(rq, "in_msg", Mux(ends, 0, family))
-                            qset(rq, "epsn", (epsn + 1)[:24])
+                            qset(rq, "epsn", (epsn + Mux(is_readreq, rd_npsn, 1))[:24])
                             qset(rq, "msn", msn_new)
                             with m.If(is_write):
                                 qset(rq, "wr_va", dest + r_n)
                                 qset(rq, "wr_left", wl - r_n)
-                            with m.Else():
+                            with m.Elif(is_send):
                                 qset(rq, "rq_fill", fill + r_n)
                                 with m.If(starts):
                                     qset(rq, "rq_first_psn", r_psn)
+                            with m.Else():
+                                read_respond(r_psn)     # READ: the responses are the answer
                             with m.If(is_send & ends):
                                 m.d.comb += [cqe_in.qp.eq(rq),
                                              cqe_in.wr_id.eq(A["rq_idx"][rq] & ((Const(1, 32) << A["rq_log2"][rq]) - 1)),
@@ -630,13 +719,39 @@ class NicCore(wiring.Component):
                                              cqe_in.psn.eq(Mux(starts, r_psn, A["rq_first_psn"][rq])),
                                              rcqe_f.w_en.eq(1)]
                                 qset(rq, "rq_idx", A["rq_idx"][rq] + 1)
-                            with m.If(r_ackreq):
+                            with m.If(r_ackreq & ~is_readreq):
                                 respond(S.AETH_ACK, r_psn, msn_new)
                             with m.If(r_n != 0):
                                 m.d.sync += [wlock.eq(1), wr_addr.eq(dest), wr_words.eq(r_n >> 3)]
                                 m.next = "AW"
                             with m.Else():
                                 m.d.comb += goto_drain.eq(1)
+                with m.Elif(is_rresp):
+                    # READ response for our request: implicit ACK of the requests before it,
+                    # then its payload lands in the local buffer if it is the next one expected
+                    m.d.comb += rx_needs_write.eq(rd_accept)
+                    with m.If(fire & (~rd_accept | (wlock == 0))):
+                        with m.If(~A["err"][rq] & (una != pmax)):
+                            with m.If(rd_accept & rd_is_last):
+                                qset(rq, "una", (r_psn + 1)[:24])
+                            with m.Else():
+                                qset(rq, "una", una_new)
+                            with m.If(rd_accept | (una_new != una)):
+                                qset(rq, "tmr", 0)
+                                qset(rq, "retries", 0)
+                        with m.If(rd_accept):
+                            with m.If(rd_is_last):
+                                qset(rq, "rcnt", 0)
+                                for q in range(nq):
+                                    with m.If(rq == q):
+                                        m.d.comb += rdq[q].r_en.eq(1)
+                            with m.Else():
+                                qset(rq, "rcnt", A["rcnt"][rq] + 1)
+                            m.d.sync += [wlock.eq(1), wr_addr.eq(rd_h.local + rd_off),
+                                         wr_words.eq(r_n >> 3)]
+                            m.next = "AW"
+                        with m.Else():
+                            m.d.comb += goto_drain.eq(1)
                 with m.Else():
                     # ACK / NAK for our requests
                     with m.If(fire):
@@ -922,7 +1037,7 @@ class NicCore(wiring.Component):
         """ctrl.ready written 1: restart the queue pair from its configured PSNs."""
         m.d.comb += init_strobe.eq(1)
         for name in ("sq_prod", "sq_cons", "cq_prod", "err", "err_first", "seg_valid", "seg_idx",
-                     "seg_off", "comp_idx", "restart", "tmr", "retries", "msn", "nak_sent",
+                     "seg_off", "comp_idx", "restart", "tmr", "retries", "rcnt", "msn", "nak_sent",
                      "in_msg", "rq_idx", "rq_fill", "wr_left"):
             m.d.sync += Q[name][q].eq(0)
         for name in ("psn_next", "psn_max", "una", "skip_until"):
