@@ -17,11 +17,14 @@ fills the non-exact counters (cycles, busy/stall) with estimates.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from golden import dma as gdma
 from golden import mx, tvp
+from spec import dma as D
 from spec import tile as T
 from spec.formats import BLOCK, FORMAT_BY_CODE
 
@@ -112,7 +115,7 @@ def check_command(cmd: T.Command, cfg: T.TileConfig) -> int:
     w0_extra = cmd.words[0] & ~0x1F_1FFF  # bits outside opcode/wait/signal fields
     if op not in T.IMPLEMENTED_OPCODES or w0_extra:
         return T.ERR_BAD_OPCODE
-    unit = op in (T.OP_MATMUL, T.OP_TVP)
+    unit = op in T.UNIT_OPCODES
     if not unit and (cmd.wait_en or cmd.sig_en or cmd.wait_sem or cmd.sig_sem):
         return T.ERR_BAD_OPCODE
     if unit and ((cmd.wait_en and cmd.wait_sem >= cfg.n_sems)
@@ -121,6 +124,12 @@ def check_command(cmd: T.Command, cfg: T.TileConfig) -> int:
     if op in (T.OP_SEM_WAIT, T.OP_SEM_SIGNAL):
         if cmd.sem >= cfg.n_sems or not 1 <= cmd.count <= 255:
             return T.ERR_BAD_SEM
+        return T.ERR_NONE
+    if op == T.OP_DMA:
+        if cmd.dma_desc % T.DMA_DESC_ALIGN:
+            return T.ERR_ADDR_ALIGN
+        if cmd.dma_desc + T.DMA_DESC_BYTES > cfg.tsram_bytes:
+            return T.ERR_ADDR_RANGE
         return T.ERR_NONE
     if op == T.OP_MATMUL:
         if cmd.a_fmt > 2 or cmd.b_fmt > 2:
@@ -226,6 +235,19 @@ def exec_tvp(img, cmd: T.Command) -> None:
         raise AssertionError(f"unhandled TVP op {o}")
 
 
+def exec_dma(img, ext, cmd: T.Command, cfg: T.TileConfig) -> gdma.ChannelResult:
+    """Run the tile-DMA chain at ``cmd.dma_desc`` on TSRAM ``img`` and external memory
+    ``ext`` (both updated in place) with golden.dma in the tile-DMA address space."""
+    flat = np.zeros(T.DMA_EXT_BASE + cfg.ext_bytes, dtype=np.uint8)
+    flat[:cfg.tsram_bytes] = img
+    flat[T.DMA_EXT_BASE:] = ext
+    res = gdma.run(flat, [cmd.dma_desc], cfg.dma_windows(), data_width=T.DMA_DATA_WIDTH,
+                   max_burst=T.DMA_MAX_BURST)
+    img[:] = res.mem[:cfg.tsram_bytes]
+    ext[:] = res.mem[T.DMA_EXT_BASE:]
+    return res.channels[0]
+
+
 # --------------------------------------------------------------------------- cycle model
 
 @dataclass
@@ -237,12 +259,18 @@ class CycleModel:
     first tile, +2 (fill); then tiles of max(beats, loader windows per tile) cycles, plus
     a stall at each new row panel when its A panel cannot be hidden behind one tile; then
     ``mm_drain`` + R cycles (pipeline and stores). TVP: cycles per word or block by op.
+    DMA: ``dma_ctl`` cycles of CSR traffic (HEAD, DOORBELL, final STATUS/ERROR/BYTES reads)
+    plus golden.dma.PerfModel's estimate of the engine's busy time.
     TSRAM bank conflicts are not modelled.
     """
     cfg: T.TileConfig
     fetch: int = 3
     launch: int = 2
     mm_drain: int = 5
+    dma_ctl: int = 14
+
+    def dma(self, ch: gdma.ChannelResult) -> int:
+        return self.dma_ctl + ch.est_cycles + (3 if ch.status == D.ST_ERROR else 0)
 
     def matmul(self, cmd: T.Command) -> dict:
         cfg = self.cfg
@@ -301,6 +329,7 @@ class TileResult:
     counters: dict[str, int]
     deadlock: bool = False
     log: list = field(default_factory=list)
+    ext: np.ndarray | None = None    # external memory of the tile DMA (after the run)
 
     @property
     def state(self):
@@ -326,26 +355,40 @@ class GoldenTile:
         self.cfg = cfg
         self.model = CycleModel(cfg)
 
-    def run_lists(self, tsram, cmd_addrs) -> list[TileResult]:
-        """Run several command lists one after the other on the same TSRAM image."""
+    def run_lists(self, tsram, cmd_addrs, ext=None) -> list[TileResult]:
+        """Run several command lists one after the other on the same TSRAM image (and
+        external memory)."""
         out = []
         img = tsram
         for a in cmd_addrs:
-            res = self.run(img, a)
+            res = self.run(img, a, ext=ext)
             out.append(res)
-            img = res.tsram
+            img, ext = res.tsram, res.ext
         return out
 
-    def run(self, tsram, cmd_addr: int = 0, max_commands: int = 1 << 16) -> TileResult:
+    def run(self, tsram, cmd_addr: int = 0, max_commands: int = 1 << 16,
+            ext=None) -> TileResult:
+        """Run the list at ``cmd_addr``. ``ext``: the external memory of the tile DMA
+        (uint8 [cfg.ext_bytes], zeros if None); the result carries it in ``ext``."""
         cfg = self.cfg
         img = _image(tsram, cfg)
         if not isinstance(cmd_addr, int) or cmd_addr < 0:
             raise ValueError(f"cmd_addr: must be a non-negative int, got {cmd_addr!r}")
+        if ext is None:
+            ext = np.zeros(cfg.ext_bytes, dtype=np.uint8)
+        ext = np.asarray(ext)
+        if ext.dtype != np.uint8 or ext.shape != (cfg.ext_bytes,):
+            raise ValueError(f"ext: must be a uint8 array of cfg.ext_bytes={cfg.ext_bytes} "
+                             f"bytes, got {ext.dtype} {ext.shape}")
+        ext = ext.copy()
+        self._ext = ext
         cnt = dict.fromkeys(T.COUNTERS, 0)
         sems = [0] * cfg.n_sems
         tokens: list[list[int]] = [[] for _ in range(cfg.n_sems)]  # signal times (estimate)
-        pending: dict[str, tuple[int, T.Command, int] | None] = {"ttu": None, "tvp": None}
-        unit_end = {"ttu": 0, "tvp": 0}
+        pending: dict[str, tuple[int, T.Command, int] | None] = {"ttu": None, "tvp": None,
+                                                                  "dma": None}
+        unit_end = {"ttu": 0, "tvp": 0, "dma": 0}
+        fail = False     # the tile DMA stopped a chain with an error
         macs = 0
         t_tcp = 1
         idx = 0
@@ -357,8 +400,8 @@ class GoldenTile:
         while True:
             progress = False
             # units: start (atomically execute) a pending command when its wait is met
-            for u in ("ttu", "tvp"):
-                if pending[u] is None:
+            for u in ("ttu", "tvp", "dma"):
+                if pending[u] is None or fail:
                     continue
                 i, cmd, t_disp = pending[u]
                 if cmd.wait_en:
@@ -379,14 +422,30 @@ class GoldenTile:
                     cnt["ttu_stall"] += est["issue"] - est["beats"]
                     cnt["ttu_beats"] += est["beats"]
                     macs += cmd.M * cmd.N * cmd.K
-                else:
+                elif u == "tvp":
                     exec_tvp(img, cmd)
                     dur = self.model.tvp(cmd)
                     cnt["tvp_busy"] += dur
                     cnt["tvp_words"] += tvp_words(cmd)
+                else:
+                    ch = exec_dma(img, ext, cmd, cfg)
+                    dur = self.model.dma(ch)
+                    cnt["dma_busy"] += dur
+                    cnt["dma_bytes"] += ch.bytes
                 unit_end[u] = start + dur
-                cnt["cmds_retired"] += 1
                 log.append((i, u, start, start + dur))
+                pending[u] = None
+                progress = True
+                if u == "dma" and ch.status == D.ST_ERROR:
+                    # the list stops: commands not started yet are dropped, no signal
+                    fail = True
+                    if err == T.ERR_NONE:
+                        state, err, idx = T.ST_ERROR, T.ERR_DMA | ch.error, i
+                    stopping = True
+                    for v in pending:
+                        pending[v] = None
+                    break
+                cnt["cmds_retired"] += 1
                 if cmd.sig_en:
                     sems[cmd.sig_sem] = (sems[cmd.sig_sem] + 1) & 0xFF
                     tokens[cmd.sig_sem].append(start + dur)
@@ -418,8 +477,8 @@ class GoldenTile:
                 t_tcp += self.model.fetch
                 continue
             op = cmd.opcode
-            if op in (T.OP_MATMUL, T.OP_TVP):
-                u = "ttu" if op == T.OP_MATMUL else "tvp"
+            if op in T.UNIT_OPCODES:
+                u = {T.OP_MATMUL: "ttu", T.OP_TVP: "tvp", T.OP_DMA: "dma"}[op]
                 if pending[u] is not None:
                     if not progress:
                         return self._finish(img, T.ST_RUNNING, err, idx, cnt, macs, t_tcp,
@@ -469,7 +528,7 @@ class GoldenTile:
         cnt["tcp_stall"] = max(0, int(t_end) - busy)
         for k in cnt:
             cnt[k] = int(cnt[k]) & 0xFFFFFFFF
-        return TileResult(img, T.status_word(state, err, idx), cnt, deadlock, log)
+        return TileResult(img, T.status_word(state, err, idx), cnt, deadlock, log, self._ext)
 
 
 # --------------------------------------------------------------------------- program builder
@@ -553,6 +612,23 @@ class Program:
         pc = self.put_f32(c) if c is not None else self.alloc_f32(M, N)
         self.cmd(T.cmd_matmul(pa, psa, pb, psb, pc, M, N, K, fa, fb, accumulate, **kw))
         return pc
+
+    def put_dma_chain(self, descs, link: bool = True) -> int:
+        """Store tile-DMA descriptors (spec.dma.Descriptor) 64-byte aligned, one after the
+        other; with ``link`` each ``next`` points at the following one (the last at 0).
+        Returns the address of the first (the DMA command's operand)."""
+        descs = list(descs)
+        if not descs:
+            raise ValueError("descs: at least one descriptor")
+        base = self.alloc(len(descs) * T.DMA_DESC_BYTES + W)
+        base += -base % T.DMA_DESC_ALIGN
+        for i, d in enumerate(descs):
+            if link:
+                nxt = base + (i + 1) * T.DMA_DESC_BYTES if i + 1 < len(descs) else 0
+                d = dataclasses.replace(d, next=nxt)
+            a = base + i * T.DMA_DESC_BYTES
+            self.img[a:a + T.DMA_DESC_BYTES] = np.frombuffer(d.pack(), dtype=np.uint8)
+        return base
 
     def image(self) -> np.ndarray:
         return self.img.copy()

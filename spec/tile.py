@@ -17,6 +17,9 @@ Command descriptor: 32 bytes (one TSRAM word), eight little-endian 32-bit words:
     TVP     w1 src1  w2 src2 (QUANT: scale destination)  w3 dst  w4 imm
             w5 [15:0] rows  [31:16] n (elements per row)
             w6 [7:0] tvp_op  [9:8] src2 mode  [13:12] element format (QUANT)
+    DMA     w1 address of the first DMA descriptor (spec.dma layout, 64-byte aligned, in
+            TSRAM); the tile DMA runs the chain (docs/dma.md) in the tile DMA address space
+            (TSRAM at 0, external AXI4 memory at DMA_EXT_BASE)
     SEM_WAIT / SEM_SIGNAL   w1 semaphore index   w2 count (1..255)
     NOP, BARRIER, END       no operands
 """
@@ -39,9 +42,20 @@ OP_NOP, OP_MATMUL, OP_TVP, OP_DMA, OP_SEM_WAIT, OP_SEM_SIGNAL, OP_BARRIER, OP_EN
 OPCODES = {"NOP": OP_NOP, "MATMUL": OP_MATMUL, "TVP": OP_TVP, "DMA": OP_DMA,
            "SEM_WAIT": OP_SEM_WAIT, "SEM_SIGNAL": OP_SEM_SIGNAL, "BARRIER": OP_BARRIER,
            "END": OP_END}
-# OP_DMA is reserved: this tile has no DMA engine yet and reports ERR_BAD_OPCODE for it.
-IMPLEMENTED_OPCODES = (OP_NOP, OP_MATMUL, OP_TVP, OP_SEM_WAIT, OP_SEM_SIGNAL, OP_BARRIER,
-                       OP_END)
+IMPLEMENTED_OPCODES = (OP_NOP, OP_MATMUL, OP_TVP, OP_DMA, OP_SEM_WAIT, OP_SEM_SIGNAL,
+                       OP_BARRIER, OP_END)
+UNIT_OPCODES = (OP_MATMUL, OP_TVP, OP_DMA)   # run in a unit; may carry wait/signal
+
+# --- tile DMA (docs/tile.md "DMA") -----------------------------------------------------------
+# The tile DMA engine (rtl.dma.DMAEngine, one channel, 256-bit AXI4) sees a 32-bit address
+# space: TSRAM at [0, tsram_bytes), the external AXI4 port ``m_axi`` at
+# [DMA_EXT_BASE, DMA_EXT_BASE + ext_bytes) (addresses passed to m_axi unchanged). The two
+# windows are programmed by the tile after reset; anything else is outside every window.
+DMA_EXT_BASE = 1 << 24
+DMA_DATA_WIDTH = 256
+DMA_MAX_BURST = 16
+DMA_DESC_ALIGN = 64
+DMA_DESC_BYTES = 64
 
 # word 0 fields
 W0_OPCODE = (0, 8)
@@ -74,10 +88,11 @@ ERR_BAD_FORMAT = 5   # element format code 3
 ERR_BAD_SEM = 6      # semaphore index >= n_sems, or count 0 / > 255
 ERR_BAD_TVP_OP = 7   # unknown TVP op or src2 mode 3
 ERR_CMD_RANGE = 8    # the command list runs past the end of TSRAM
+ERR_DMA = 0x10       # the tile DMA stopped its chain: error = ERR_DMA | spec.dma ERR_* code
 ERRORS = {"NONE": ERR_NONE, "BAD_OPCODE": ERR_BAD_OPCODE, "ADDR_RANGE": ERR_ADDR_RANGE,
           "ADDR_ALIGN": ERR_ADDR_ALIGN, "BAD_SHAPE": ERR_BAD_SHAPE,
           "BAD_FORMAT": ERR_BAD_FORMAT, "BAD_SEM": ERR_BAD_SEM,
-          "BAD_TVP_OP": ERR_BAD_TVP_OP, "CMD_RANGE": ERR_CMD_RANGE}
+          "BAD_TVP_OP": ERR_BAD_TVP_OP, "CMD_RANGE": ERR_CMD_RANGE, "DMA": ERR_DMA}
 
 # --- status register ----------------------------------------------------------------------
 ST_IDLE, ST_RUNNING, ST_DONE, ST_ERROR = range(4)
@@ -98,8 +113,10 @@ def status_fields(word: int) -> tuple[int, int, int]:
 # EXACT counters are reproduced bit for bit by the golden tile; the others are cycle counts
 # that the golden tile estimates from its performance model.
 COUNTERS = ("cycles", "cmds_retired", "ttu_busy", "ttu_fill", "ttu_issue", "ttu_stall",
-            "ttu_beats", "macs_lo", "macs_hi", "tvp_busy", "tvp_words", "tcp_stall")
-EXACT_COUNTERS = ("cmds_retired", "ttu_beats", "macs_lo", "macs_hi", "tvp_words")
+            "ttu_beats", "macs_lo", "macs_hi", "tvp_busy", "tvp_words", "tcp_stall",
+            "dma_busy", "dma_bytes")
+EXACT_COUNTERS = ("cmds_retired", "ttu_beats", "macs_lo", "macs_hi", "tvp_words",
+                  "dma_bytes")
 COUNTER_INDEX = {n: i for i, n in enumerate(COUNTERS)}
 
 # --- exp2 polynomial (docs/tile.md "exp2") -------------------------------------------------
@@ -139,6 +156,8 @@ class TileConfig:
     one TSRAM word). banks: TSRAM banks (power of two, >= window). tsram_bytes: TSRAM size
     (a multiple of banks * 32). window: words the TTU operand loader requests per cycle.
     max_k: largest K of a MATMUL (staging buffer size). n_sems: hardware semaphores.
+    ext_bytes: size of the external memory window of the tile DMA (power of two, at
+    DMA_EXT_BASE).
     """
     rows: int = 2
     cols: int = 2
@@ -147,12 +166,14 @@ class TileConfig:
     window: int = 4
     max_k: int = 1024
     n_sems: int = 8
+    ext_bytes: int = 1 << 20
 
     def __post_init__(self):
         def req(cond, name, msg):
             if not cond:
                 raise ValueError(f"{name}: {msg}, got {getattr(self, name)!r}")
-        for n in ("rows", "cols", "banks", "tsram_bytes", "window", "max_k", "n_sems"):
+        for n in ("rows", "cols", "banks", "tsram_bytes", "window", "max_k", "n_sems",
+                  "ext_bytes"):
             req(isinstance(getattr(self, n), int), n, "must be an int")
         req(1 <= self.rows <= 16, "rows", "must be in 1..16")
         req(self.cols in (1, 2, 4, 8), "cols", "must be 1, 2, 4 or 8")
@@ -168,6 +189,9 @@ class TileConfig:
         req(self.max_k >= BLOCK and self.max_k % (BLOCK * 2) == 0 and self.max_k <= 8192,
             "max_k", "must be a multiple of 64 in 64..8192")
         req(1 <= self.n_sems <= 16, "n_sems", "must be in 1..16")
+        req(DMA_DESC_BYTES <= self.ext_bytes <= 1 << 24
+            and self.ext_bytes & (self.ext_bytes - 1) == 0, "ext_bytes",
+            "must be a power of two in 64..16 MiB")
 
     @property
     def words(self) -> int:
@@ -176,6 +200,10 @@ class TileConfig:
     @property
     def bank_depth(self) -> int:
         return self.words // self.banks
+
+    def dma_windows(self) -> list[tuple[int, int]]:
+        """(base, size) of the tile-DMA windows, programmed after reset: TSRAM, external."""
+        return [(0, self.tsram_bytes), (DMA_EXT_BASE, self.ext_bytes)]
 
     def peak_macs(self, a_fmt: str, b_fmt: str) -> int:
         """MACs per cycle of the whole array for this format pair."""
@@ -286,6 +314,11 @@ def cmd_tvp(op, src1, dst, rows, n, src2=0, imm=0, src2_mode=SRC2_VECTOR, fmt=0,
                   _put(_put(0, (0, 16), rows, "rows"), (16, 16), n, "n"), w6])
 
 
+def cmd_dma(desc: int, wait=None, signal=None) -> bytes:
+    """Run the tile-DMA descriptor chain whose first descriptor is at TSRAM byte ``desc``."""
+    return _pack([_word0(OP_DMA, wait, signal), _u32(desc, "desc")])
+
+
 def cmd_sem_wait(sem: int, count: int = 1) -> bytes:
     return _pack([OP_SEM_WAIT, _u32(sem, "sem"), _u32(count, "count")])
 
@@ -352,6 +385,8 @@ class Command:
     tvp_op = property(lambda s: s._f(6, 0, 8))
     src2_mode = property(lambda s: s._f(6, 8, 2))
     fmt = property(lambda s: s._f(6, 12, 2))
+    # DMA
+    dma_desc = property(lambda s: s.words[1])
     # SEM
     sem = property(lambda s: s.words[1])
     count = property(lambda s: s.words[2])

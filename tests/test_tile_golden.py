@@ -219,7 +219,12 @@ def test_check_command_error_codes():
     ok = T.cmd_matmul(1024, 2048, 3072, 4096, 5120, 2, 2, 32, "e4m3", "e4m3")
     assert _err(ok) == T.ERR_NONE
     assert _err(T.cmd_raw([0x3F])) == T.ERR_BAD_OPCODE
-    assert _err(T.cmd_raw([T.OP_DMA])) == T.ERR_BAD_OPCODE
+    assert _err(T.cmd_dma(4096)) == T.ERR_NONE
+    assert _err(T.cmd_dma(4096 + 32)) == T.ERR_ADDR_ALIGN
+    assert _err(T.cmd_dma(65536 - 64)) == T.ERR_NONE
+    assert _err(T.cmd_dma(65536)) == T.ERR_ADDR_RANGE
+    assert _err(T.cmd_dma(4096, signal=8)) == T.ERR_BAD_SEM
+    assert _err(T.cmd_raw([T.OP_BARRIER | 1 << 20])) == T.ERR_BAD_OPCODE
     assert _err(T.cmd_raw([T.OP_NOP | 1 << 12])) == T.ERR_BAD_OPCODE
     assert _err(T.cmd_matmul(1024, 2048, 3072, 4096, 5120, 2, 2, 32, 3, 0)) == T.ERR_BAD_FORMAT
     assert _err(T.cmd_matmul(1024, 2048, 3072, 4096, 5120, 2, 2, 48, 0, 0)) == T.ERR_BAD_SHAPE
@@ -273,3 +278,80 @@ def test_golden_semaphores_order_and_deadlock():
     p.cmd(T.cmd_end())
     r = GoldenTile(CFG).run(p.image())
     assert r.deadlock and r.state == T.ST_RUNNING
+
+
+# ----------------------------------------------------------------------------- tile DMA
+
+def test_golden_dma_gemm_against_numpy():
+    """Operands DMA'd in from external memory, C DMA'd out with its row padding stripped:
+    the external result equals golden.mx.matmul of the external operands."""
+    from cosim.tile import programs as P
+    from golden.tile import read_codes, read_scales
+
+    M, N, K = 4, 12, 128
+    image, addrs, info = P.dma_program(CFG, 3, M, N, K)
+    r = GoldenTile(CFG).run(image, ext=info["ext"])
+    assert r.status == T.status_word(T.ST_DONE, 0, 7)
+    assert r.counters["dma_bytes"] == 2 * sum(
+        v for k, v in T.matmul_regions(M, N, K, "e4m3", "e2m1").items() if k != "c") \
+        + 2 * 4 * M * N
+    for g in range(2):
+        o = info["ext_out"][g]
+        got = r.ext[o:o + 4 * M * N].view("<u4").reshape(M, N)
+        # recompute from the TSRAM copies of the operands (placed by the DMA)
+        c_addr = info["c"][g]
+        desc = T.Command.decode(image[(1 + 2 * g) * 32:(2 + 2 * g) * 32].tobytes())
+        a = read_codes(r.tsram, desc.a, M, K, "e4m3")
+        sa = read_scales(r.tsram, desc.a_scale, M, K)
+        bt = read_codes(r.tsram, desc.b, N, K, "e2m1")
+        sbt = read_scales(r.tsram, desc.b_scale, N, K)
+        want = mx.matmul(a, sa, "e4m3", bt.T, sbt.T, "e2m1")
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(read_matrix_f32(r.tsram, c_addr, M, N), want)
+    # the operands in TSRAM are the external bytes (first GEMM's A at ext offset 4096)
+    a_bytes = T.matmul_regions(M, N, K, "e4m3", "e2m1")["a"]
+    d1 = T.Command.decode(image[32:64].tobytes())
+    np.testing.assert_array_equal(r.tsram[d1.a:d1.a + a_bytes], info["ext"][4096:4096 + a_bytes])
+
+
+def test_golden_dma_2d_gather_against_numpy():
+    from spec import dma as D
+    p = Program(CFG)
+    ext = np.random.default_rng(9).integers(0, 256, CFG.ext_bytes, dtype=np.uint8)
+    dst = p.alloc(6 * 40)
+    # 6 rows of 10 four-byte elements, source rows 100 bytes apart, every other element
+    d = D.Descriptor(src=T.DMA_EXT_BASE + 1000, dst=dst, counts=(10, 6, 1),
+                     src_strides=(8, 100, 0), dst_strides=(4, 40, 0), esize=2)
+    p.cmd(T.cmd_dma(p.put_dma_chain([d])))
+    p.cmd(T.cmd_end())
+    r = GoldenTile(CFG).run(p.image(), ext=ext)
+    want = np.stack([ext[1000 + 100 * i:1000 + 100 * i + 80].reshape(10, 8)[:, :4].ravel()
+                     for i in range(6)])
+    np.testing.assert_array_equal(r.tsram[dst:dst + 240].reshape(6, 40), want)
+    assert r.counters["dma_bytes"] == 240 and r.counters["cmds_retired"] == 2
+    np.testing.assert_array_equal(r.ext, ext)
+
+
+def test_golden_dma_error_stops_list_and_drops_waiting_work():
+    from cosim.tile import programs as P
+    image, addrs, info = P.dma_error_program(CFG)
+    res = GoldenTile(CFG).run_lists(image, addrs, ext=info["ext"])
+    assert [r.error for r in res] == info["codes"]
+    assert all(r.index == 1 for r in res[:-1]) and res[-1].state == T.ST_DONE
+    # scale2 before the failing DMA ran, relu after it never did; the last list's exp2 did
+    x = np.linspace(-4, 4, 16, dtype=np.float32).reshape(2, 8)
+    np.testing.assert_array_equal(read_matrix_f32(res[-2].tsram, info["dst"], 2, 8),
+                                  f32bits(x * np.float32(2.0 ** len(addrs[:-1]))))
+    np.testing.assert_array_equal(read_matrix_f32(res[-1].tsram, info["dst"], 2, 8),
+                                  tvp.exp2(f32bits(x)))
+
+
+def test_golden_dma_argument_errors():
+    with pytest.raises(ValueError, match="ext"):
+        GoldenTile(CFG).run(np.zeros(CFG.tsram_bytes, np.uint8), ext=np.zeros(5, np.uint8))
+    with pytest.raises(ValueError, match="ext_bytes"):
+        T.TileConfig(ext_bytes=3000)
+    with pytest.raises(ValueError, match="desc"):
+        T.cmd_dma(-1)
+    with pytest.raises(ValueError, match="descs"):
+        Program(CFG).put_dma_chain([])

@@ -1,10 +1,14 @@
 """cocotb bench for rtl.tile.Tile: load a TSRAM image, run a command list, dump everything.
 
-Inputs (cosim.sim.bench_inputs): ``image`` uint8 [tsram_bytes], ``cmd_addr`` (one address or\nseveral: the lists run one after the other on the same TSRAM), ``max_cycles``.
+Inputs (cosim.sim.bench_inputs): ``image`` uint8 [tsram_bytes], ``cmd_addr`` (one address or
+several: the lists run one after the other on the same TSRAM), ``max_cycles``, optional
+``ext`` uint8 [ext_bytes]: the external memory of the tile DMA, a cocotbext-axi ``AxiRam``
+on ``m_axi`` (addresses modulo its size, so DMA_EXT_BASE + x is byte x); without it the
+``m_axi`` inputs are tied to 0 (no Python per cycle for programs without DMA).
 The image is loaded through the ``ext`` port (one word per cycle, zero words skipped: TSRAM
 starts zeroed), ``start`` is pulsed, the bench waits (polling every ``POLL`` cycles, not
 every edge) until the status leaves RUNNING, then reads the counters and dumps TSRAM.
-Outputs: ``image``, ``status`` (one per list), ``counters`` (uint64 [lists, n],
+Outputs: ``image``, ``ext`` (when given), ``status`` (one per list), ``counters`` (uint64 [lists, n],
 spec.tile.COUNTERS order), ``run_cycles`` (bench cycles from start to the poll that saw the
 end, per list), ``wall_s``.
 """
@@ -17,6 +21,8 @@ import cocotb
 import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge
+from cocotbext.axi import AxiBus
+from cocotbext.axi.axi_ram import AxiRam
 
 from cosim.sim import bench_inputs, bench_outputs
 from spec import tile as T
@@ -72,6 +78,15 @@ async def run_program(dut):
     dut.ext__addr.value = 0
     dut.ext__wdata.value = 0
     dut.ext__wmask.value = 0
+    ram = None
+    if "ext" in inp:
+        ext = inp["ext"].astype(np.uint8)
+        ram = AxiRam(AxiBus.from_prefix(dut, "m_axi_"), dut.clk, dut.rst, size=ext.size)
+        ram.write(0, ext.tobytes())
+    else:
+        for sig in ("awready", "wready", "bvalid", "bid", "bresp", "arready", "rvalid",
+                    "rid", "rdata", "rresp", "rlast"):
+            getattr(dut, f"m_axi__{sig}").value = 0
     await ClockCycles(dut.clk, 2)
     dut.rst.value = 0
     t0 = time.perf_counter()
@@ -106,6 +121,7 @@ async def run_program(dut):
     dut._log.info("tile bench: loaded %d words in %.2f s, ran %d lists (%d cycles) in %.2f s, "
                   "dump %.2f s", n, t_load, len(cmd_addrs), sum(run_cycles), t_run,
                   time.perf_counter() - t2)
-    bench_outputs(image=dump, status=np.array(statuses, dtype=np.uint64),
+    extra = {"ext": np.frombuffer(ram.read(0, ext.size), dtype=np.uint8)} if ram else {}
+    bench_outputs(**extra, image=dump, status=np.array(statuses, dtype=np.uint64),
                   counters=np.array(counters, dtype=np.uint64).reshape(-1, len(T.COUNTERS)),
                   run_cycles=np.array(run_cycles), wall_s=np.array(t_run))

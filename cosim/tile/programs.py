@@ -6,10 +6,13 @@ messages. Used by tests/test_tile_rtl.py, cosim/bench/tile.py and the replay exa
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from golden import mx
 from golden.tile import GoldenTile, Program
+from spec import dma as D
 from spec import tile as T
 from spec.formats import BLOCK
 
@@ -122,7 +125,7 @@ def error_program(cfg):
     big = cfg.tsram_bytes
     bad = [
         T.cmd_raw([0x3F]),                                               # BAD_OPCODE
-        T.cmd_raw([T.OP_DMA]),                                           # reserved: BAD_OPCODE
+        T.cmd_raw([T.OP_BARRIER | 1 << 20]),                             # signal on a TCP op
         T.cmd_matmul(64, 64, 64, 64, 64, 1, 1, 32, 3, 0),                 # BAD_FORMAT
         T.cmd_matmul(64, 64, 64, 64, 64, 1, 1, 40, 0, 0),                 # BAD_SHAPE
         T.cmd_matmul(64, 64, 64, 64, big - 32, 4, 9, 32, 0, 0),           # ADDR_RANGE
@@ -144,9 +147,125 @@ def error_program(cfg):
     return p.image(), addrs, {"dst": dst}
 
 
-def compare(cfg, image, addrs, rtl: dict, gold=None) -> list[str]:
+def _lin(src, dst, n):
+    """A 1-D tile-DMA descriptor copying n bytes (32-byte elements when aligned)."""
+    e = 5 if src % 32 == 0 and dst % 32 == 0 and n % 32 == 0 else 0
+    return D.Descriptor(src=src, dst=dst, counts=(n >> e, 1, 1), src_strides=(1 << e, 0, 0),
+                        dst_strides=(1 << e, 0, 0), esize=e)
+
+
+def dma_program(cfg, seed, M=8, N=8, K=256, fmt=("e4m3", "e2m1")):
+    """Two GEMMs whose operands come from external memory by DMA and whose results go back
+    by DMA; the second operand load overlaps the first MATMUL (semaphores 0, 1, 2).
+
+    External memory layout: operands of GEMM g at ext offsets in ``info["ext_in"]``, in the
+    TSRAM layouts; results written to ``info["ext_out"]`` as packed rows (4*N bytes, a 2-D
+    descriptor strips the TSRAM row padding)."""
+    rng = np.random.default_rng(seed)
+    fa, fb = fmt
+    p = Program(cfg, max_commands=16)
+    ext = rng.integers(0, 256, cfg.ext_bytes, dtype=np.uint8)   # noise everywhere else
+    X = T.DMA_EXT_BASE
+    regs = T.matmul_regions(M, N, K, fa, fb)
+    off = 4096
+    gemms = []
+    for g in range(2):
+        a, sa = _q(rng, (M, K), fa, 4.0)
+        bt, sbt = _q(rng, (N, K), fb, 0.5)
+        tmp = Program(T.TileConfig(tsram_bytes=1 << 20, banks=8))
+        tmp.top = 0
+        pa, psa = tmp.put_codes(a, fa), tmp.put_scales(sa)
+        pb, psb = tmp.put_codes(bt, fb), tmp.put_scales(sbt)
+        src = {"a": pa, "a_scale": psa, "b": pb, "b_scale": psb}
+        dst = {k: p.alloc(regs[k]) for k in src}
+        descs = []
+        for k in src:
+            ext[off:off + regs[k]] = tmp.img[src[k]:src[k] + regs[k]]
+            descs.append(_lin(X + off, dst[k], regs[k]))
+            off += regs[k]
+        c = p.alloc(regs["c"])
+        gemms.append((dst, c, p.put_dma_chain(descs)))
+    pitch = T.f32_row_words(N) * T.WORD_BYTES
+    outs = []
+    for g in range(2):
+        store = D.Descriptor(src=gemms[g][1], dst=X + off, counts=(N, M, 1),
+                             src_strides=(4, pitch, 0), dst_strides=(4, 4 * N, 0), esize=2)
+        outs.append((off, p.put_dma_chain([store])))
+        off += 4 * N * M + 64
+    (d0, c0, h0), (d1, c1, h1) = gemms
+    p.cmd(T.cmd_dma(h0, signal=0))
+    p.cmd(T.cmd_matmul(d0["a"], d0["a_scale"], d0["b"], d0["b_scale"], c0, M, N, K, fa, fb,
+                       wait=0, signal=1))
+    p.cmd(T.cmd_dma(h1, signal=0))                       # overlaps the first MATMUL
+    p.cmd(T.cmd_matmul(d1["a"], d1["a_scale"], d1["b"], d1["b_scale"], c1, M, N, K, fa, fb,
+                       wait=0, signal=1))
+    p.cmd(T.cmd_dma(outs[0][1], wait=1))                  # overlaps the second MATMUL
+    p.cmd(T.cmd_dma(outs[1][1], wait=1, signal=2))
+    p.cmd(T.cmd_sem_wait(2))
+    p.cmd(T.cmd_end())
+    return p.image(), [0], {"ext": ext, "ext_out": [o for o, _ in outs], "M": M, "N": N,
+                            "c": [c0, c1]}
+
+
+def dma_error_program(cfg):
+    """One list per tile-DMA error path, then a list that must still run; returns the
+    expected error code of each list in ``info["codes"]``."""
+    p = Program(cfg, max_commands=64)
+    X = T.DMA_EXT_BASE
+    src = p.put_f32(np.linspace(-4, 4, 16, dtype=np.float32).reshape(2, 8))
+    dst = p.alloc_f32(2, 8)
+    buf = p.alloc(256)
+    good = _lin(X + 512, buf, 256)
+    hole = cfg.tsram_bytes                 # between TSRAM and external memory: no window
+    cases = [
+        ("align", None, T.ERR_ADDR_ALIGN),
+        ("range", None, T.ERR_ADDR_RANGE),
+        ("src_window", [_lin(hole, buf, 64)], T.ERR_DMA | D.ERR_SRC_WINDOW),
+        ("dst_window", [_lin(buf, X + cfg.ext_bytes - 32, 64)], T.ERR_DMA | D.ERR_DST_WINDOW),
+        ("zero_count", [good, dataclasses.replace(good, counts=(0, 1, 1))],
+         T.ERR_DMA | D.ERR_ZERO_COUNT),
+        ("overlap", [_lin(buf, buf + 32, 64)], T.ERR_DMA | D.ERR_OVERLAP),
+        ("bad_desc", [dataclasses.replace(good, reserved=1 << 5)], T.ERR_DMA | D.ERR_BAD_DESC),
+        ("misaligned", [dataclasses.replace(good, src=X + 4)], T.ERR_DMA | D.ERR_MISALIGNED),
+    ]
+    heads = {}
+    for name, descs, _ in cases:
+        if descs is not None:
+            heads[name] = p.put_dma_chain(descs)
+    heads["desc_window"] = p.put_dma_chain([dataclasses.replace(good, next=hole)],
+                                           link=False)
+    cases.append(("desc_window", [], T.ERR_DMA | D.ERR_DESC_WINDOW))
+    ok = p.put_dma_chain([good])
+    addrs = []
+    for i, (name, _, _) in enumerate(cases):
+        addrs.append(p.new_list())
+        p.cmd(T.cmd_tvp("scale2", src, dst, 2, 8, imm=i + 1))            # runs before
+        if name == "align":
+            p.cmd(T.cmd_dma(ok + 32))
+        elif name == "range":
+            p.cmd(T.cmd_dma(cfg.tsram_bytes))
+        else:
+            p.cmd(T.cmd_dma(heads[name], signal=0))
+        # the list stops at the DMA error; these never run
+        if i % 3 == 0:
+            p.cmd(T.cmd_tvp("relu", src, dst, 2, 8, wait=0))                # dropped
+            p.cmd(T.cmd_sem_wait(0))
+        elif i % 3 == 1:
+            p.cmd(T.cmd_barrier())
+            p.cmd(T.cmd_tvp("relu", src, dst, 2, 8))
+        p.cmd(T.cmd_end())                                  # i % 3 == 2: error while draining
+    addrs.append(p.new_list())
+    p.cmd(T.cmd_dma(ok, signal=1))                                          # usable after
+    p.cmd(T.cmd_tvp("exp2", src, dst, 2, 8, wait=1))
+    p.cmd(T.cmd_end())
+    ext = (np.arange(cfg.ext_bytes) * 7 % 251).astype(np.uint8)
+    return p.image(), addrs, {"dst": dst, "buf": buf, "ext": ext,
+                              "codes": [c for _, _, c in cases] + [T.ERR_NONE]}
+
+
+def compare(cfg, image, addrs, rtl: dict, gold=None, ext=None) -> list[str]:
     """Mismatch messages (empty if the RTL result equals the golden tile bit for bit)."""
-    gold = gold or GoldenTile(cfg).run_lists(image, addrs)
+    gold = gold or GoldenTile(cfg).run_lists(image, addrs, ext=ext)
     msgs = []
     for i, g in enumerate(gold):
         st = rtl["statuses"][i]
@@ -165,4 +284,12 @@ def compare(cfg, image, addrs, rtl: dict, gold=None) -> list[str]:
                     f"{exp[sl][::-1].tobytes().hex()} got {got[sl][::-1].tobytes().hex()}")
     if len(words) > 8:
         msgs.append(f"... {len(words)} TSRAM words differ in all")
+    if rtl.get("ext") is not None:
+        exp, got = gold[-1].ext, rtl["ext"]
+        bad = np.flatnonzero(exp != got)
+        for b in bad[:8]:
+            msgs.append(f"external memory byte {b:#x} (DMA address {T.DMA_EXT_BASE + b:#x}) "
+                        f"expected {exp[b]:#04x} got {got[b]:#04x}")
+        if len(bad) > 8:
+            msgs.append(f"... {len(bad)} external bytes differ in all")
     return msgs

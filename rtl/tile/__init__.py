@@ -7,19 +7,23 @@ TSRAM back through ``ext``.
 
 from __future__ import annotations
 
-from amaranth import Module, Signal
+from amaranth import Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from rtl.axi import AXI4Signature
+from rtl.tile.dmau import TileDMA
 from rtl.tile.tcp import TCP
-from rtl.tile.tsram import TSRAM, tsram_port
+from rtl.tile.tsram import TSRAM, WORD_BITS, tsram_port
 from rtl.tile.ttu import TTU
 from rtl.tile.tvp import TVP, MulFP32
 from spec import tile as T
 
-__all__ = ["Tile", "TSRAM", "TTU", "TVP", "TCP", "MulFP32", "VERILOG_TOPS", "LANE_ORDER"]
+__all__ = ["Tile", "TSRAM", "TTU", "TVP", "TCP", "TileDMA", "MulFP32", "VERILOG_TOPS",
+           "LANE_ORDER"]
 
-LANE_ORDER = ("ext", "ttu_store", "ttu_load*", "tvp", "tcp_fetch")  # TSRAM priority
+LANE_ORDER = ("ext", "ttu_store", "ttu_load*", "dma_wr", "dma_rd", "tvp",
+              "tcp_fetch")  # TSRAM priority
 
 
 class Tile(wiring.Component):
@@ -35,8 +39,11 @@ class Tile(wiring.Component):
     cnt_<name> : Out(32)
         Performance counters (spec.tile.COUNTERS).
     ext : In(tsram_port)
-        TSRAM port for the DMA / NoC side and for loading and dumping images; highest
-        priority, one word per cycle, read data one cycle after the grant.
+        TSRAM port for the NoC side (the chip's cluster DMA) and for loading and dumping
+        images; highest priority, one word per cycle, read data one cycle after the grant.
+    m_axi : Out(AXI4 manager, 32-bit address, 256-bit data, 1-bit ID)
+        External memory port of the tile DMA (DMA command): bursts to
+        ``[DMA_EXT_BASE, DMA_EXT_BASE + ext_bytes)`` leave here with their address unchanged.
     """
 
     def __init__(self, cfg: T.TileConfig | None = None):
@@ -46,7 +53,8 @@ class Tile(wiring.Component):
         self._cfg = cfg
         self.addr_width = max(1, (cfg.words - 1).bit_length())
         ports = {"start": In(1), "cmd_addr": In(32), "status": Out(32),
-                 "ext": In(tsram_port(self.addr_width))}
+                 "ext": In(tsram_port(self.addr_width)),
+                 "m_axi": Out(AXI4Signature(addr_width=32, data_width=WORD_BITS, id_width=1))}
         for c in T.COUNTERS:
             ports[f"cnt_{c}"] = Out(32)
         super().__init__(ports)
@@ -58,17 +66,24 @@ class Tile(wiring.Component):
         cfg = self._cfg
         AW = self.addr_width
         P = cfg.window
-        n_lanes = 4 + P
+        n_lanes = 6 + P
         ram = m.submodules.tsram = TSRAM(cfg, n_lanes)
         ttu = m.submodules.ttu = TTU(cfg, AW)
         tvp = m.submodules.tvp = TVP(cfg, AW)
         tcp = m.submodules.tcp = TCP(cfg, AW)
+        dma = m.submodules.dma = TileDMA(cfg, AW)
         wiring.connect(m, wiring.flipped(self.ext), ram.lane(0))
         wiring.connect(m, ttu.st, ram.lane(1))
         for k in range(P):
             wiring.connect(m, getattr(ttu, f"ld{k}"), ram.lane(2 + k))
-        wiring.connect(m, tvp.mem, ram.lane(2 + P))
-        wiring.connect(m, tcp.fetch, ram.lane(3 + P))
+        wiring.connect(m, dma.wr, ram.lane(2 + P))
+        wiring.connect(m, dma.rd, ram.lane(3 + P))
+        wiring.connect(m, tvp.mem, ram.lane(4 + P))
+        wiring.connect(m, tcp.fetch, ram.lane(5 + P))
+        wiring.connect(m, dma.m_axi, wiring.flipped(self.m_axi))
+        m.d.comb += [dma.start.eq(tcp.dma_start), dma.head.eq(tcp.dma_desc[32:64]),
+                     tcp.dma_busy.eq(dma.busy), tcp.dma_done.eq(dma.done),
+                     tcp.dma_err.eq(dma.err)]
 
         # TCP <-> units
         d = tcp.ttu_desc
@@ -95,7 +110,8 @@ class Tile(wiring.Component):
         inc = {"cycles": tcp.running, "cmds_retired": tcp.retired,
                "ttu_busy": ttu.busy, "ttu_fill": ttu.fill, "ttu_issue": ttu.issue,
                "ttu_stall": ttu.stall, "ttu_beats": ttu.beat, "tvp_busy": tvp.busy,
-               "tvp_words": tvp.word, "tcp_stall": tcp.stall}
+               "tvp_words": tvp.word, "tcp_stall": tcp.stall, "dma_busy": dma.busy,
+               "dma_bytes": Mux(dma.done, dma.nbytes, 0)}
         clear = self.start & ~tcp.running
         with m.If(clear):
             m.d.sync += [s.eq(0) for s in cnt.values()]

@@ -25,7 +25,7 @@ from spec import tile as T
 
 __all__ = ["TCP"]
 
-UNITS = ("ttu", "tvp")
+UNITS = ("ttu", "tvp", "dma")
 
 
 def _f(word, lo, width):
@@ -53,6 +53,7 @@ class TCP(wiring.Component):
             ports[f"{u}_desc"] = Out(WORD_BITS)
             ports[f"{u}_busy"] = In(1)
             ports[f"{u}_done"] = In(1)
+        ports["dma_err"] = In(8)      # valid with dma_done: spec.dma error code, 0 = OK
         super().__init__(ports)
 
     # ------------------------------------------------------------------ checks
@@ -66,7 +67,7 @@ class TCP(wiring.Component):
         wait_en, wait_sem = w[0][12], _f(w[0], 8, 4)
         sig_en, sig_sem = w[0][20], _f(w[0], 16, 4)
         implemented = Cat(*[op == o for o in T.IMPLEMENTED_OPCODES]).any()
-        unit = (op == T.OP_MATMUL) | (op == T.OP_TVP)
+        unit = Cat(*[op == o for o in T.UNIT_OPCODES]).any()
         ns = cfg.n_sems
         err = Signal(8, name="chk_err")
 
@@ -120,6 +121,11 @@ class TCP(wiring.Component):
         with m.Elif((op == T.OP_SEM_WAIT) | (op == T.OP_SEM_SIGNAL)):
             with m.If((w[1] >= ns) | (w[2] == 0) | (w[2] > 255)):
                 m.d.comb += err.eq(T.ERR_BAD_SEM)
+        with m.Elif(op == T.OP_DMA):
+            with m.If(w[1][:6] != 0):
+                m.d.comb += err.eq(T.ERR_ADDR_ALIGN)
+            with m.Elif(w[1] + T.DMA_DESC_BYTES > cfg.tsram_bytes):
+                m.d.comb += err.eq(T.ERR_ADDR_RANGE)
         with m.Elif(op == T.OP_MATMUL):
             with m.If((fa > 2) | (fb > 2)):
                 m.d.comb += err.eq(T.ERR_BAD_FORMAT)
@@ -169,7 +175,14 @@ class TCP(wiring.Component):
             slot[u] = s
             m.d.comb += getattr(self, f"{u}_desc").eq(s["desc"])
 
-        # semaphore token arbitration: TTU slot, TVP slot, TCP
+        # tile-DMA failure: latched when the DMA slot finishes with an error
+        fail = Signal()
+        fail_err = Signal(8)
+        fail_idx = Signal(16)
+        dma_idx = Signal(16)
+        dma_ok = self.dma_err == 0
+
+        # semaphore token arbitration: TTU slot, TVP slot, DMA slot, TCP
         take = {}      # (who) -> (signal want, sem index, amount)
         retire_units = []
         inc = [[] for _ in range(ns)]
@@ -191,18 +204,28 @@ class TCP(wiring.Component):
                 m.d.comb += new_used.eq(used[i] + (launch & hit))
                 used[i] = new_used
                 dec[i].append(launch & hit)
-                inc[i].append(getattr(self, f"{u}_done") & s["running"] & sen & (ssem == i))
-            m.d.comb += [launch.eq(s["pending"] & ~s["running"] & idle & (~wen | ok_tok)),
+                ok = dma_ok if u == "dma" else 1
+                inc[i].append(getattr(self, f"{u}_done") & s["running"] & sen & (ssem == i)
+                              & ok)
+            m.d.comb += [launch.eq(s["pending"] & ~s["running"] & idle & (~wen | ok_tok)
+                                   & ~fail),
                          getattr(self, f"{u}_start").eq(launch)]
             with m.If(launch):
                 m.d.sync += [s["pending"].eq(0), s["running"].eq(1)]
             fin = getattr(self, f"{u}_done") & s["running"]
             with m.If(fin):
                 m.d.sync += s["running"].eq(0)
+            with m.If(fail & s["pending"] & ~s["running"]):
+                m.d.sync += s["pending"].eq(0)      # dropped: the list stopped on a DMA error
+            if u == "dma":
+                with m.If(fin & ~dma_ok):
+                    m.d.sync += [fail.eq(1), fail_err.eq(T.ERR_DMA | self.dma_err[:4]),
+                                 fail_idx.eq(dma_idx)]
+                fin = fin & dma_ok
             retire_units.append(fin)
             take[u] = launch
         slots_free = {u: ~slot[u]["pending"] & ~slot[u]["running"] for u in UNITS}
-        all_free = slots_free["ttu"] & slots_free["tvp"]
+        all_free = slots_free["ttu"] & slots_free["tvp"] & slots_free["dma"]
 
         # TCP local ops
         w = [desc[32 * i:32 * i + 32] for i in range(8)]
@@ -242,7 +265,9 @@ class TCP(wiring.Component):
                 with m.If(fetch.rvalid):
                     m.d.sync += [desc.eq(fetch.rdata), fsm.eq(S_EXEC)]
             with m.Case(S_EXEC):
-                with m.If(chk != 0):
+                with m.If(fail):
+                    pass                     # the list stops on a DMA error (below)
+                with m.Elif(chk != 0):
                     m.d.sync += [error.eq(chk), fsm.eq(S_DRAIN)]
                 with m.Elif(op == T.OP_MATMUL):
                     with m.If(slots_free["ttu"]):
@@ -253,6 +278,13 @@ class TCP(wiring.Component):
                 with m.Elif(op == T.OP_TVP):
                     with m.If(slots_free["tvp"]):
                         m.d.sync += [slot["tvp"]["pending"].eq(1), slot["tvp"]["desc"].eq(desc)]
+                        next_cmd()
+                    with m.Else():
+                        m.d.comb += stall.eq(1)
+                with m.Elif(op == T.OP_DMA):
+                    with m.If(slots_free["dma"]):
+                        m.d.sync += [slot["dma"]["pending"].eq(1), slot["dma"]["desc"].eq(desc),
+                                     dma_idx.eq(index)]
                         next_cmd()
                     with m.Else():
                         m.d.comb += stall.eq(1)
@@ -279,11 +311,16 @@ class TCP(wiring.Component):
             with m.Case(S_DRAIN):
                 with m.If(all_free):
                     m.d.sync += [fsm.eq(S_IDLE),
-                                 state.eq(Mux(error != 0, T.ST_ERROR, T.ST_DONE))]
-                    with m.If(error == 0):
+                                 state.eq(Mux((error != 0) | fail, T.ST_ERROR, T.ST_DONE))]
+                    with m.If((error == 0) & ~fail):
                         m.d.comb += tcp_retire.eq(1)   # END retires
                 with m.Else():
                     m.d.comb += stall.eq(1)
+                with m.If(fail & (error == 0)):      # a DMA error while draining after END
+                    m.d.sync += [error.eq(fail_err), index.eq(fail_idx)]
+        # a DMA error stops the list (first error wins); running units drain
+        with m.If(fail & (error == 0) & ((fsm == S_FETCH) | (fsm == S_WAIT) | (fsm == S_EXEC))):
+            m.d.sync += [error.eq(fail_err), index.eq(fail_idx), fsm.eq(S_DRAIN)]
 
         # semaphore update
         for i in range(ns):
@@ -298,6 +335,7 @@ class TCP(wiring.Component):
             m.d.sync += [state.eq(T.ST_RUNNING), error.eq(0), index.eq(0),
                          base.eq(self.cmd_addr[5:])]
             m.d.sync += [s.eq(0) for s in sems]
+            m.d.sync += fail.eq(0)
             with m.If(self.cmd_addr[:5] != 0):
                 m.d.sync += [error.eq(T.ERR_ADDR_ALIGN), fsm.eq(S_DRAIN)]
             with m.Else():
