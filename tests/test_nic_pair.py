@@ -1,5 +1,6 @@
 """Two RTL NICs back to back (cosim/nic/pair_bench.py) against the golden twin: frames byte
-for byte, memory images (payloads, receive rings, CQEs), counters; loss recovery."""
+for byte, memory images (payloads, receive rings, CQEs), counters; loss recovery; RDMA WRITE,
+SEND and READ; every NAK path; retry exhaustion."""
 
 from __future__ import annotations
 
@@ -20,7 +21,10 @@ needs_verilator = pytest.mark.skipif("verilator" not in default_sims(),
                                      reason="MAIA_SIM excludes verilator")
 
 
-def _setup(seed, *, qps=(0, 1), n_msgs=4, max_len=1024, kinds=(S.WR_WRITE, S.WR_SEND)):
+ALL_KINDS = (S.WR_WRITE, S.WR_SEND, S.WR_READ)
+
+
+def _setup(seed, *, qps=(0, 1), n_msgs=4, max_len=1024, kinds=ALL_KINDS):
     a, b = scenario.pair(PARAMS, qps=qps)
     scenario.fill(a, seed)
     scenario.fill(b, seed + 1)
@@ -59,13 +63,16 @@ def run_both(a, b, link=(1, 2, 0.0, 0.0, 0.0, 0.0), sim="verilator", **kw):
 
 @pytest.mark.sim
 @pytest.mark.parametrize("sim", default_sims())
-def test_pair_write_send_frames_memory_counters_match_golden(sim, tmp_path):
+def test_pair_write_send_read_frames_memory_counters_match_golden(sim, tmp_path):
+    """WRITE, SEND and READ (requests, ACKs, READ responses first/middle/last/only)."""
     seed = 5
     print(f"seed={seed}")
     if sim == "icarus":
-        a, b, posted = _setup(seed, qps=(0,), n_msgs=2, max_len=64)
+        a, b, posted = _setup(seed, qps=(0,), n_msgs=3, max_len=64)
     else:
         a, b, posted = _setup(seed)
+    kinds = {w["opcode"] for w in posted}
+    assert kinds == set(ALL_KINDS), f"the seed must post every kind, got {kinds}"
     rtl, (sa, sb), _ = run_both(a, b, sim=sim, tag=f"ws-{sim}")
     for name, want, got in (("A", sa, rtl["tx_a"]), ("B", sb, rtl["tx_b"])):
         w, g = _by_qp(want), _by_qp(got)
@@ -80,6 +87,10 @@ def test_pair_write_send_frames_memory_counters_match_golden(sim, tmp_path):
         diff = {k: (g[k], r[k]) for k in S.COUNTERS if g[k] != r[k]}
         assert not diff, f"NIC {name} counters (golden, rtl): {diff}"
     assert rtl["counters_a"]["wqe_done"] == len(posted)
+    # B answered every READ with READ response frames (golden-equal above), A's buffers hold
+    # B's window bytes
+    ops_b = {f[42] for f in rtl["tx_b"]}
+    assert S.OP_READ_RESP_ONLY in ops_b or S.OP_READ_RESP_FIRST in ops_b, sorted(ops_b)
     _pcap_check(rtl, tmp_path / f"pair-{sim}.pcap")
 
 
@@ -111,8 +122,9 @@ def _check_final_state(a, b, rtl, posted, mem0):
 
 
 def _loss_run(loss, seed, n_msgs=5):
-    print(f"seed={seed} loss={loss}")
     a, b, posted = _setup(seed, n_msgs=n_msgs)
+    print(f"seed={seed} loss={loss} posted "
+          f"{[(w['qpn'], S.WR_NAMES[w['opcode']], w['length']) for w in posted]}")
     link = (seed, seed + 7, loss, loss / 2, loss / 2, loss / 4)
     rtl, _, mem0 = run_both(a, b, link=link, tag=f"loss{seed}", timeout_cycles=3000)
     _check_final_state(a, b, rtl, posted, mem0)
@@ -145,32 +157,40 @@ def test_pair_exactly_once_under_loss_regression(loss, seed):
 @pytest.mark.sim
 @needs_verilator
 @pytest.mark.parametrize("case", ["bad_key", "below_window", "past_window_end", "bad_wqe",
-                                  "send_too_large"])
+                                  "send_too_large", "read_bad_key", "read_below_window",
+                                  "read_past_window_end", "read_no_permission"])
 def test_pair_error_paths_match_golden(case):
-    """Remote access NAK (bad key, outside the window) writes nothing; a bad WQE completes
-    BAD_WQE and the QP keeps working; a SEND larger than the receive slot gets NAK invalid
-    request. Memory images (CQEs included) and all counters equal golden's."""
+    """Remote access NAK (bad key, outside the window, READ without remote-read permission)
+    writes nothing and reads nothing; a bad WQE completes BAD_WQE and the QP keeps working; a
+    SEND larger than the receive slot gets NAK invalid request. Memory images (CQEs included)
+    and all counters equal golden's."""
     a, b = scenario.pair(PARAMS)
     scenario.fill(a, 5)
     scenario.fill(b, 6)
     rkey, remote, length, op = scenario.WIN_KEY, scenario.WIN_BASE, 256, S.WR_WRITE
-    if case == "bad_key":
+    local = scenario.SRC_BASE
+    if case.startswith("read_"):
+        op, local, length = S.WR_READ, scenario.DST_BASE, 512
+    if case.endswith("bad_key"):
         rkey ^= 1
-    elif case == "below_window":
+    elif case.endswith("below_window"):
         remote -= 8
-    elif case == "past_window_end":
+    elif case.endswith("past_window_end"):
         remote = scenario.WIN_BASE + scenario.WIN_LEN - 128
     elif case == "send_too_large":
         op, length = S.WR_SEND, (1 << scenario.RQ_SLOT_LOG2) + 256
+    elif case == "read_no_permission":
+        b.set_window(0, base=scenario.WIN_BASE, length=scenario.WIN_LEN, key=scenario.WIN_KEY,
+                     perm=S.PERM_VALID | S.PERM_REMOTE_WRITE)
     if case == "bad_wqe":
         a.post(0, S.WR_WRITE, local_addr=scenario.SRC_BASE, length=12, remote_addr=remote,
                rkey=rkey, wr_id=0x77, check=False)
     else:
-        a.post(0, op, local_addr=scenario.SRC_BASE, length=length, remote_addr=remote,
+        a.post(0, op, local_addr=local, length=length, remote_addr=remote,
                rkey=rkey, wr_id=0x77)
     a.post(0, S.WR_WRITE, local_addr=scenario.SRC_BASE, length=64,
            remote_addr=scenario.WIN_BASE, rkey=scenario.WIN_KEY, wr_id=0x78)
-    b_before = b.mem.copy()
+    a_before, b_before = a.mem.copy(), b.mem.copy()
     rtl, (sa, sb), _ = run_both(a, b, tag=f"err-{case}")
     errs = [e for e in (_mem_diff("A memory", a.mem, rtl["mem_a"]),
                         _mem_diff("B memory", b.mem, rtl["mem_b"])) if e]
@@ -179,10 +199,19 @@ def test_pair_error_paths_match_golden(case):
         diff = {k: (g[k], r[k]) for k in S.COUNTERS if g[k] != r[k]}
         assert not diff, f"NIC {name} counters (golden, rtl): {diff}"
     cq = a.cqes(0)
-    want = {"bad_key": S.CQ_REMOTE_ACCESS_ERR, "below_window": S.CQ_REMOTE_ACCESS_ERR,
-            "past_window_end": S.CQ_REMOTE_ACCESS_ERR, "bad_wqe": S.CQ_BAD_WQE,
-            "send_too_large": S.CQ_REMOTE_INVALID_REQ}[case]
+    want = {"bad_wqe": S.CQ_BAD_WQE, "send_too_large": S.CQ_REMOTE_INVALID_REQ}.get(
+        case, S.CQ_REMOTE_ACCESS_ERR)
     assert cq[0]["status"] == want, cq
+    nak = "tx_nak_inv" if case == "send_too_large" else "tx_nak_access"
+    if case != "bad_wqe":
+        assert rtl["counters_b"][nak] == 1, rtl["counters_b"]
+    if op == S.WR_READ:
+        # read nothing: no READ response left B, A's destination buffer is untouched
+        resp_ops = {S.OP_READ_RESP_FIRST, S.OP_READ_RESP_MIDDLE, S.OP_READ_RESP_LAST,
+                    S.OP_READ_RESP_ONLY}
+        assert not [f for f in rtl["tx_b"] if f[42] in resp_ops], "B sent READ responses"
+        dst = slice(scenario.DST_BASE, scenario.DST_BASE + length)
+        assert np.array_equal(rtl["mem_a"][dst], a_before[dst]), "READ destination written"
     if case != "bad_wqe":
         assert cq[1]["status"] == S.CQ_FLUSHED, cq
         # nothing written by the failed request or the flushed one
@@ -195,14 +224,16 @@ def test_pair_error_paths_match_golden(case):
 
 @pytest.mark.sim
 @needs_verilator
-def test_pair_retry_exceeded_when_peer_is_gone():
+@pytest.mark.parametrize("first", [S.WR_WRITE, S.WR_READ], ids=["write", "read"])
+def test_pair_retry_exceeded_when_peer_is_gone(first):
     """Every frame lost: after retry_limit + 1 timer expiries the oldest WQE completes
     RETRY_EXCEEDED and the next one FLUSHED; memory images and all counters equal golden's."""
     a, b = scenario.pair(PARAMS, timeout=8)
+    scenario.fill(b, 4)
     a.retry_limit = 3
-    for wr_id in (1, 2):
-        a.post(0, S.WR_WRITE, local_addr=scenario.SRC_BASE, length=64,
-               remote_addr=scenario.WIN_BASE, rkey=scenario.WIN_KEY, wr_id=wr_id)
+    for wr_id, op in ((1, first), (2, S.WR_WRITE)):
+        a.post(0, op, local_addr=scenario.DST_BASE if op == S.WR_READ else scenario.SRC_BASE,
+               length=64, remote_addr=scenario.WIN_BASE, rkey=scenario.WIN_KEY, wr_id=wr_id)
     rtl, _, _ = run_both(a, b, link=(1, 2, 1.0, 0.0, 0.0, 0.0), tag="retry",
                          timeout_cycles=300, retry_limit=3)
     errs = [e for e in (_mem_diff("A memory", a.mem, rtl["mem_a"]),
@@ -214,6 +245,40 @@ def test_pair_retry_exceeded_when_peer_is_gone():
     assert [(c["wr_id"], c["status"]) for c in a.cqes(0)] == [
         (1, S.CQ_RETRY_EXCEEDED), (2, S.CQ_FLUSHED)]
     assert rtl["counters_a"]["timeouts"] == 4
+    assert rtl["counters_a"]["retransmits"] > 0 and rtl["counters_b"]["rx_frames"] == 0
+
+
+@pytest.mark.sim
+@needs_verilator
+def test_pair_read_response_lost_go_back():
+    """One 1 KiB READ (4 responses); the link loses the second response (seeds chosen so
+    the golden link logs exactly that: a->b seed 16 delivers both copies of the request,
+    b->a seed 17 drops frame 1 only). The requester's timer resends the READ, the responder
+    executes the duplicate READ again, the requester takes the data from the missing
+    response's PSN on and completes the WQE in order."""
+    a, b = scenario.pair(PARAMS)
+    scenario.fill(b, 3)
+    a.post(0, S.WR_READ, local_addr=scenario.DST_BASE, length=1024,
+           remote_addr=scenario.WIN_BASE, rkey=scenario.WIN_KEY, wr_id=9)
+    a.post(0, S.WR_WRITE, local_addr=scenario.SRC_BASE, length=64,
+           remote_addr=scenario.WIN_BASE + 0x1000, rkey=scenario.WIN_KEY, wr_id=10)
+    mem0 = (a.mem.copy(), b.mem.copy())
+    link = (16, 17, 0.2, 0.0, 0.0, 0.0)
+    rtl = run_pair_rtl(a, b, link=link, timeout_cycles=600, tag="readloss")
+    ga, gb = G.LossyLink(16, drop=0.2), G.LossyLink(17, drop=0.2)
+    G.run_pair(a, b, ga, gb)
+    assert [f for f, _ in gb.log[:5]] == ["ok", "drop", "ok", "ok", "ok"], gb.log
+    posted = [dict(qpn=0, opcode=S.WR_READ, wr_id=9, length=1024, local_addr=scenario.DST_BASE,
+                   remote_addr=scenario.WIN_BASE, slot=0),
+              dict(qpn=0, opcode=S.WR_WRITE, wr_id=10, length=64, local_addr=scenario.SRC_BASE,
+                   remote_addr=scenario.WIN_BASE + 0x1000, slot=0)]
+    _check_final_state(a, b, rtl, posted, mem0)
+    ra, rb = rtl["counters_a"], rtl["counters_b"]
+    assert ra["timeouts"] >= 1 and ra["retransmits"] >= 1, ra
+    assert rb["rx_dup"] >= 1, rb                         # the READ arrived twice
+    resp = [f for f in rtl["tx_b"] if S.OP_READ_RESP_FIRST <= f[42] <= S.OP_READ_RESP_ONLY]
+    assert len(resp) >= 8, f"B sent {len(resp)} READ responses, expected 2 x 4"
+    check.assert_frames_valid(rtl["tx_a"] + rtl["tx_b"], "RTL frame")
 
 
 def test_memory_compare_catches_a_corrupted_image():
