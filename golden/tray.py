@@ -65,13 +65,13 @@ def _chunks(n_el: int, n: int, name: str) -> int:
 
 def all_reduce(xs) -> list[np.ndarray]:
     """Every rank gets the fixed-order sum of all inputs (uint32 binary32 patterns)."""
-    s = reduce_fixed(xs)
+    s = reduce_fixed(_inputs(xs, "xs", np.uint32))
     return [s.copy() for _ in xs]
 
 
 def reduce_scatter(xs) -> list[np.ndarray]:
     """Rank position k gets chunk k (len/n elements) of the fixed-order sum."""
-    s = reduce_fixed(xs)
+    s = reduce_fixed(_inputs(xs, "xs", np.uint32))
     c = _chunks(len(s), len(xs), "xs")
     return [s[k * c:(k + 1) * c].copy() for k in range(len(xs))]
 

@@ -459,16 +459,18 @@ def plan(d: Collective) -> list[Phase]:
         copies, xf = gather_phase(lambda k: d.src, lambda k: d.src_scales, d.dst,
                                   d.dst_scales, range(n))
         return [Phase(tuple(copies), tuple(xf), ())]
-    # BROADCAST: the root scatters chunk k to member k, then the others all-gather
+    # BROADCAST: the root sends chunk k to member k and its own chunk to every member,
+    # then the other members all-gather their chunks
     r = g.index(d.root)
     copies, xfers = [], []
     for (sc, dc, nb) in pieces(d.src, d.dst, d.src_scales, d.dst_scales):
         copies.append(Copy(d.root, sc, dc, nb * n))
     for k in range(n):
         if k != r:
-            for (sc, dc, nb) in pieces(d.src + k * cb, d.dst + k * cb,
-                                       d.src_scales + k * sb, d.dst_scales + k * sb):
-                xfers.append(Transfer(d.root, g[k], sc, dc, nb))
+            for c in (k, r):
+                for (sc, dc, nb) in pieces(d.src + c * cb, d.dst + c * cb,
+                                           d.src_scales + c * sb, d.dst_scales + c * sb):
+                    xfers.append(Transfer(d.root, g[k], sc, dc, nb))
     phases = [Phase(tuple(copies), tuple(xfers), ())]
     others = [k for k in range(n) if k != r]
     if len(others) > 1:
