@@ -632,6 +632,10 @@ def _matmul_rows(accf, oa: _Operand, ob: _Operand, split: bool, nb: int):
     specials = oa.has_specials or ob.has_specials
     ma, mb = (oa.masks(), ob.masks()) if specials else (None, None)
     plan = _split_plan(oa, ob) if split else None  # built once, before the threads
+    if split and oa.f.name == "e5m2" and ob.f.name == "e5m2":
+        plan = (plan, (oa.pieces(2), [(0, ob.full)]))  # 3 pieces, or 2 where B allows
+    elif split:
+        plan = (plan, None)
     span_b = (ob.span_max.max(0), ob.span_l1.max(0)) if split else None  # (nb,) each
     starts = list(range(0, M, rows))
     workers = min(_workers(), len(starts))
@@ -661,7 +665,10 @@ def _matmul_chunk(accf, oa, ob, plan, nb, r0, r1, bufs, span_b, ma, mb):
         if plan is None or exact_whole[j]:
             terms = [np.matmul(oa.full[j, r0:r1], ob.full[j].T, out=bufs[0][:n])]
         else:
-            pa, pb = plan
+            # e5m2 x e5m2: the 2-piece split of A (each piece below 2^17 of its own lsb)
+            # is exact when 17 + log2(sum|b| / lsb_b) <= 53 for every column of block j
+            pa, pb = plan[1] if plan[1] is not None and bl1[j] + 17 <= _EXACT_BITS \
+                else plan[0]
             by_shift: dict[int, np.ndarray] = {}
             k = 0
             for sa, xa in pa:

@@ -522,6 +522,48 @@ def test_matmul_realistic_data_against_reference(rng):
                           f"realistic {fa}x{fb}")
 
 
+def test_matmul_e5m2_split_paths_against_reference(rng):
+    """e5m2 x e5m2 blocks too wide for one exact float64 GEMM are summed from pieces of A:
+    2 pieces when every column of B has a small sum relative to its lowest bit, 3 otherwise.
+    Element (0, 0) of each case is a trap: its exact block sum is 2^53 + 2^29 + 1 units, a
+    binary32 midpoint plus one unit that any float64 rounding of the sum loses (the result
+    then ties to even, one ulp too low). Each case would fail if the wrong path were taken."""
+
+    def span_l1(col_codes):  # log2(sum|b| / lowest set bit), integer units of 2^-16
+        mags = [abs(int(v)) for v in mx.decode(col_codes, "e5m2").astype(np.float64) * 2**16]
+        low = min(m & -m for m in mags if m)
+        return math.log2(sum(mags) / low)
+
+    # products 1*1, 20 x (7*2^14)(7*2^29), (4*2^14)(6*2^29), (4*2^14)(5*2^29), 2^16 * 2^13
+    small = [0x01] + [0x3F] * 20 + [0x3C, 0x3C, 0x3C] + [0x00] * 8
+    large = [0x01] + [0x7B] * 20 + [0x7A, 0x79, 0x30] + [0x00] * 8
+    M, N = 3, 4
+    for wide in (False, True):
+        a = rng.integers(0, 0x7C, (M, 32), dtype=np.uint8)  # finite, every exponent
+        a[0] = small if wide else large
+        hi = 0x7C if wide else 0x50  # narrow case: other columns below 2^20 units
+        b = rng.integers(0, hi, (32, N), dtype=np.uint8)
+        b[:, 0] = large if wide else small
+        a |= (rng.random((M, 32)) < 0.3).astype(np.uint8) << 7
+        a[0] &= 0x7F
+        spans = [span_l1(b[:, n]) for n in range(N)]
+        assert (max(spans) > 36) == wide, spans  # the path the case is meant to take
+        sa = rng.integers(120, 135, (M, 1), dtype=np.uint8)
+        sb = rng.integers(120, 135, (1, N), dtype=np.uint8)
+        sa[0, 0] = sb[0, 0] = 127
+        acc = rng.standard_normal((M, N)).astype(np.float32).view(np.uint32)
+        acc[0, 0] = 0
+        got = mx.matmul(a, sa, "e5m2", b, sb, "e5m2", acc=acc)
+        exp = np.array([[mxref.dot_ref(list(map(int, a[m])), list(map(int, sa[m])), "e5m2",
+                                       list(map(int, b[:, n])), list(map(int, sb[:, n])),
+                                       "e5m2", int(acc[m, n])) for n in range(N)]
+                        for m in range(M)], dtype=np.uint32)
+        # 2^53 + 2^29 + 1 units of 2^-32 rounds up to 2^21 + 2^-2 (binary32 0x4A000001)
+        assert exp[0, 0] == 0x4A000001
+        assert_bits_equal(got, exp, _describe_mm(a, sa, b, sb, acc),
+                          f"e5m2 split ({'3' if wide else '2'} pieces)")
+
+
 def test_matmul_defaults_and_acc_forms(rng):
     a = finite_codes("e4m3", rng, (3, 64))
     b = finite_codes("e4m3", rng, (64, 2))
