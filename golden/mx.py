@@ -631,11 +631,16 @@ def _matmul_rows(accf, oa: _Operand, ob: _Operand, split: bool, nb: int):
     rows = max(1, _CHUNK // N)
     specials = oa.has_specials or ob.has_specials
     ma, mb = (oa.masks(), ob.masks()) if specials else (None, None)
-    plan = _split_plan(oa, ob) if split else None  # built once, before the threads
+    # split plans are built once, before the threads
     if split and oa.f.name == "e5m2" and ob.f.name == "e5m2":
-        plan = (plan, (oa.pieces(2), [(0, ob.full)]))  # 3 pieces, or 2 where B allows
+        # 3 pieces of A, or 2 in the blocks where B allows it (see _matmul_chunk)
+        two = (oa.pieces(2), [(0, ob.full)])
+        need3 = bool((ob.span_l1.max(0) + 17 > _EXACT_BITS).any())
+        plan = (_split_plan(oa, ob) if need3 else None, two)
     elif split:
-        plan = (plan, None)
+        plan = (_split_plan(oa, ob), None)
+    else:
+        plan = None
     span_b = (ob.span_max.max(0), ob.span_l1.max(0)) if split else None  # (nb,) each
     starts = list(range(0, M, rows))
     workers = min(_workers(), len(starts))
