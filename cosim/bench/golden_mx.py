@@ -4,12 +4,15 @@
 
 Each pair is timed on two data sets: quantized Gaussian data (what real workloads feed the
 tensor unit) and uniformly random finite codes (every exponent equally likely: the worst
-case for the exact-rounding checks). The float64 baseline is re-measured next to every pair
-(best of several repeats) and every ratio uses the best float64 time of the whole run, so a
-busy machine can only make the reported ratios smaller. Both sides use the machine's cores
-(np.matmul through the threaded BLAS, golden.mx.matmul through row-chunk threads); the
-``_1thread`` rows repeat the comparison with one thread on each side, which a machine shared
-with other jobs disturbs less.
+case for the exact-rounding checks).
+
+The target (>= 0.1 of float64 matmul speed) is checked with the same resources on both
+sides: one thread for the BLAS and one for golden (`matmul_<pair>` rows). The float64
+baseline is re-measured next to every pair (best of several repeats) and every ratio uses
+the best float64 time of the whole run, so a busy machine can only make the ratios smaller.
+The `_allcores` rows repeat the comparison with every core on both sides (threaded BLAS,
+golden's row-chunk threads); they are reported without a target because a threaded BLAS on
+a machine shared with other jobs varies by up to 10x from one run to the next.
 """
 
 from __future__ import annotations
@@ -110,11 +113,11 @@ def run() -> dict:
                                "f64_1thread_ms": round(t64_1 * 1e3, 2)}
     t64, t64_1 = min(f64_times), min(f64_1_times)
     for key, d in detail.items():
-        result[key] = {"value": round(t64 * 1e3 / d["golden_ms"], 4), "unit": "x f64 matmul",
-                       "target": TARGET}
+        result[key] = {"value": round(t64_1 * 1e3 / d["golden_1thread_ms"], 4),
+                       "unit": "x f64 matmul (1 thread each)", "target": TARGET}
     for key, d in detail.items():
-        result[key + "_1thread"] = {"value": round(t64_1 * 1e3 / d["golden_1thread_ms"], 4),
-                                    "unit": "x f64 matmul", "target": TARGET}
+        result[key + "_allcores"] = {"value": round(t64 * 1e3 / d["golden_ms"], 4),
+                                     "unit": "x f64 matmul (all cores each)", "target": None}
     # quantize: binary32 elements per second, (512, 512) input
     xq = rng.standard_normal((SHAPE, SHAPE)).astype(np.float32)
     for fmt in ELEMS:
@@ -129,8 +132,9 @@ def run() -> dict:
     result["shape"] = [SHAPE, SHAPE, SHAPE]
     result["times"] = detail
     result["notes"] = ("value = best float64 np.matmul time of the run / golden matmul time "
-                       "(best of 3) on the same shape; '_random' rows use uniformly random "
-                       "finite codes and scales; '_1thread' rows run both sides on one thread; "
+                       "(best of 3) on the same shape, one thread on each side; '_random' rows use "
+                       "uniformly random finite codes and scales; '_allcores' rows use every "
+                       "core on both sides (no target: load-sensitive); "
                        "'times' holds each pair's own timings; load_average is the host's "
                        "(1, 5, 15 min) load when the run ended (2 cores shared).")
     return result
