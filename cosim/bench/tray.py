@@ -1,0 +1,95 @@
+"""Tray collective benchmarks (`make bench BENCH=tray`).
+
+SOURCE: the transport-level model (cosim/tray: golden NICs per chip port moving real RoCEv2
+frames over event-driven links and the switch, the collective engine at transaction level).
+NOT RTL: the chip has no NIC ports yet. Figures are in NIC clock cycles (8 bytes per cycle
+is the raw link rate, the 64-bit MAC), so host load does not change them.
+
+Definitions (docs/tray.md "Figures"):
+* busbw (NCCL): algbw * 2(n-1)/n for all-reduce, algbw = bytes per chip (1 MiB of binary32)
+  / cycles from the command to the last rank's completion.
+* link limit L: payload bytes per cycle one link direction carries at best
+  (8 * spec.nic.goodput_limit(wqe_max, mtu): headers, ICRC, FCS, preamble, IFG).
+* ``*_busbw_frac``: busbw / the algorithm's bound on this topology (golden
+  ``estimate()['ideal_busbw']``: every link carrying only payload at L). For 4 chips that
+  bound is 3 L (three direct links per chip); for 2 chips L; for 8 chips 1.75 L (one
+  uplink per chip carries half of every phase).
+* ``*_busbw_over_link``: busbw / L, the ratio to one link.
+"""
+
+from __future__ import annotations
+
+from cosim.tray import Tray
+from cosim.tray import scenario as SC
+from golden import tray as GT
+from spec import tray as T
+
+MIB_FP32 = (1 << 20) // 4          # elements of 1 MiB of binary32 per chip
+LOSS_SEEDS = (1, 2, 3)
+
+
+def _run(n: int, kind: int = T.KIND_ALL_REDUCE, faults=None, seed: int = 1,
+         count: int = MIB_FP32) -> dict:
+    p = SC.params_for(n)
+    raw = SC.entry(kind, T.FMT_FP32, SC.group_for(n), count, root=0)
+    tray = Tray(p, seed=seed, faults=faults)
+    SC.fill(tray.mems, raw, seed)
+    res = tray.collective(raw)
+    if not res.ok:
+        raise RuntimeError(f"tray bench: {T.KIND_NAMES[kind]} on {n} chips failed: {res.status}")
+    est = GT.estimate(raw, p)
+    nbytes = count * 4
+    busbw = nbytes / res.cycles * T.bus_factor(kind, n)
+    return dict(cycles=res.cycles, busbw=busbw, frac=busbw / est["ideal_busbw"],
+                over_link=busbw / est["link_limit"], est=est, retransmits=res.retransmits,
+                timeouts=res.timeouts, faults=res.faults)
+
+
+def run() -> dict:
+    out: dict = {"source": "transport model (cosim/tray over golden/nic.py), NOT RTL"}
+    p = T.TrayParams()
+    lim = GT.link_limit(p)
+    out["link_limit"] = {"value": round(lim, 4), "unit": "B/cycle",
+                         "note": f"raw 8 B/cycle, MTU {p.nic.mtu}, WRITEs of {p.wqe_max} B"}
+    r0 = _run(4)
+    out["allreduce_4chip_1MiB_busbw_frac_loss0"] = {
+        "value": round(r0["frac"], 4), "unit": "of 3 links", "target": ">= 0.8"}
+    out["allreduce_4chip_1MiB_busbw_over_link_loss0"] = {
+        "value": round(r0["over_link"], 4), "unit": "x one link", "note": "bound 3.0"}
+    out["allreduce_4chip_1MiB_cycles_loss0"] = {"value": round(r0["cycles"]), "unit": "cycles"}
+    out["allreduce_4chip_1MiB_golden_estimate_cycles"] = {
+        "value": round(r0["est"]["cycles"]), "unit": "cycles"}
+    fr, ol, rt = [], [], []
+    for seed in LOSS_SEEDS:
+        r = _run(4, faults=dict(drop=0.01), seed=seed)
+        fr.append(r["frac"])
+        ol.append(r["over_link"])
+        rt.append(r["retransmits"])
+    out["allreduce_4chip_1MiB_busbw_frac_loss1pct"] = {
+        "value": round(sum(fr) / len(fr), 4), "unit": "of 3 links",
+        "note": f"1% drop on every wire, mean of seeds {list(LOSS_SEEDS)}: "
+                f"{[round(x, 4) for x in fr]}, retransmits {rt}"}
+    out["allreduce_4chip_1MiB_busbw_over_link_loss1pct"] = {
+        "value": round(sum(ol) / len(ol), 4), "unit": "x one link"}
+    for n in (2, 4, 8):
+        r = r0 if n == 4 else _run(n)
+        out[f"scaling_allreduce_{n}chip_1MiB_busbw_over_link"] = {
+            "value": round(r["over_link"], 4), "unit": "x one link",
+            "note": f"bound {r['est']['ideal_busbw'] / lim:.2f}"}
+        out[f"scaling_allreduce_{n}chip_1MiB_busbw_frac"] = {
+            "value": round(r["frac"], 4), "unit": "of bound"}
+        out[f"scaling_allreduce_{n}chip_1MiB_cycles"] = {
+            "value": round(r["cycles"]), "unit": "cycles",
+            "note": f"golden estimate {r['est']['cycles']:.0f}"}
+    for kind in (T.KIND_REDUCE_SCATTER, T.KIND_ALL_GATHER, T.KIND_BROADCAST):
+        r = _run(4, kind=kind)
+        out[f"{T.KIND_NAMES[kind]}_4chip_1MiB_busbw_frac"] = {
+            "value": round(r["frac"], 4), "unit": "of bound",
+            "note": f"busbw/link {r['over_link']:.3f}, bound "
+                    f"{r['est']['ideal_busbw'] / lim:.2f}"}
+    out["notes"] = ("Every figure comes from the transport model, not from RTL: golden NICs "
+                    "(frames, ACKs, go-back-N) timed by an event model at 8 B/cycle per link, "
+                    f"link latency {p.link_latency}, switch latency {p.switch_latency}, "
+                    f"reduce {p.reduce_bytes_per_cycle} B/cycle, phase overhead "
+                    f"{p.phase_overhead} cycles (docs/tray.md).")
+    return out
