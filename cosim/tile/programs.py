@@ -169,7 +169,7 @@ def dma_program(cfg, seed, M=8, N=8, K=256, fmt=("e4m3", "e2m1")):
     regs = T.matmul_regions(M, N, K, fa, fb)
     off = 4096
     gemms = []
-    for g in range(2):
+    for _g in range(2):
         a, sa = _q(rng, (M, K), fa, 4.0)
         bt, sbt = _q(rng, (N, K), fb, 0.5)
         tmp = Program(T.TileConfig(tsram_bytes=1 << 20, banks=8))
