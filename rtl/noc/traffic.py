@@ -37,11 +37,25 @@ def lfsr_step(m: Module, seed: int, name: str, steps: int = 16) -> Signal:
     XOR logic), so successive words are not shifted copies of each other: one step per
     cycle would make ``lfsr < threshold`` fire in bursts at low thresholds."""
     s = Signal(16, init=seed & 0xFFFF or 1, name=name)
-    v = s
-    for _ in range(steps):
-        v = Mux(v[0], (v >> 1) ^ spec.LFSR_TAPS, v >> 1)
-    m.d.sync += s.eq(v)
+    # The LFSR is linear over GF(2): bit i of the state ``steps`` steps later is the XOR of
+    # the current bits in ``deps[i]``, found by stepping each basis vector in Python. (A
+    # literal unrolling nests each step's expression twice into the next: 2**steps nodes.)
+    deps = [[j for j in range(16) if (_lfsr_steps(1 << j, steps) >> i) & 1] for i in range(16)]
+    m.d.sync += s.eq(Cat(*(_xor_bits(s, d) for d in deps)))
     return s
+
+
+def _lfsr_steps(state: int, steps: int) -> int:
+    for _ in range(steps):
+        state = spec.lfsr_next(state)
+    return state
+
+
+def _xor_bits(v, bits):
+    acc = Const(0, 1)
+    for j in bits:
+        acc = acc ^ v[j]
+    return acc
 
 
 def payload_hw(me: int, other, seq, idx, width: int, swap: bool = False):
