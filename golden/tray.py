@@ -103,7 +103,8 @@ def run(mems: dict, entry: bytes, p: T.TrayParams | None = None) -> dict:
     ``mems`` maps rank -> HBM image (numpy uint8, ``p.mem_bytes``); the images of the group's
     ranks are updated in place. Returns rank -> (queue error code, detail) for the group's
     ranks (statically rejected commands: the spec.tray.check code, detail 0, and nothing is
-    written anywhere). Every byte the command writes is defined (docs/tray.md "Buffers")."""
+    written anywhere). The scratch buffer is a work area whose contents afterwards are not
+    part of the contract (docs/tray.md "Buffers"); golden leaves it as it was."""
     p = p or T.TrayParams()
     if not isinstance(entry, (bytes, bytearray)) or len(entry) != C.ENTRY_BYTES:
         raise ValueError(f"entry: must be {C.ENTRY_BYTES} bytes, got {entry!r:.40}")
@@ -131,9 +132,6 @@ def run(mems: dict, entry: bytes, p: T.TrayParams | None = None) -> dict:
                 m[d.dst:d.dst + n * cb] = total
             else:
                 m[d.dst:d.dst + cb] = total[k * cb:(k + 1) * cb]
-            for i in range(n):             # scratch slot i: chunk k of member i's source
-                if i != k:
-                    m[d.scratch + i * cb:d.scratch + (i + 1) * cb] = srcs[i][k * cb:(k + 1) * cb]
     elif d.kind == T.KIND_ALL_GATHER:
         codes = np.concatenate([_rd(mems[r], d.src, cb).copy() for r in g])
         scales = (np.concatenate([_rd(mems[r], d.src_scales, sb).copy() for r in g])

@@ -391,8 +391,10 @@ class Transfer:
 
 @dataclass(frozen=True)
 class Reduce:
-    """On ``rank``: out = ((in[0] + in[1]) + in[2]) + ... (binary32, ``elements`` each),
-    inputs listed in ascending source rank."""
+    """On ``rank``: out = ((in[0] + in[1]) + in[2]) + ... (binary32, ``elements`` each).
+    The inputs are the ranks' contributions in ascending rank order, or (two-tier) the
+    partial sum of the lower ranks followed by the higher ranks' contributions, so every
+    result is the sum in ascending rank order."""
     rank: int
     out: int
     inputs: tuple
@@ -416,18 +418,135 @@ class Phase:
     reduces: tuple
 
 
-def plan(d: Collective) -> list[Phase]:
-    """The direct (full-mesh) algorithm of docs/tray.md "Algorithms"; chunk k of the vector
-    belongs to group member k (position in the ascending group)."""
-    g, n = d.group, d.n
+ALGO_DIRECT, ALGO_TWO_TIER = "direct", "two-tier"
+PIECE_MIN = 4096          # bytes: smallest pipeline piece of the two-tier all-reduce
+
+
+def algorithm(d: Collective) -> str:
+    """The algorithm the engine runs: two-tier for all-reduce, reduce-scatter and all-gather
+    over all 8 ranks of two trays, direct (full mesh) otherwise."""
+    if (d.group == tuple(range(2 * CHIPS_PER_TRAY))
+            and d.kind in (KIND_ALL_REDUCE, KIND_REDUCE_SCATTER, KIND_ALL_GATHER)):
+        return ALGO_TWO_TIER
+    return ALGO_DIRECT
+
+
+def _pieces(d: Collective):
     cb, sb = d.code_bytes(d.chunk), d.scale_bytes(d.chunk)
 
     def pieces(src_off_c, dst_off_c, src_off_s, dst_off_s):
-        """(src, dst) address offsets of the code and (MX) scale parts of one chunk."""
+        """(src, dst, bytes) of the code and (MX) scale parts of one chunk."""
         out = [(src_off_c, dst_off_c, cb)]
         if d.mx:
             out.append((src_off_s, dst_off_s, sb))
         return out
+    return pieces
+
+
+def pipeline_pieces(chunk_bytes: int) -> int:
+    """Pieces per chunk in the two-tier pipeline: 4, 2 or 1, each a multiple of 8 bytes and
+    at least PIECE_MIN bytes."""
+    for q in (4, 2):
+        if chunk_bytes % (8 * q) == 0 and chunk_bytes // q >= PIECE_MIN:
+            return q
+    return 1
+
+
+def _plan_two_tier(d: Collective) -> list[Phase]:
+    """docs/tray.md "Two-tier algorithm". Partners: chip c of tray 0 (rank c) and chip c of
+    tray 1 (rank 4 + c) own chunks c and 4 + c (half h = 0, 1 of their region)."""
+    C4 = CHIPS_PER_TRAY
+    cb, sb = d.code_bytes(d.chunk), d.scale_bytes(d.chunk)
+    pieces = _pieces(d)
+
+    def mates(k):
+        return [4 * tray_of(k) + c for c in range(C4) if c != chip_of(k)]
+
+    if d.kind == KIND_ALL_GATHER:
+        copies, xf = [], []
+        for k in range(2 * C4):
+            for (sc, dc, nb) in pieces(d.src, d.dst + k * cb, d.src_scales, d.dst_scales + k * sb):
+                copies.append(Copy(k, sc, dc, nb))
+                xf.append(Transfer(k, (k + C4) % (2 * C4), sc, dc, nb))
+        xf2 = []
+        for k in range(2 * C4):
+            for c in (k, (k + C4) % (2 * C4)):
+                for (sc, dc, nb) in pieces(d.dst + c * cb, d.dst + c * cb,
+                                           d.dst_scales + c * sb, d.dst_scales + c * sb):
+                    xf2 += [Transfer(k, j, sc, dc, nb) for j in mates(k)]
+        return [Phase(tuple(copies), tuple(xf), ()), Phase((), tuple(xf2), ())]
+
+    def ch(c, h):
+        return c + C4 * h
+
+    def slot(c, h):
+        return d.scratch + (2 * c + h) * cb
+
+    ar = d.kind == KIND_ALL_REDUCE
+    # phase 0 (mesh): chip c of each tray gathers chunks c, 4 + c of its tray-mates; tray 0
+    # sums them in rank order into scratch slots 2c + h (the prefix p of the sum)
+    xf, red = [], []
+    for t in (0, 1):
+        for c in range(C4):
+            owner = 4 * t + c
+            for c2 in range(C4):
+                if c2 != c:
+                    xf += [Transfer(4 * t + c2, owner, d.src + ch(c, h) * cb, slot(c2, h), cb)
+                           for h in (0, 1)]
+            if t == 0:
+                for h in (0, 1):
+                    ins = tuple(d.src + ch(c, h) * cb if c2 == c else slot(c2, h)
+                                for c2 in range(C4))
+                    red.append(Reduce(owner, slot(c, h), ins, d.chunk))
+    phases = [Phase((), tuple(xf), tuple(red))]
+    # pipeline over the uplinks: piece j of p goes to the partner, which finishes the sum
+    # ((((p + x4) + x5) + x6) + x7) and returns piece j - 1 of the result
+    q = pipeline_pieces(cb)
+    pb, pel = cb // q, d.chunk // q
+    items = [(h, i * pb) for h in (0, 1) for i in range(q)]
+
+    def out(c, h, off):                        # where the partner (tray 1) puts the result
+        if ar:
+            return d.dst + ch(c, h) * cb + off
+        return d.dst + off if h == 1 else slot(c, h) + off
+
+    for j in range(len(items) + 1):
+        xf, red = [], []
+        for c in range(C4):
+            a, b = c, C4 + c
+            if j < len(items):
+                h, off = items[j]
+                xf.append(Transfer(a, b, slot(c, h) + off, slot(c, h) + off, pb))
+                ins = (slot(c, h) + off,) + tuple(
+                    d.src + ch(c, h) * cb + off if c2 == c else slot(c2, h) + off
+                    for c2 in range(C4))
+                red.append(Reduce(b, out(c, h, off), ins, pel))
+            if j >= 1:
+                h, off = items[j - 1]
+                if ar or h == 0:
+                    back = d.dst + ch(c, h) * cb + off if ar else d.dst + off
+                    xf.append(Transfer(b, a, out(c, h, off), back, pb))
+        phases.append(Phase((), tuple(xf), tuple(red)))
+    if ar:
+        xf = []
+        for k in range(2 * C4):
+            c = chip_of(k)
+            for h in (0, 1):
+                a = d.dst + ch(c, h) * cb
+                xf += [Transfer(k, j, a, a, cb) for j in mates(k)]
+        phases.append(Phase((), tuple(xf), ()))
+    return phases
+
+
+def plan(d: Collective) -> list[Phase]:
+    """The transfer plan of docs/tray.md "Algorithms": :func:`algorithm` picks two-tier or
+    direct. Direct (full mesh): chunk k of the vector belongs to group member k (position
+    in the ascending group)."""
+    if algorithm(d) == ALGO_TWO_TIER:
+        return _plan_two_tier(d)
+    g, n = d.group, d.n
+    cb, sb = d.code_bytes(d.chunk), d.scale_bytes(d.chunk)
+    pieces = _pieces(d)
 
     def gather_phase(own_src, own_src_s, base_c, base_s, members):
         """Member k sends its chunk (at own_src(k)) to every other member's base + k*cb."""
