@@ -177,6 +177,45 @@ class ChipProgram:
                              out["regs"]["BUSY_CYCLES"], out["wall_s"],
                              {"irq": out["irq"], "run_cycles": out["run_cycles"]})
 
+    # --- scheduling -----------------------------------------------------------------------
+    def emit_rounds(self, steps: dict) -> None:
+        """Emit per-tile step sequences as queue entries, interleaved so units overlap.
+
+        ``steps`` maps (cluster, tile) to a list of (phase_a, phase_b) action lists; an
+        action is ("dma", c, channel, descs, q), ("wait", c, unit, is_tile, q) or
+        ("tile", c, t, q). Round k emits every unit's phase A of step k (loads, start),
+        then every unit's phase B (drain), so one tile computes while others load."""
+        if not steps:
+            return
+        units = list(steps)
+        for k in range(max(len(v) for v in steps.values())):
+            for ph in (0, 1):
+                for u in units:
+                    if k >= len(steps[u]):
+                        continue
+                    for s in steps[u][k][ph]:
+                        if s[0] == "dma":
+                            self.dma(s[1], s[3], channel=s[2], queue=s[4])
+                        elif s[0] == "wait":
+                            self.wait(s[1], s[2], s[3], queue=s[4])
+                        else:
+                            self.tile(s[1], s[2], 0, queue=s[3])
+
+    def fence_all(self) -> None:
+        """A FENCE at the end of every queue that has entries."""
+        for q in range(self.cfg.queues):
+            if self.entries[q]:
+                self.fence(q)
+
+    def units(self) -> list[tuple[int, int]]:
+        """Every (cluster, tile), tile-major so consecutive work lands on different
+        clusters (and queues)."""
+        return [(c, t) for t in range(self.cfg.tiles) for c in range(self.cfg.clusters)]
+
+    def channels(self) -> tuple[int, int]:
+        """(input, output) cluster DMA channels: 0 and 1 when there are two."""
+        return 0, (1 if self.cfg.dma_channels > 1 else 0)
+
     # --- GEMM -------------------------------------------------------------------------------
     def gemm(self, a, sa, fa: str, b, sb, fb: str, *, bm: int | None = None,
              bn: int | None = None) -> GemmHandle:
@@ -185,7 +224,10 @@ class ChipProgram:
         ``f32_row_words(N)*32``). Output blocks of ``bm x bn`` are dealt to the tiles
         cluster by cluster; each cluster's work goes to queue ``cluster % queues``. Per tile
         the B column panel stays resident while its row blocks stream through (A in on DMA
-        channel 0, C out on channel 1 when there are two)."""
+        channel 0, C out on channel 1 when there are two). K larger than the tile's
+        ``max_k`` is split into chunks of ``max_k`` accumulated in TSRAM (MATMUL with
+        accumulate), which gives the same bits as one pass over K (the contract rounds
+        block by block in K order)."""
         cfg = self.cfg
         tc = cfg.tile
         a, b = np.asarray(a, dtype=np.uint8), np.asarray(b, dtype=np.uint8)
@@ -194,25 +236,34 @@ class ChipProgram:
             raise ValueError(f"a, b: shapes {a.shape} x {b.shape} do not chain")
         M, K = a.shape
         N = b.shape[1]
-        if K % 32 or K > tc.max_k:
-            raise ValueError(f"a: K={K} must be a multiple of 32 and <= max_k={tc.max_k}")
+        if K % 32 or K == 0:
+            raise ValueError(f"a: K={K} must be a positive multiple of 32")
         if sa.shape != (M, K // 32) or sb.shape != (K // 32, N):
             raise ValueError(f"sa, sb: scale shapes {sa.shape}, {sb.shape} do not match "
                              f"A {a.shape}, B {b.shape}")
-        aw = T.code_row_words(K, fa) * 32
-        sw = T.scale_row_words(K) * 32
+        kc = min(K, tc.max_k)
+        chunks = [(k0, min(kc, K - k0)) for k0 in range(0, K, kc)]
         cw = T.f32_row_words(N) * 32
-        # HBM layouts: A rows, A scale rows, B^T rows, B^T scale rows, C rows
-        pa = self.alloc(M * aw)
-        gtile.write_codes(self.hbm, pa, a, fa)
-        psa = self.alloc(M * sw)
-        gtile.write_scales(self.hbm, psa, sa)
-        pb = self.alloc(N * aw if fb == fa else N * T.code_row_words(K, fb) * 32)
-        bw = T.code_row_words(K, fb) * 32
-        gtile.write_codes(self.hbm, pb, b.T, fb)
-        psb = self.alloc(N * sw)
-        gtile.write_scales(self.hbm, psb, sb.T)
+        # HBM layouts, per K chunk: A rows, A scale rows, B^T rows, B^T scale rows; C rows
+        hbm = []
+        for k0, kn in chunks:
+            blk = slice(k0 // 32, (k0 + kn) // 32)
+            kaw, kbw = T.code_row_words(kn, fa) * 32, T.code_row_words(kn, fb) * 32
+            ksw = T.scale_row_words(kn) * 32
+            pa = self.alloc(M * kaw)
+            gtile.write_codes(self.hbm, pa, a[:, k0:k0 + kn], fa)
+            psa = self.alloc(M * ksw)
+            gtile.write_scales(self.hbm, psa, sa[:, blk])
+            pb = self.alloc(N * kbw)
+            gtile.write_codes(self.hbm, pb, np.ascontiguousarray(b[k0:k0 + kn].T), fb)
+            psb = self.alloc(N * ksw)
+            gtile.write_scales(self.hbm, psb, np.ascontiguousarray(sb[blk].T))
+            hbm.append((pa, psa, pb, psb, kn, kaw, kbw, ksw))
+        # (a chunk's rows are packed with its own pitch: code_row_words(kn), which is at
+        # most the pitch of a full chunk that the TSRAM layout reserves)
         pc = self.alloc(M * cw)
+        aw, bw = T.code_row_words(kc, fa) * 32, T.code_row_words(kc, fb) * 32
+        sw = T.scale_row_words(kc) * 32
         # block sizes that fit TSRAM: commands (1 word each, 2 lists) + B panel + 2 A/C sets
         bm_given, bn_given = bm, bn
         if bn is None:
@@ -238,16 +289,16 @@ class ChipProgram:
             else:
                 bn = max(8, (bn // 2 + 7) // 8 * 8)
         if layout(bm, bn)[-1] > tc.tsram_bytes:
-            raise ValueError(f"bm, bn: a {bm}x{bn} block with K={K} does not fit TSRAM "
+            raise ValueError(f"bm, bn: a {bm}x{bn} block with K={kc} does not fit TSRAM "
                              f"({layout(bm, bn)[-1]} > {tc.tsram_bytes} bytes)")
         col_blocks = [(j, min(bn, N - j)) for j in range(0, N, bn)]
         row_blocks = [(i, min(bm, M - i)) for i in range(0, M, bm)]
-        units = [(c, t) for t in range(cfg.tiles) for c in range(cfg.clusters)]
+        units = self.units()
         # deal column panels to tiles; each tile runs all row blocks of its panels
         work = {u: [] for u in units}
         for k, cb in enumerate(col_blocks):
             work[units[k % len(units)]].append(cb)
-        ch_in, ch_out = 0, (1 if cfg.dma_channels > 1 else 0)
+        ch_in, ch_out = self.channels()
         # per tile, a sequence of steps; emitted round-robin across tiles so units overlap
         steps = {}
         for (c, t), panels in work.items():
@@ -257,40 +308,46 @@ class ChipProgram:
             for (j, nb) in panels:
                 for (i, mb) in row_blocks:
                     cmd, b0, sb0, a0, sa0, c0, _ = layout(mb, nb)
-                    lst = (T.cmd_matmul(a0, sa0, b0, sb0, c0, mb, nb, K, fa, fb)
-                           + T.cmd_end())
-                    pl = self.put(np.frombuffer(lst, dtype=np.uint8), 64)
-                    descs = []
-                    if i == 0:
-                        descs += [self.copy(pb + j * bw, tb + b0, nb * bw),
-                                  self.copy(psb + j * sw, tb + sb0, nb * sw)]
-                    descs += [self.copy(pa + i * aw, tb + a0, mb * aw),
-                              self.copy(psa + i * sw, tb + sa0, mb * sw),
-                              self.copy(pl, tb + cmd, len(lst))]
                     out = self.copy2d(tb + c0, pc + i * cw + j * 4, nb * 4, mb,
                                       T.f32_row_words(nb) * 32, cw)
-                    seq.append(([("dma", c, ch_in, descs, q), ("wait", c, ch_in, False, q),
-                                 ("wait", c, ch_out, False, q), ("tile", c, t, q)],
-                                [("wait", c, t, True, q), ("dma", c, ch_out, [out], q)]))
+                    for kk, (pa, psa, pb, psb, kn, kaw, kbw, ksw) in enumerate(hbm):
+                        lst = (T.cmd_matmul(a0, sa0, b0, sb0, c0, mb, nb, kn, fa, fb,
+                                            accumulate=kk > 0) + T.cmd_end())
+                        pl = self.put(np.frombuffer(lst, dtype=np.uint8), 64)
+                        descs = []
+                        if i == 0 or len(hbm) > 1:  # the B panel stays when K is one chunk
+                            descs += [self.copy(pb + j * kbw, tb + b0, nb * kbw),
+                                      self.copy(psb + j * ksw, tb + sb0, nb * ksw)]
+                        descs += [self.copy(pa + i * kaw, tb + a0, mb * kaw),
+                                  self.copy(psa + i * ksw, tb + sa0, mb * ksw),
+                                  self.copy(pl, tb + cmd, len(lst))]
+                        first, last = kk == 0, kk == len(hbm) - 1
+                        seq.append(([("dma", c, ch_in, descs, q), ("wait", c, ch_in, False, q)]
+                                    + ([("wait", c, ch_out, False, q)] if first else [])
+                                    + [("tile", c, t, q)],
+                                    [("wait", c, t, True, q)]
+                                    + ([("dma", c, ch_out, [out], q)] if last else [])))
                     self.macs += mb * nb * K
             steps[(c, t)] = seq
-        # rounds: every tile's phase A (load, start), then every tile's phase B (drain)
-        for k in range(max(len(v) for v in steps.values())):
-            for ph in (0, 1):
-                for u in units:
-                    if k >= len(steps[u]):
-                        continue
-                    for s in steps[u][k][ph]:
-                        if s[0] == "dma":
-                            self.dma(s[1], s[3], channel=s[2], queue=s[4])
-                        elif s[0] == "wait":
-                            self.wait(s[1], s[2], s[3], queue=s[4])
-                        else:
-                            self.tile(s[1], s[2], 0, queue=s[3])
-        for q in range(cfg.queues):
-            if self.entries[q]:
-                self.fence(q)
+        self.emit_rounds(steps)
+        self.fence_all()
         return GemmHandle(pc, M, N, cw)
+
+    # --- layers (cosim.chip.layers) ----------------------------------------------------------
+    def softmax(self, x, **kw):
+        """Row softmax of float32 x (R, n) on every tile; see cosim.chip.layers.softmax."""
+        from cosim.chip import layers
+        return layers.softmax(self, x, **kw)
+
+    def mlp(self, x, w1, w2, **kw):
+        """Quantized MLP Y = relu(X W1)_q W2; see cosim.chip.layers.mlp."""
+        from cosim.chip import layers
+        return layers.mlp(self, x, w1, w2, **kw)
+
+    def attention(self, q, k, v, **kw):
+        """One attention head softmax(Q K^T / sqrt(d))_q V; see cosim.chip.layers.attention."""
+        from cosim.chip import layers
+        return layers.attention(self, q, k, v, **kw)
 
 
 @dataclass
