@@ -12,8 +12,8 @@ Definitions (docs/tray.md "Figures"):
   (8 * spec.nic.goodput_limit(wqe_max, mtu): headers, ICRC, FCS, preamble, IFG).
 * ``*_busbw_frac``: busbw / the algorithm's bound on this topology (golden
   ``estimate()['ideal_busbw']``: every link carrying only payload at L). For 4 chips that
-  bound is 3 L (three direct links per chip); for 2 chips L; for 8 chips 1.75 L (one
-  uplink per chip carries half of every phase).
+  bound is 3 L (three direct links per chip), for 2 chips L, for 8 chips (two-tier
+  algorithm) about 2.24 L; each scaling metric's note gives it.
 * ``*_busbw_over_link``: busbw / L, the ratio to one link.
 """
 
