@@ -294,3 +294,21 @@ def test_estimate_framing_arithmetic():
     # two chips, one link: the ideal busbw is the link limit itself
     assert e["ideal_busbw"] == pytest.approx(GT.link_limit(p))
     assert 0.5 < e["efficiency"] < 1.0
+
+
+def test_algorithm_selection_and_bounds():
+    p = T.TrayParams(trays=2)
+    for n, kind, algo, bound in ((4, T.KIND_ALL_REDUCE, T.ALGO_DIRECT, 3.0),
+                                 (2, T.KIND_ALL_REDUCE, T.ALGO_DIRECT, 1.0),
+                                 (8, T.KIND_ALL_REDUCE, T.ALGO_TWO_TIER, None),
+                                 (8, T.KIND_BROADCAST, T.ALGO_DIRECT, None)):
+        raw = SC.entry(kind, T.FMT_FP32, SC.group_for(n), 1 << 14, root=0)
+        d, _ = T.decode(raw)
+        assert T.algorithm(d) == algo
+        if bound is not None:
+            e = GT.estimate(raw, p)
+            assert e["ideal_busbw"] == pytest.approx(bound * e["link_limit"])
+    # a group spanning both trays but not all 8 ranks uses the direct algorithm
+    d, _ = T.decode(SC.entry(T.KIND_ALL_REDUCE, T.FMT_FP32, (0, 1, 4, 5), 1 << 10))
+    assert T.algorithm(d) == T.ALGO_DIRECT
+    assert T.pipeline_pieces(1 << 16) == 4 and T.pipeline_pieces(4096) == 1

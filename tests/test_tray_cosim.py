@@ -197,3 +197,49 @@ def test_transport_time_matches_golden_estimate_at_zero_loss():
         est = GT.estimate(raw, tray.p)
         assert res.ok
         assert abs(res.cycles - est["cycles"]) <= tol * est["cycles"], (n, res.cycles, est)
+
+
+def test_checker_catches_a_corrupted_transport_result():
+    tray, raw, ins, gold, res = run_case(4, T.KIND_ALL_REDUCE, T.FMT_FP32, seed=77)
+    assert res.ok
+    tray.mems[2][SC.DST + 4 * 5] ^= 0x01          # one bit of element 5 on rank 2
+    with pytest.raises(AssertionError, match=r"rank 2 @0x200000: 1 of \d+ elements differ"):
+        check_against_golden(tray, raw, ins, gold, res)
+
+
+def test_all_gather_of_quantized_mx_tensors():
+    """Each rank quantizes its own binary32 activations to MX e2m1 (golden.mx.quantize);
+    after the all-gather every rank holds every rank's packed codes and scales, which
+    decode to the values each rank quantized."""
+    from golden import mx
+
+    seed = 4242
+    print(f"seed {seed}")
+    rng = np.random.default_rng(seed)
+    n, chunk = 4, 512
+    p = SC.params_for(n)
+    tray = Tray(p, seed=seed, faults=FAULTS)
+    raw = SC.entry(T.KIND_ALL_GATHER, T.FMT_MX_E2M1, SC.group_for(n), n * chunk)
+    want_codes, want_scales = [], []
+    for r in range(n):
+        x = (rng.standard_normal(chunk) * 2.0 ** rng.integers(-4, 5)).astype(np.float32)
+        codes, scales = mx.quantize(x, "e2m1")
+        packed = mx.pack_e2m1(codes)
+        tray.mems[r][SC.SRC:SC.SRC + len(packed)] = packed
+        tray.mems[r][SC.SRC_SCALES:SC.SRC_SCALES + len(scales)] = scales
+        want_codes.append(codes)
+        want_scales.append(scales)
+    res = tray.collective(raw)
+    assert res.ok, res.status
+    wc, ws = np.concatenate(want_codes), np.concatenate(want_scales)
+    for r in range(n):
+        got_c = mx.unpack_e2m1(tray.mems[r][SC.DST:SC.DST + n * chunk // 2])
+        got_s = tray.mems[r][SC.DST_SCALES:SC.DST_SCALES + n * chunk // T.MX_BLOCK]
+        assert_bits_equal(f"rank {r} codes", wc, got_c)
+        assert_bits_equal(f"rank {r} scales", ws, got_s)
+        vals = mx.decode(got_c, "e2m1").reshape(-1, T.MX_BLOCK) * \
+            mx.decode_scale(got_s)[:, None]
+        ref = np.concatenate([mx.decode(c, "e2m1").reshape(-1, T.MX_BLOCK)
+                              * mx.decode_scale(s)[:, None]
+                              for c, s in zip(want_codes, want_scales)])
+        assert np.array_equal(vals, ref)
