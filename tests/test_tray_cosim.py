@@ -243,3 +243,21 @@ def test_all_gather_of_quantized_mx_tensors():
                               * mx.decode_scale(s)[:, None]
                               for c, s in zip(want_codes, want_scales)])
         assert np.array_equal(vals, ref)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("n", [2, 4, 8])
+@pytest.mark.parametrize("loss", [0.01, 0.05, 0.1])
+def test_fault_regression_seeds(n, loss):
+    """Long regression (make test-long): 6 seeds per case, all-reduce and MX all-gather of
+    64 KiB per chip, drop = loss with half as many duplicates and reorderings and a
+    quarter as many corruptions on every wire; NIC retry limit 16."""
+    faults = dict(drop=loss, dup=loss / 2, reorder=loss / 2, corrupt=loss / 4)
+    for seed in range(6):
+        for kind, fmt in ((T.KIND_ALL_REDUCE, T.FMT_FP32), (T.KIND_ALL_GATHER, T.FMT_MX_E4M3)):
+            print(f"seed {seed} n {n} faults {faults} {T.KIND_NAMES[kind]}")
+            tray, raw, ins, gold, res = run_case(n, kind, fmt, seed=seed, faults=faults,
+                                                 count=16384,
+                                                 p=SC.params_for(n, retry_limit=16))
+            assert res.ok, (seed, res.status)
+            check_against_golden(tray, raw, ins, gold, res)
