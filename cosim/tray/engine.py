@@ -8,7 +8,8 @@ every notification SEND it posted has completed (RC: the WRITEs before it are th
 acknowledged too) and a notification of this phase has arrived from every rank that sends
 to it; then runs its reductions (binary32, fixed rank order, golden.tvp add) and moves on.
 A completion with an error status ends the command with ERR_COLLECTIVE (cause NIC); no
-progress for ``engine_timeout`` cycles ends it with cause TIMEOUT.
+progress for ``engine_timeout`` cycles ends it with cause TIMEOUT. Notifications of an
+earlier command (another sequence number) are ignored.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class Engine:
                 rt = T.route(rank, s, self.p.n_ranks)
                 self.peer_of[(rt.port, rt.qp)] = s
         self.waiting_reduce = False
+        self.stale_notes = 0
 
     # -- life cycle --
     def start(self) -> None:
@@ -134,7 +136,10 @@ class Engine:
             q = self.net.nic(self.rank, port).qps[qp]
             a = q.rq_base + e["wr_id"] * (1 << q.rq_slot_log2)
             ph, src, seq, magic = struct.unpack("<BBHI", self.mem[a:a + T.NOTE_BYTES].tobytes())
-            if magic != T.NOTE_MAGIC or seq != self.seq or src != peer:
+            if magic == T.NOTE_MAGIC and src == peer and seq != self.seq:
+                self.stale_notes += 1          # left over from an earlier, failed command
+                return
+            if magic != T.NOTE_MAGIC or src != peer:
                 raise RuntimeError(f"rank {self.rank}: unexpected notification from port "
                                    f"{port} qp {qp}: phase {ph} src {src} seq {seq:#x} "
                                    f"magic {magic:#x} (expected src {peer} seq {self.seq:#x})")
