@@ -3,7 +3,8 @@
 Each builder takes float32 data, quantizes it to MX on the host (``golden.mx.quantize``),
 lays the operands out in HBM, and deals blocks of rows to every tile of every cluster: the
 weights (or K and V) are loaded once per tile and stay in TSRAM, each row block is loaded,
-run as one tile command list (MATMUL and TVP commands) and written back. The result
+run as one tile command list (MATMUL and TVP commands, with a BARRIER wherever one unit
+reads what the other wrote: units run concurrently) and written back. The result
 equals the layer definition in ``golden.layers`` bit for bit, on the golden chip model and on
 the RTL; ``LayerHandle.reference()`` computes that definition from the same quantized
 operands, without the chip.
@@ -205,8 +206,10 @@ def mlp(p, x, w1, w2, *, x_fmt: str = "e4m3", w_fmt: str = "e4m3", h_fmt: str = 
         ha, hsa = ts.take(mb * hcw), ts.take(mb * hsw)
         y = ts.take(mb * ypitch)
         cmds = (T.cmd_matmul(xa, xsa, b1, b1s, c1, mb, H, D, x_fmt, w_fmt)
+                + T.cmd_barrier()  # the TVP reads what the TTU wrote
                 + T.cmd_tvp("relu", c1, c1, mb, H)
                 + T.cmd_tvp("quant", c1, ha, mb, H, src2=hsa, fmt=h_fmt)
+                + T.cmd_barrier()
                 + T.cmd_matmul(ha, hsa, b2, b2s, y, mb, D2, H, h_fmt, w_fmt)
                 + T.cmd_end())
         return res, [(px, xcw, xa), (pxs, xsw, xsa)], cmds, [(y, py, ypitch)], ts.top
@@ -253,10 +256,12 @@ def attention(p, q, k, v, *, fmt: str = "e4m3", p_fmt: str = "e4m3",
         pa, psa = ts.take(mb * pcw), ts.take(mb * psw)
         o = ts.take(mb * opitch)
         cmds = (T.cmd_matmul(qa, qsa, kb, kbs, s, mb, Lk, d, fmt, fmt)
+                + T.cmd_barrier()  # the TVP reads what the TTU wrote
                 + T.cmd_tvp("mul", s, s, mb, Lk, imm=GL.inv_sqrt_bits(d),
                             src2_mode=T.SRC2_IMM)
                 + _softmax_cmds(s, mb, Lk, ts)
                 + T.cmd_tvp("quant", s, pa, mb, Lk, src2=psa, fmt=p_fmt)
+                + T.cmd_barrier()
                 + T.cmd_matmul(pa, psa, vb, vbs, o, mb, d, Lk, p_fmt, fmt)
                 + T.cmd_end())
         return res, [(pq, qcw, qa), (pqs, qsw, qsa)], cmds, [(o, po, opitch)], ts.top
