@@ -22,11 +22,11 @@ from golden import mx
 from spec import chip as C
 
 
-def _gemm(cfg, M, N, K, fa, fb, seed):
+def _gemm(cfg, M, N, K, fa, fb, seed, ring_slots=4096):
     rng = np.random.default_rng(seed)
     a, sa = mx.quantize(rng.standard_normal((M, K)).astype(np.float32), fa)
     bt, sbt = mx.quantize(rng.standard_normal((N, K)).astype(np.float32), fb)
-    p = ChipProgram(cfg)
+    p = ChipProgram(cfg, ring_slots=ring_slots)
     h = p.gemm(a, sa, fa, bt.T, sbt.T, fb)
     return p, h, mx.matmul(a, sa, fa, bt.T, sbt.T, fb)
 
@@ -36,7 +36,7 @@ def run() -> dict:
     M, N, K = 512, 512, 512
     print(f"chip bench: {M}x{N}x{K} e4m3 GEMM on {cfg.name}; golden model, then the RTL on "
           f"Verilator (first run builds the model: minutes)", flush=True)
-    p, h, ref = _gemm(cfg, M, N, K, "e4m3", "e4m3", seed=1)
+    p, h, ref = _gemm(cfg, M, N, K, "e4m3", "e4m3", seed=1, ring_slots=16384)
     t0 = time.perf_counter()
     g = p.run("golden")
     t_golden = time.perf_counter() - t0

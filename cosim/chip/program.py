@@ -48,12 +48,18 @@ class ProgramResult:
 class ChipProgram:
     """A whole-chip program: data and descriptors in HBM, entries in host queue rings."""
 
-    def __init__(self, cfg: C.ChipConfig | None = None, data_base: int | None = None):
+    def __init__(self, cfg: C.ChipConfig | None = None, data_base: int | None = None,
+                 ring_slots: int = RING_SLOTS):
         self.cfg = cfg or C.DEFAULT
         if not isinstance(self.cfg, C.ChipConfig):
             raise ValueError(f"cfg: must be a spec.chip.ChipConfig, got {type(cfg).__name__}")
         self.hbm = np.zeros(self.cfg.hbm_window, dtype=np.uint8)
-        ring_bytes = RING_SLOTS * C.ENTRY_BYTES
+        if (isinstance(ring_slots, bool) or not isinstance(ring_slots, int)
+                or not 2 <= ring_slots <= C.QUEUE_MAX_SIZE):
+            raise ValueError(f"ring_slots: must be an int in [2, {C.QUEUE_MAX_SIZE}], got "
+                             f"{ring_slots!r}")
+        self.ring_slots = ring_slots
+        ring_bytes = ring_slots * C.ENTRY_BYTES
         self.ring_base = [q * ring_bytes for q in range(self.cfg.queues)]
         self.top = self.cfg.queues * ring_bytes if data_base is None else data_base
         self.entries: list[list[bytes]] = [[] for _ in range(self.cfg.queues)]
@@ -116,8 +122,9 @@ class ChipProgram:
             raise ValueError(f"queue: must be in 0..{self.cfg.queues - 1}, got {queue!r}")
         if len(raw) != C.ENTRY_BYTES:
             raise ValueError(f"raw: an entry is {C.ENTRY_BYTES} bytes, got {len(raw)}")
-        if len(self.entries[queue]) >= RING_SLOTS - 1:
-            raise ValueError(f"queue: ring {queue} is full ({RING_SLOTS - 1} entries)")
+        if len(self.entries[queue]) >= self.ring_slots - 1:
+            raise ValueError(f"queue: ring {queue} is full ({self.ring_slots - 1} entries; "
+                             f"ChipProgram(ring_slots=...) reserves more)")
         self.entries[queue].append(bytes(raw))
         return len(self.entries[queue]) - 1
 
@@ -153,7 +160,7 @@ class ChipProgram:
             for i, e in enumerate(ents):
                 a = base + i * C.ENTRY_BYTES
                 img[a:a + C.ENTRY_BYTES] = np.frombuffer(e, dtype=np.uint8)
-            queues.append(G.Queue(ring=base, size=RING_SLOTS, tail=len(ents)))
+            queues.append(G.Queue(ring=base, size=self.ring_slots, tail=len(ents)))
         return img, queues
 
     def run(self, backend: str = "golden", **kw) -> ProgramResult:
