@@ -9,14 +9,16 @@ BENCH ?=
 JOBS  ?= auto
 export MAIA_WAVES := $(WAVES)
 
-.PHONY: all run test test-long verilog lint sim bench clean setup help
+.PHONY: all run test test-long verilog verilog-large lint lint-large sim bench clean setup help
 
 help:
 	@echo "make run        main job: set up, generate Verilog, run the demonstration"
 	@echo "make test       default test run (what CI runs)"
 	@echo "make test-long  long regressions (exhaustive RTL sweeps, big configurations)"
 	@echo "make verilog    write every block's Verilog to build/verilog/"
+	@echo "make verilog-large  also the large tops (default chip, maia200 cluster; minutes)"
 	@echo "make lint       ruff + Verilator lint of the generated Verilog"
+	@echo "make lint-large Verilator lint of the large tops"
 	@echo "make sim        cocotb benches only [SIM=icarus|verilator] [WAVES=1]"
 	@echo "make bench      all benchmarks [BENCH=<name>] -> build/bench/<name>.json"
 	@echo "make clean      remove build/ (keeps .venv)"
@@ -39,9 +41,15 @@ test-long: $(STAMP)
 verilog: $(STAMP)
 	$(PY) -m cosim.verilog
 
+verilog-large: $(STAMP)
+	$(PY) -m cosim.verilog --large
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check rtl golden cosim spec tests
 	$(PY) -m cosim.lint
+
+lint-large: $(STAMP)
+	$(PY) -m cosim.lint --large
 
 sim: $(STAMP)
 	MAIA_SIM=$(SIM) $(PY) -m pytest -n $(JOBS) -m "sim and not slow" tests

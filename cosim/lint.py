@@ -24,8 +24,12 @@ WAIVERS = ["-Wno-DECLFILENAME", "-Wno-UNUSEDSIGNAL", "-Wno-UNUSEDPARAM", "-Wno-P
 
 
 def main(argv=None) -> int:
+    """Lint the named tops (default: every regular top; ``--large``: the large tops)."""
+    argv = list(argv or [])
+    large = "--large" in argv
+    names = [a for a in argv if a != "--large"]
     verilator = setup_verilator()
-    files = generate(argv or None, quiet=True)
+    files = generate(names or None, quiet=True, large=large)
     bad = 0
     for name, path in files.items():
         cmd = [verilator, "--lint-only", "-Wall", *WAIVERS, "--top-module", name, str(path)]

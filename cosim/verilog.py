@@ -1,7 +1,9 @@
-"""`python -m cosim.verilog [NAME ...]`: write every block's Verilog to build/verilog/.
+"""`python -m cosim.verilog [--large] [NAME ...]`: write every block's Verilog to build/verilog/.
 
 Blocks are found by importing every module of the ``rtl`` package and collecting its
-``VERILOG_TOPS`` dict ({verilog_name: zero-argument factory})."""
+``VERILOG_TOPS`` dict ({verilog_name: zero-argument factory}). ``LARGE_VERILOG_TOPS`` (same
+form) holds designs that take minutes to generate (the default chip, a maia200 cluster):
+they are written only with ``--large`` (`make verilog-large`) or when named."""
 
 from __future__ import annotations
 
@@ -17,21 +19,29 @@ from cosim.sim import BUILD, to_verilog, write_if_changed
 OUT = BUILD / "verilog"
 
 
-def discover() -> dict:
+def discover(large: bool = False) -> dict:
+    """{name: factory} of every ``VERILOG_TOPS`` (and ``LARGE_VERILOG_TOPS`` when large)."""
     import rtl
 
     tops = {}
+    attrs = ("VERILOG_TOPS", "LARGE_VERILOG_TOPS") if large else ("VERILOG_TOPS",)
     for mod in sorted(pkgutil.iter_modules(rtl.__path__), key=lambda m: m.name):
         module = importlib.import_module(f"rtl.{mod.name}")
-        for name, factory in getattr(module, "VERILOG_TOPS", {}).items():
+        for name, factory in [kv for a in attrs for kv in getattr(module, a, {}).items()]:
             if name in tops:
                 raise RuntimeError(f"Verilog top {name!r} defined twice (rtl.{mod.name})")
             tops[name] = factory
     return tops
 
 
-def generate(names=None, out: Path = OUT, quiet: bool = False) -> dict[str, Path]:
-    tops = discover()
+def generate(names=None, out: Path = OUT, quiet: bool = False,
+             large: bool = False) -> dict[str, Path]:
+    """Write the named tops (default: every regular top; with ``large`` only the large
+    ones). Names may be regular or large tops."""
+    tops = discover(large=True)
+    if not names:
+        small = discover()
+        names = [n for n in tops if (n not in small) == large]
     if names:
         unknown = sorted(set(names) - set(tops))
         if unknown:
@@ -40,6 +50,8 @@ def generate(names=None, out: Path = OUT, quiet: bool = False) -> dict[str, Path
     written = {}
     for name, factory in tops.items():
         t0 = time.monotonic()
+        if large and not quiet:
+            print(f"  {name}: generating (large design, minutes) ...", flush=True)
         path = write_if_changed(out / f"{name}.v", to_verilog(factory(), name))
         written[name] = path
         if not quiet:
@@ -50,10 +62,13 @@ def generate(names=None, out: Path = OUT, quiet: bool = False) -> dict[str, Path
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("names", nargs="*", help="Verilog tops to write (default: all)")
+    ap.add_argument("names", nargs="*", help="Verilog tops to write (default: all regular "
+                    "tops)")
+    ap.add_argument("--large", action="store_true", help="write the large tops "
+                    "(LARGE_VERILOG_TOPS) instead")
     args = ap.parse_args(argv)
     print(f"Writing Verilog to {OUT.relative_to(BUILD.parent)}/")
-    generate(args.names)
+    generate(args.names, large=args.large)
     return 0
 
 
