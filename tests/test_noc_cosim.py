@@ -9,21 +9,17 @@ import random
 import numpy as np
 import pytest
 
-from cosim.noc import TrafficPoint, run_axi, run_traffic
+from cosim.noc import TrafficPoint, run_axi, run_copies, run_traffic
 from cosim.sim import default_sims
 from golden import noc as g
 from spec import noc as spec
 
-# Generating the Verilog of the traffic bench tops (Amaranth elaboration of the mesh plus
-# hardware generators/checkers) took more than 5 minutes per size on a clean 2-core run at
-# the end of session 1, over the default test budget: these cocotb runs are in `make
-# test-long` until elaboration is made faster. The router, arbiter, credit and NI packet
-# tests in test_noc_rtl.py (Amaranth simulator) stay in the default run.
-pytestmark = pytest.mark.slow
-
 SIMS = default_sims()
-# Default meshes: the 4x4 Verilator build alone exceeds the per-block CI budget on 2 cores,
-# so 4x4 runs in the slow tests and in the benchmark.
+# Default run: Icarus on 2x2 meshes (Verilog generation ~15 s, builds ~2 s, short runs).
+# Verilator runs (3x3 traffic top: ~2.5 min build on the shared 2-core machine; 2x2 AXI and
+# copy tops) are in `make test-long` (-m slow) to keep this block's default run within budget.
+SIM_PARAMS = [pytest.param(s, marks=[pytest.mark.slow] if s == "verilator" else [])
+              for s in SIMS]
 MESH = {"icarus": (2, 2), "verilator": (3, 3)}
 HW_ERRORS = ("err_route", "err_seq", "err_payload", "err_frame", "err_router")
 
@@ -31,13 +27,18 @@ HW_ERRORS = ("err_route", "err_seq", "err_payload", "err_frame", "err_router")
 def _points(kx, ky, short):
     m = 120 if short else 600
     out = kx + 1
+    n = kx * ky
+    # hotspot and all-to-one below the target's ejection bandwidth (1 flit/cycle), so that
+    # they drain: the hot node receives n * rate * share * length flits per cycle
+    hot_share = min(0.5, 0.4 / (n * 0.08 * 4))
+    a2o_rate = min(0.05, 0.6 / (n - 1))
     return {
         "uniform_bp": TrafficPoint(rate=0.08, pattern="uniform", bp=0.3, measure=m),
         "transpose": TrafficPoint(rate=0.1, pattern="transpose", measure=m, length=3),
         "bitcomp": TrafficPoint(rate=0.08, pattern="bitcomp", measure=m, cls_mode=0),
-        "hotspot": TrafficPoint(rate=0.08, pattern="hotspot", target=(1, 1), hot_share=0.5,
+        "hotspot": TrafficPoint(rate=0.08, pattern="hotspot", target=(1, 1), hot_share=hot_share,
                                 measure=m, bp=0.2),
-        "all_to_one": TrafficPoint(rate=0.05, pattern="all_to_one", target=(0, 0), measure=m,
+        "all_to_one": TrafficPoint(rate=a2o_rate, pattern="all_to_one", target=(0, 0), measure=m,
                                    length=1, cls_mode=1),
         "no_such_node": TrafficPoint(rate=0.03, pattern="all_to_one", target=(out, 0),
                                      measure=m, length=2),
@@ -45,7 +46,7 @@ def _points(kx, ky, short):
     }
 
 
-@pytest.fixture(scope="module", params=SIMS)
+@pytest.fixture(scope="module", params=SIM_PARAMS)
 def traffic(request):
     sim = request.param
     kx, ky = MESH[sim]
@@ -115,7 +116,7 @@ def _axi_case(kx, ky, masters, memories, seed, n_ops):
 
 
 @pytest.mark.sim
-@pytest.mark.parametrize("sim", SIMS)
+@pytest.mark.parametrize("sim", SIM_PARAMS)
 def test_axi_through_network_interfaces_matches_golden(sim):
     seed = random.randrange(1 << 30)
     print("seed", seed)
@@ -171,3 +172,59 @@ def test_traffic_4x4_verilator_with_scoreboard():
             assert r["err_route"] == r["created"] and res["sb_errors"][i] == 0, (name, r)
         else:
             assert all(r[k] == 0 for k in HW_ERRORS) and res["sb_errors"][i] == 0, (name, r)
+
+
+def _copy_rows():
+    """2x2 mesh, memories at nodes 1 and 2. Node 0 copies memory 1 -> memory 2 while node 3
+    copies memory 2 -> memory 1 (crossing paths: each target serves a read for one copier
+    and a write for the other), and node 1 copies inside its own memory."""
+    m1, m2 = 1 << spec.REGION_SHIFT, 2 << spec.REGION_SHIFT
+    return [(0, m1 + 0x0000, m2 + 0x1000, 16, 24),
+            (3, m2 + 0x2000, m1 + 0x3000, 16, 24),
+            (1, m1 + 0x0800, m1 + 0x2400, 5, 24)]
+
+
+def _expected_after(rows, before, memories=(1, 2)):
+    want = before.copy()
+    for _node, src, dst, beats, _count in rows:
+        ms, md = memories.index(src >> spec.REGION_SHIFT), memories.index(dst >> spec.REGION_SHIFT)
+        so, do = src & ((1 << spec.REGION_SHIFT) - 1), dst & ((1 << spec.REGION_SHIFT) - 1)
+        want[md, do:do + 4 * beats] = before[ms, so:so + 4 * beats]
+    return want
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("sim", SIM_PARAMS)
+def test_streaming_copies_crossing_targets_do_not_deadlock(sim):
+    # Regression for the chip's two-queue deadlock: masters that issue AW before the read
+    # data exists and forward R beats as W beats. An interface that put the write's head
+    # into the network before its data would lock each target on a write whose data waits
+    # for a read queued behind the other copier's write.
+    seed = random.randrange(1 << 30)
+    print("seed", seed)
+    rows = _copy_rows()
+    out = run_copies(rows, seed=seed, sim=sim, max_cycles=60_000)
+    got = {int(r[0]): (int(d), int(c), int(e)) for r, d, c, e in
+           zip(rows, out["done"], out["copies"], out["errors"])}
+    assert all(d for d, _, _ in got.values()), (
+        f"{sim}: copiers stuck after {int(out['cycles'])} cycles (node: done, copies, errors): "
+        f"{got}")
+    for (node, src, dst, _beats, count), (_d, c, e) in zip(rows, got.values()):
+        assert c == count and e == 0, f"node {node} {src:#x}->{dst:#x}: {c}/{count} copies, {e} errors"
+    want = _expected_after(rows, out["mem_before"])
+    bad = np.argwhere(out["mem_after"] != want)
+    assert bad.size == 0, (f"{sim}: {len(bad)} bytes differ, first at memory {bad[0][0]} offset "
+                           f"{bad[0][1]:#x}: expected {want[tuple(bad[0])]:#04x}, "
+                           f"got {out['mem_after'][tuple(bad[0])]:#04x}")
+    decerr, bad_flits, served, net_errors = (int(v) for v in out["counters"])
+    assert decerr == bad_flits == net_errors == 0
+    assert served == 2 * sum(r[4] for r in rows)
+
+
+def test_copy_checker_catches_a_wrong_copy():
+    rows = _copy_rows()
+    before = np.random.default_rng(5).integers(0, 256, (2, 1 << 14), dtype=np.uint8)
+    want = _expected_after(rows, before)
+    assert (want != before).any()
+    broken = [(0, rows[0][1] + 4, *rows[0][2:])] + rows[1:]   # source off by one beat
+    assert (_expected_after(broken, before) != want).any()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 from cosim.noc import TrafficPoint, run_traffic
 from cosim.sim import BUILD
@@ -30,6 +31,14 @@ def _point(load, pattern, measure):
                         cls_mode=2, warmup=1000, measure=measure, drain_max=6 * measure)
 
 
+def _rows(points, k, sim, label):
+    t = time.time()
+    res = run_traffic(points, kx=k, ky=k, sim=sim, vcs_per_class=2, depth=8)
+    print(f"[noc bench] {k}x{k} {label}: {len(points)} points in {time.time() - t:.0f} s "
+          "(first call includes Verilog generation and the simulator build)", flush=True)
+    return res["rows"]
+
+
 def run() -> dict:
     sizes = [int(s) for s in os.environ.get("NOC_BENCH_SIZES", "4,8").split(",")]
     measure = int(os.environ.get("NOC_BENCH_MEASURE", "3000"))
@@ -39,31 +48,30 @@ def run() -> dict:
                                              "source_queue": 16}}
     for k in sizes:
         n = k * k
-        pts, keys = [], []
+        groups = {"zero": [(0.004, _point(0.004, "uniform", 4 * measure))]}
         for pattern in ("uniform", "transpose"):
-            for load in LOADS.get(k, LOADS[8]):
-                pts.append(_point(load, pattern, measure))
-                keys.append((pattern, load))
-        pts.append(_point(0.004, "uniform", 4 * measure))       # zero-load reference
-        keys.append(("zero", 0.004))
-        sat = TrafficPoint(rate=SAT_RATE, pattern="uniform", length=LENGTH, cls_mode=2,
-                           warmup=1000, measure=measure, drain_max=20 * measure)
-        pts.append(sat)
-        keys.append(("saturation", SAT_RATE * LENGTH))
-        res = run_traffic(pts, kx=k, ky=k, sim=sim, vcs_per_class=2, depth=8)
-        rows = res["rows"]
-        errors = sum(r[e] for r in rows for e in ("err_route", "err_seq", "err_payload",
-                                                  "err_frame", "err_router"))
-        lost = sum(r["created"] - r["packets"] for r in rows)
+            groups[pattern] = [(load, _point(load, pattern, measure))
+                               for load in LOADS.get(k, LOADS[8])]
+        groups["saturation"] = [(SAT_RATE * LENGTH, TrafficPoint(
+            rate=SAT_RATE, pattern="uniform", length=LENGTH, cls_mode=2, warmup=1000,
+            measure=measure, drain_max=20 * measure))]
         curves: dict = {}
-        for (pattern, load), r in zip(keys, rows):
-            lat = r["lat_sum"] / r["marked"] if r["marked"] else None
-            thr = r["flits_window"] / (n * measure * (4 if pattern == "zero" else 1))
-            curves.setdefault(pattern, []).append(
-                {"offered": load, "accepted": round(thr, 4),
-                 "latency": round(lat, 2) if lat is not None else None,
-                 "lat_max": r["lat_max"], "drained": not r["timed_out"],
-                 "throttled": r["throttled"]})
+        errors = lost = 0
+        for pattern, pts in groups.items():
+            rows = _rows([p for _, p in pts], k, sim, pattern)
+            for (load, _), r in zip(pts, rows):
+                errors += sum(r[e] for e in ("err_route", "err_seq", "err_payload",
+                                             "err_frame", "err_router"))
+                lost += r["created"] - r["packets"]
+                lat = r["lat_sum"] / r["marked"] if r["marked"] else None
+                thr = r["flits_window"] / (n * measure * (4 if pattern == "zero" else 1))
+                curves.setdefault(pattern, []).append(
+                    {"offered": load, "accepted": round(thr, 4),
+                     "latency": round(lat, 2) if lat is not None else None,
+                     "lat_max": r["lat_max"], "drained": not r["timed_out"],
+                     "throttled": r["throttled"]})
+                print(f"[noc bench] {k}x{k} {pattern:10s} offered {load:5.3f} accepted "
+                      f"{thr:6.4f} latency {lat if lat is None else round(lat, 2)}", flush=True)
         result["curves"][f"{k}x{k}"] = curves
         t0 = g.mean_traffic_latency(spec.PAT_UNIFORM, k, k, LENGTH)
         z = curves["zero"][0]["latency"]

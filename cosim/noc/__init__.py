@@ -10,7 +10,8 @@ from spec import noc as spec
 
 from .traffic_bench import POINT_FIELDS, RESULT_FIELDS
 
-__all__ = ["TrafficPoint", "run_traffic", "POINT_FIELDS", "RESULT_FIELDS"]
+__all__ = ["TrafficPoint", "run_traffic", "run_axi", "run_copies", "POINT_FIELDS",
+           "RESULT_FIELDS"]
 
 
 @dataclass
@@ -95,3 +96,22 @@ def run_axi(ops, blob, *, kx=2, ky=2, masters=(0,), memories=(3,), regions=None,
                      test_module="cosim.noc.axi_bench", params=params,
                      inputs={"ops": np.asarray(ops, dtype=np.int64),
                              "blob": np.asarray(blob, dtype=np.uint8)}, sim=sim)
+
+
+def run_copies(rows, *, kx=2, ky=2, memories=(1, 2), seed=1, max_cycles=200_000,
+               sim="verilator", outstanding=4) -> dict:
+    """Streaming copies (rtl.noc.ni.CopyMaster) through the mesh: ``rows`` of (copier node,
+    src address, dst address, beats, count); see cosim/noc/copy_bench.py for the outputs."""
+    from cosim.sim import run_bench
+    from rtl.noc.ni import AxiMeshBench
+
+    copiers = tuple(sorted({int(r[0]) for r in rows}))
+    params = dict(kx=kx, ky=ky, memories=list(memories), copiers=list(copiers),
+                  outstanding=outstanding, region_shift=spec.REGION_SHIFT)
+    return run_bench(name=f"noc_copy_{kx}x{ky}", toplevel="noc_copy",
+                     make=lambda: AxiMeshBench(kx=kx, ky=ky, masters=(), memories=memories,
+                                               copiers=copiers, outstanding=outstanding),
+                     test_module="cosim.noc.copy_bench", params=params,
+                     inputs={"copies": np.asarray(rows, dtype=np.int64),
+                             "seed": np.array(seed), "max_cycles": np.array(max_cycles)},
+                     sim=sim)

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
-from amaranth.lib import wiring
+from amaranth.lib import data, fifo, wiring
 from amaranth.lib.wiring import In, Out
 
-from rtl.axi import RESP_DECERR, RESP_OKAY, AXI4Signature
+from rtl.axi import RESP_DECERR, RESP_OKAY, RESP_SLVERR, AXI4Signature
 from spec import noc as spec
 
 from .mesh import Mesh, endpoint_stream
 
-__all__ = ["NetworkInterface", "AxiMeshBench"]
+__all__ = ["NetworkInterface", "CopyMaster", "AxiMeshBench"]
 
 
 def _f(word, name):
@@ -28,29 +28,45 @@ class NetworkInterface(wiring.Component):
     that the address map (``regions``, spec.Region) assigns to the address. Responses come
     back on the response class and are replayed as B and R beats (same ID, ``rresp`` per
     beat). An address outside every region is answered locally with DECERR (B, or
-    ``arlen + 1`` R beats with ``rlast``); nothing enters the network.
+    ``arlen + 1`` R beats with ``rlast``); nothing enters the network. A burst longer than
+    ``max_burst`` beats is answered locally with SLVERR.
 
     Target side (``m_axi``, a manager port toward the endpoint's memory): a request packet
-    is replayed as one AXI burst at the packet's offset (region base removed), and the
-    response packet (write: one flit with ``bresp``; read: head + one flit per R beat) goes
-    back to the source. A request that arrives at the wrong node (its destination is
-    outside the mesh, so XY routing clamped it to this edge node) or with a bad opcode is
-    answered with DECERR without touching memory.
+    is replayed as one AXI burst at the packet's offset (region base removed), always with
+    ID 0 (so the memory answers in issue order), and the response packet (write: one flit
+    with ``bresp``; read: head + one flit per R beat) goes back to the source with the
+    request's ID. A request that arrives at the wrong node (its destination is outside the
+    mesh, so XY routing clamped it to this edge node) or with a bad opcode is answered with
+    DECERR without touching memory.
 
-    Concurrency: one outstanding write and one outstanding read on the initiator side, one
-    request at a time on the target side (AXI ordering is then trivially kept).
-    Deadlock freedom: the target only waits for the response class, responses are always
-    consumed by the initiator (it accepts B/R at the AXI master's pace), and the two classes
-    use separate VCs (see docs/noc.md).
+    Concurrency and ordering: up to ``outstanding`` writes and ``outstanding`` reads in
+    flight per initiator, all to one destination node at a time (a request to another node
+    waits until the earlier ones are answered): a flow (source, destination, class) is
+    delivered in order and a target answers in request order, so responses come back in
+    request order with no reorder buffer. The target issues up to ``outstanding`` reads
+    and ``outstanding`` writes to its memory before the first is answered.
+
+    Deadlock freedom (docs/noc.md): a write packet is injected only once all its W beats
+    are buffered (store-and-forward, ``max_burst``-beat buffer), so a packet in the network
+    never waits for an AXI master; a read request is injected only into reserved space of
+    the ``max_burst``-beat read-data buffer and a write only into a free B slot, so
+    responses always drain regardless of ``rready``/``bready``; the target only waits for
+    the response class and for its memory. Reads and writes use separate queues: a write
+    whose data depends on an earlier read of the same master never blocks that read.
+
+    Latency (zero load, in-mesh): write: last W beat accepted -> head offered on ``inj`` 2
+    cycles; read: AR accepted -> head offered 2 cycles; a response head accepted on ``ej``
+    -> first R beat / B offered 2 cycles. Throughput: one flit per cycle per class.
 
     Counters: ``wr_reqs``, ``rd_reqs`` (requests sent), ``served`` (requests executed on
-    ``m_axi``), ``decerr_local`` (unmapped addresses), ``decerr_remote`` (requests refused
-    at this target), ``bad_flits`` (response flits that were not expected, dropped).
+    ``m_axi``), ``decerr_local`` (unmapped addresses and over-long bursts),
+    ``decerr_remote`` (requests refused at this target), ``bad_flits`` (flits that were not
+    expected, dropped).
     """
 
     def __init__(self, *, x: int, y: int, kx: int, ky: int, regions=None,
                  flit_width: int = 64, addr_width: int = 32, data_width: int = 32,
-                 id_width: int = 4):
+                 id_width: int = 4, outstanding: int = 4, max_burst: int = 256):
         spec.check_mesh(kx, ky)
         self._axi = AXI4Signature(addr_width=addr_width, data_width=data_width,
                                   id_width=id_width)
@@ -60,6 +76,10 @@ class NetworkInterface(wiring.Component):
                              f"addr_width={addr_width}, not {flit_width!r}")
         if id_width > 8:
             raise ValueError(f"id_width must be <= 8 (axid field), not {id_width!r}")
+        if not isinstance(outstanding, int) or not 1 <= outstanding <= 64:
+            raise ValueError(f"outstanding must be an int in [1, 64], not {outstanding!r}")
+        if not isinstance(max_burst, int) or not 1 <= max_burst <= 256:
+            raise ValueError(f"max_burst must be an int in [1, 256], not {max_burst!r}")
         self._regions = tuple(spec.default_address_map(kx, ky) if regions is None else regions)
         for r in self._regions:
             if not isinstance(r, spec.Region):
@@ -67,6 +87,7 @@ class NetworkInterface(wiring.Component):
             if r.base + r.size > (1 << addr_width):
                 raise ValueError(f"region {r} does not fit in {addr_width} address bits")
         self._x, self._y, self._kx, self._ky, self._fw = x, y, kx, ky, flit_width
+        self._outstanding, self._max_burst = outstanding, max_burst
         es = endpoint_stream(flit_width)
         super().__init__({"s_axi": In(self._axi), "m_axi": Out(self._axi),
                           "inj": Out(es).array(spec.N_CLASSES),
@@ -76,6 +97,8 @@ class NetworkInterface(wiring.Component):
                           "bad_flits": Out(32)})
 
     regions = property(lambda self: self._regions)
+    outstanding = property(lambda self: self._outstanding)
+    max_burst = property(lambda self: self._max_burst)
 
     def _decode(self, m, addr, name):
         """(hit, dst_x, dst_y, offset) for ``addr`` from the region table."""
@@ -93,6 +116,9 @@ class NetworkInterface(wiring.Component):
         s, mm = self.s_axi, self.m_axi
         DW = self._axi.data_width
         SW = DW // 8
+        IW = len(s.awid)
+        AW_ = len(s.awaddr)
+        NOUT, MB = self._outstanding, self._max_burst
         x, y = self._x, self._y
         req, rsp = self.inj[spec.CLASS_REQ], self.inj[spec.CLASS_RSP]
         ej_req, ej_rsp = self.ej[spec.CLASS_REQ], self.ej[spec.CLASS_RSP]
@@ -106,169 +132,230 @@ class NetworkInterface(wiring.Component):
                        Const(0, 1), fit(length, 8), fit(axid, 8), fit(size, 3), fit(burst, 2),
                        fit(axlen, 8), fit(resp, 2))
 
-        def one(v, w=8):
-            return Const(v, w)
+        def bump(ctr):
+            m.d.sync += ctr.eq(ctr + 1)
 
-        # request stream shared by the write and read senders: whole packets, write first
-        w_send, r_send = Signal(), Signal()
-
-        # ---------------- initiator: writes ----------------
-        aw = {k: Signal(len(getattr(s, k)), name=f"aw_{k}") for k in
-              ("awid", "awaddr", "awlen", "awsize", "awburst")}
-        whit, wdx, wdy, woff = self._decode(m, aw["awaddr"], "wdec")
+        # ================= initiator =================
+        # --- write intake: AW, then its W beats into the store-and-forward buffer; the AW
+        # entry is queued once its last beat is in, so a queued write is always complete.
+        aw_l = data.StructLayout({"id": IW, "addr": AW_, "len": 8, "size": 3, "burst": 2,
+                                  "long": 1})
+        awq = m.submodules.awq = fifo.SyncFIFO(width=aw_l.size, depth=NOUT)
+        wbuf = m.submodules.wbuf = fifo.SyncFIFO(width=DW + SW, depth=MB)
+        aw_cur = Signal(aw_l)
         wcnt = Signal(8)
-        w_claim = Signal()
-        with m.FSM(name="wr"):
-            with m.State("IDLE"):
+        with m.FSM(name="wr_in"):
+            with m.State("AW"):
                 m.d.comb += s.awready.eq(1)
                 with m.If(s.awvalid):
-                    m.d.sync += [aw[k].eq(getattr(s, k)) for k in aw]
-                    m.next = "DECODE"
-            with m.State("DECODE"):
-                m.d.sync += wcnt.eq(0)
-                with m.If(~whit):
-                    m.d.sync += self.decerr_local.eq(self.decerr_local + 1)
-                    m.next = "DRAIN"
-                with m.Elif(~r_send):
-                    m.d.comb += w_claim.eq(1)
-                    m.d.sync += [self.wr_reqs.eq(self.wr_reqs + 1), w_send.eq(1)]
-                    m.next = "HEAD"
-            with m.State("HEAD"):
+                    m.d.sync += [aw_cur.id.eq(s.awid), aw_cur.addr.eq(s.awaddr),
+                                 aw_cur.len.eq(s.awlen), aw_cur.size.eq(s.awsize),
+                                 aw_cur.burst.eq(s.awburst),
+                                 aw_cur.long.eq(s.awlen >= MB), wcnt.eq(0)]
+                    m.next = "W"
+            with m.State("W"):
+                last = wcnt == aw_cur.len
+                room = (wbuf.w_rdy | aw_cur.long) & (~last | awq.w_rdy)
+                m.d.comb += [s.wready.eq(room), wbuf.w_data.eq(Cat(s.wdata, s.wstrb)),
+                             wbuf.w_en.eq(s.wvalid & room & ~aw_cur.long),
+                             awq.w_data.eq(aw_cur), awq.w_en.eq(s.wvalid & room & last)]
+                with m.If(s.wvalid & room):
+                    m.d.sync += wcnt.eq(wcnt + 1)
+                    with m.If(last):
+                        m.next = "AW"
+
+        # --- read intake
+        ar_l = data.StructLayout({"id": IW, "addr": AW_, "len": 8, "size": 3, "burst": 2})
+        arq = m.submodules.arq = fifo.SyncFIFO(width=ar_l.size, depth=NOUT)
+        m.d.comb += [s.arready.eq(arq.w_rdy), arq.w_en.eq(s.arvalid),
+                     arq.w_data.eq(Cat(s.arid, s.araddr, s.arlen, s.arsize, s.arburst))]
+
+        # --- response landing buffers (B slots and R beats are reserved before a request
+        # leaves, so the response class never waits for the AXI master)
+        b_l = data.StructLayout({"id": IW, "resp": 2})
+        r_l = data.StructLayout({"data": DW, "resp": 2, "last": 1, "id": IW})
+        bq = m.submodules.bq = fifo.SyncFIFO(width=b_l.size, depth=NOUT)
+        rbuf = m.submodules.rbuf = fifo.SyncFIFO(width=r_l.size, depth=MB)
+        bq_out, r_out = b_l(bq.r_data), r_l(rbuf.r_data)
+        m.d.comb += [s.bvalid.eq(bq.r_rdy), s.bid.eq(bq_out.id), s.bresp.eq(bq_out.resp),
+                     bq.r_en.eq(s.bready),
+                     s.rvalid.eq(rbuf.r_rdy), s.rid.eq(r_out.id), s.rdata.eq(r_out.data),
+                     s.rresp.eq(r_out.resp), s.rlast.eq(r_out.last), rbuf.r_en.eq(s.rready)]
+        b_done = s.bvalid & s.bready
+        r_beat = s.rvalid & s.rready
+        wr_pend = Signal(range(NOUT + 1))          # writes sent, B not yet given to the master
+        rd_pend = Signal(range(NOUT + 1))          # reads sent, rlast not yet given
+        r_res = Signal(range(MB + 1))              # R beats reserved or buffered
+        wr_dst, rd_dst = Signal(8), Signal(8)
+        wr_inc, rd_inc, res_add = Signal(), Signal(), Signal(9)
+        m.d.sync += [wr_pend.eq(wr_pend + wr_inc - b_done),
+                     rd_pend.eq(rd_pend + rd_inc - (r_beat & s.rlast)),
+                     r_res.eq(r_res + res_add - r_beat)]
+
+        # --- request sender: whole packets, writes and reads alternating when both wait
+        aw_h, ar_h = aw_l(awq.r_data), ar_l(arq.r_data)
+        whit, wdx, wdy, woff = self._decode(m, aw_h.addr, "wdec")
+        rhit, rdx, rdy, roff = self._decode(m, ar_h.addr, "rdec")
+        w_ok = awq.r_rdy & (wr_pend < NOUT) & ((wr_pend == 0) | (wr_dst == Cat(wdx, wdy)))
+        r_ok = arq.r_rdy & (rd_pend < NOUT) & ((rd_pend == 0) | (rd_dst == Cat(rdx, rdy))) & \
+            (r_res + ar_h.len + 1 <= MB)
+        w_bad = ~whit | aw_h.long
+        r_bad = ~rhit | (ar_h.len >= MB)
+        w_err_ok = awq.r_rdy & (wr_pend == 0)       # local error answers keep B order
+        r_err_ok = arq.r_rdy & (rd_pend == 0) & (r_res == 0)
+        prefer_r = Signal()
+        cnt = Signal(8)
+        err_resp = Signal(2)
+        with m.FSM(name="req"):
+            with m.State("IDLE"):
+                go_w = Mux(w_bad, w_err_ok, w_ok)
+                go_r = Mux(r_bad, r_err_ok, r_ok)
+                with m.If(go_w & (~go_r | ~prefer_r)):
+                    m.d.sync += [prefer_r.eq(1), cnt.eq(0),
+                                 err_resp.eq(Mux(whit, RESP_SLVERR, RESP_DECERR))]
+                    with m.If(w_bad):
+                        bump(self.decerr_local)
+                        m.next = "WERR"
+                    with m.Else():
+                        bump(self.wr_reqs)
+                        m.d.comb += wr_inc.eq(1)
+                        m.d.sync += wr_dst.eq(Cat(wdx, wdy))
+                        m.next = "WHEAD"
+                with m.Elif(go_r):
+                    m.d.sync += [prefer_r.eq(0), cnt.eq(0),
+                                 err_resp.eq(Mux(rhit, RESP_SLVERR, RESP_DECERR))]
+                    with m.If(r_bad):
+                        bump(self.decerr_local)
+                        m.d.comb += [rd_inc.eq(1), res_add.eq(ar_h.len + 1)]
+                        m.next = "RERR"
+                    with m.Else():
+                        bump(self.rd_reqs)
+                        m.d.comb += [rd_inc.eq(1), res_add.eq(ar_h.len + 1)]
+                        m.d.sync += rd_dst.eq(Cat(rdx, rdy))
+                        m.next = "RHEAD"
+            with m.State("WHEAD"):
                 m.d.comb += [req.valid.eq(1), req.payload.kind.eq(spec.KIND_HEAD),
-                             req.payload.data.eq(head(wdx, wdy, spec.OP_WR_REQ,
-                                                      aw["awlen"] + 2, aw["awid"],
-                                                      aw["awsize"], aw["awburst"],
-                                                      aw["awlen"]))]
+                             req.payload.data.eq(head(wdx, wdy, spec.OP_WR_REQ, aw_h.len + 2,
+                                                      aw_h.id, aw_h.size, aw_h.burst,
+                                                      aw_h.len))]
                 with m.If(req.ready):
-                    m.next = "ADDR"
-            with m.State("ADDR"):
+                    m.next = "WADDR"
+            with m.State("WADDR"):
                 m.d.comb += [req.valid.eq(1), req.payload.kind.eq(spec.KIND_BODY),
                              req.payload.data.eq(woff)]
                 with m.If(req.ready):
-                    m.next = "DATA"
-            with m.State("DATA"):
-                last = wcnt == aw["awlen"]
-                m.d.comb += [req.valid.eq(s.wvalid), s.wready.eq(req.ready),
+                    m.next = "WDATA"
+            with m.State("WDATA"):
+                last = cnt == aw_h.len
+                m.d.comb += [req.valid.eq(1), req.payload.data.eq(wbuf.r_data),
                              req.payload.kind.eq(Mux(last, spec.KIND_TAIL, spec.KIND_BODY)),
-                             req.payload.data.eq(Cat(s.wdata, s.wstrb))]
-                with m.If(s.wvalid & req.ready):
-                    m.d.sync += wcnt.eq(wcnt + 1)
-                    with m.If(last):
-                        m.d.sync += w_send.eq(0)
-                        m.next = "WAIT"
-            with m.State("DRAIN"):
-                m.d.comb += s.wready.eq(1)
-                with m.If(s.wvalid & s.wlast):
-                    m.next = "ERRB"
-            with m.State("ERRB"):
-                m.d.comb += [s.bvalid.eq(1), s.bid.eq(aw["awid"]), s.bresp.eq(RESP_DECERR)]
-                with m.If(s.bready):
-                    m.next = "IDLE"
-            with m.State("WAIT"):       # B comes from the response demultiplexer
-                with m.If(s.bvalid & s.bready):
-                    m.next = "IDLE"
-
-        # ---------------- initiator: reads ----------------
-        ar = {k: Signal(len(getattr(s, k)), name=f"ar_{k}") for k in
-              ("arid", "araddr", "arlen", "arsize", "arburst")}
-        rhit, rdx, rdy, roff = self._decode(m, ar["araddr"], "rdec")
-        rcnt = Signal(8)
-        err_r = Signal()
-        with m.FSM(name="rd"):
-            with m.State("IDLE"):
-                m.d.comb += s.arready.eq(1)
-                with m.If(s.arvalid):
-                    m.d.sync += [ar[k].eq(getattr(s, k)) for k in ar]
-                    m.next = "DECODE"
-            with m.State("DECODE"):
-                m.d.sync += rcnt.eq(0)
-                with m.If(~rhit):
-                    m.d.sync += self.decerr_local.eq(self.decerr_local + 1)
-                    m.next = "ERRR"
-                with m.Elif(~w_send & ~w_claim):
-                    m.d.sync += [self.rd_reqs.eq(self.rd_reqs + 1), r_send.eq(1)]
-                    m.next = "HEAD"
-            with m.State("HEAD"):
-                m.d.comb += [req.valid.eq(1), req.payload.kind.eq(spec.KIND_HEAD),
-                             req.payload.data.eq(head(rdx, rdy, spec.OP_RD_REQ, one(1),
-                                                      ar["arid"], ar["arsize"],
-                                                      ar["arburst"], ar["arlen"]))]
+                             wbuf.r_en.eq(req.ready)]
                 with m.If(req.ready):
-                    m.next = "ADDR"
-            with m.State("ADDR"):
+                    m.d.sync += cnt.eq(cnt + 1)
+                    with m.If(last):
+                        m.d.comb += awq.r_en.eq(1)
+                        m.next = "IDLE"
+            with m.State("WERR"):       # drop the buffered beats, then queue the error B
+                with m.If(~aw_h.long & (cnt <= aw_h.len)):
+                    m.d.comb += wbuf.r_en.eq(1)
+                    m.d.sync += cnt.eq(cnt + 1)
+                with m.Else():
+                    m.d.comb += [bq.w_en.eq(1), bq.w_data.eq(Cat(aw_h.id, err_resp)),
+                                 awq.r_en.eq(1), wr_inc.eq(1)]
+                    m.next = "IDLE"
+            with m.State("RHEAD"):
+                m.d.comb += [req.valid.eq(1), req.payload.kind.eq(spec.KIND_HEAD),
+                             req.payload.data.eq(head(rdx, rdy, spec.OP_RD_REQ, Const(1, 8),
+                                                      ar_h.id, ar_h.size, ar_h.burst,
+                                                      ar_h.len))]
+                with m.If(req.ready):
+                    m.next = "RADDR"
+            with m.State("RADDR"):
                 m.d.comb += [req.valid.eq(1), req.payload.kind.eq(spec.KIND_TAIL),
                              req.payload.data.eq(roff)]
                 with m.If(req.ready):
-                    m.d.sync += r_send.eq(0)
-                    m.next = "WAIT"
-            with m.State("ERRR"):
-                m.d.comb += err_r.eq(1)
-                with m.If(s.rready):
-                    m.d.sync += rcnt.eq(rcnt + 1)
-                    with m.If(rcnt == ar["arlen"]):
-                        m.next = "IDLE"
-            with m.State("WAIT"):       # R comes from the response demultiplexer
-                with m.If(s.rvalid & s.rready & s.rlast):
+                    m.d.comb += arq.r_en.eq(1)
+                    m.next = "IDLE"
+            with m.State("RERR"):       # arlen + 1 error beats into the (reserved) buffer
+                last = cnt == ar_h.len
+                m.d.comb += [rbuf.w_en.eq(1),
+                             rbuf.w_data.eq(Cat(Const(0, DW), err_resp, last, ar_h.id))]
+                m.d.sync += cnt.eq(cnt + 1)
+                with m.If(last):
+                    m.d.comb += arq.r_en.eq(1)
                     m.next = "IDLE"
 
-        # ---------------- initiator: response demultiplexer ----------------
+        # --- response demultiplexer: network -> landing buffers
         hop = _f(ej_rsp.payload.data, "op")
+        rid = Signal(IW)
         with m.FSM(name="rsp"):
             with m.State("HEAD"):
-                with m.If(err_r):
-                    m.d.comb += [s.rvalid.eq(1), s.rid.eq(ar["arid"]),
-                                 s.rresp.eq(RESP_DECERR), s.rlast.eq(rcnt == ar["arlen"])]
-                with m.If(ej_rsp.valid):
-                    with m.If(~ej_rsp.payload.kind[0]):
-                        m.d.comb += ej_rsp.ready.eq(1)          # stray flit
-                        m.d.sync += self.bad_flits.eq(self.bad_flits + 1)
-                    with m.Elif(hop == spec.OP_WR_RSP):
-                        m.d.comb += [s.bvalid.eq(1), s.bid.eq(_f(ej_rsp.payload.data, "axid")),
-                                     s.bresp.eq(_f(ej_rsp.payload.data, "resp")),
-                                     ej_rsp.ready.eq(s.bready)]
-                    with m.Elif((hop == spec.OP_RD_RSP) & ~err_r):
-                        m.d.comb += ej_rsp.ready.eq(1)
+                with m.If(~ej_rsp.payload.kind[0]):
+                    m.d.comb += ej_rsp.ready.eq(1)           # stray flit
+                    with m.If(ej_rsp.valid):
+                        bump(self.bad_flits)
+                with m.Elif((hop == spec.OP_WR_RSP) & ej_rsp.payload.kind[1]):
+                    m.d.comb += [bq.w_data.eq(Cat(_f(ej_rsp.payload.data, "axid")[:IW],
+                                                  _f(ej_rsp.payload.data, "resp"))),
+                                 bq.w_en.eq(ej_rsp.valid), ej_rsp.ready.eq(bq.w_rdy)]
+                with m.Elif((hop == spec.OP_RD_RSP) & ~ej_rsp.payload.kind[1]):
+                    m.d.comb += ej_rsp.ready.eq(1)
+                    with m.If(ej_rsp.valid):
+                        m.d.sync += rid.eq(_f(ej_rsp.payload.data, "axid")[:IW])
+                        m.next = "DATA"
+                with m.Else():
+                    m.d.comb += ej_rsp.ready.eq(1)
+                    with m.If(ej_rsp.valid):
+                        bump(self.bad_flits)
                         with m.If(~ej_rsp.payload.kind[1]):
-                            m.next = "DATA"
-                    with m.Elif(hop != spec.OP_RD_RSP):
-                        m.d.comb += ej_rsp.ready.eq(1)
-                        m.d.sync += self.bad_flits.eq(self.bad_flits + 1)
+                            m.next = "SKIP"
             with m.State("DATA"):
-                m.d.comb += [s.rvalid.eq(ej_rsp.valid), s.rid.eq(ar["arid"]),
-                             s.rdata.eq(ej_rsp.payload.data[:DW]),
-                             s.rresp.eq(ej_rsp.payload.data[DW:DW + 2]),
-                             s.rlast.eq(ej_rsp.payload.kind[1]),
-                             ej_rsp.ready.eq(s.rready)]
-                with m.If(ej_rsp.valid & s.rready & ej_rsp.payload.kind[1]):
+                pl = ej_rsp.payload
+                m.d.comb += [rbuf.w_data.eq(Cat(pl.data[:DW], pl.data[DW:DW + 2], pl.kind[1],
+                                                rid)),
+                             rbuf.w_en.eq(ej_rsp.valid), ej_rsp.ready.eq(rbuf.w_rdy)]
+                with m.If(ej_rsp.valid & rbuf.w_rdy & pl.kind[1]):
+                    m.next = "HEAD"
+            with m.State("SKIP"):
+                m.d.comb += ej_rsp.ready.eq(1)
+                with m.If(ej_rsp.valid & ej_rsp.payload.kind[1]):
                     m.next = "HEAD"
 
-        # ---------------- target ----------------
+        # ================= target =================
+        # request side: packets -> AW/W/AR on m_axi (ID 0); each issued (or refused) request
+        # leaves an entry in the write or read pending queue, answered in order.
+        pw_l = data.StructLayout({"src": 8, "axid": 8, "err": 1})
+        pr_l = data.StructLayout({"src": 8, "axid": 8, "axlen": 8, "size": 3, "burst": 2,
+                                  "err": 1})
+        pwq = m.submodules.pwq = fifo.SyncFIFO(width=pw_l.size, depth=NOUT)
+        prq = m.submodules.prq = fifo.SyncFIFO(width=pr_l.size, depth=NOUT)
         t_src = Signal(8)
         t_op = Signal(3)
         t = {k: Signal(hi - lo, name=f"t_{k}") for k, (lo, hi) in spec.AXI_FIELDS.items()}
         t_bad = Signal()
         t_off = Signal(len(mm.awaddr))
-        t_resp = Signal(2)
-        t_cnt = Signal(8)
         tq = ej_req.payload
+        pw_in = Cat(t_src, t["axid"], t_bad)
+        pr_in = Cat(t_src, t["axid"], t["axlen"], t["size"], t["burst"], t_bad)
+        m.d.comb += [pwq.w_data.eq(pw_in), prq.w_data.eq(pr_in)]
         with m.FSM(name="tgt"):
             with m.State("HEAD"):
                 m.d.comb += ej_req.ready.eq(1)
                 with m.If(ej_req.valid):
                     with m.If(~tq.kind[0]):
-                        m.d.sync += self.bad_flits.eq(self.bad_flits + 1)
+                        bump(self.bad_flits)
                     with m.Else():
                         op = _f(tq.data, "op")
                         m.d.sync += [t_src.eq(Cat(_f(tq.data, "src_x"), _f(tq.data, "src_y"))),
-                                     t_op.eq(op), t_cnt.eq(0),
+                                     t_op.eq(op),
                                      t_bad.eq((_f(tq.data, "dst_x") != x) |
                                               (_f(tq.data, "dst_y") != y) |
                                               ((op != spec.OP_RD_REQ) & (op != spec.OP_WR_REQ)))]
                         m.d.sync += [t[k].eq(_f(tq.data, k)) for k in t]
                         with m.If(tq.kind[1]):
-                            m.d.sync += [t_bad.eq(1),
-                                         self.decerr_remote.eq(self.decerr_remote + 1)]
-                            m.next = "RESPOND"
+                            m.d.sync += t_bad.eq(1)
+                            bump(self.decerr_remote)
+                            m.next = "REFUSE"
                         with m.Else():
                             m.next = "ADDR"
             with m.State("ADDR"):
@@ -276,84 +363,157 @@ class NetworkInterface(wiring.Component):
                 with m.If(ej_req.valid):
                     m.d.sync += t_off.eq(tq.data[:len(t_off)])
                     with m.If(t_bad):
-                        m.d.sync += self.decerr_remote.eq(self.decerr_remote + 1)
+                        bump(self.decerr_remote)
                         with m.If(tq.kind[1]):
-                            m.next = "RESPOND"
+                            m.next = "REFUSE"
                         with m.Else():
                             m.next = "SKIP"
                     with m.Elif(t_op == spec.OP_WR_REQ):
-                        m.d.sync += self.served.eq(self.served + 1)
+                        bump(self.served)
                         m.next = "AW"
                     with m.Else():
-                        m.d.sync += self.served.eq(self.served + 1)
+                        bump(self.served)
                         m.next = "AR"
             with m.State("SKIP"):           # refused request: swallow its data flits
                 m.d.comb += ej_req.ready.eq(1)
                 with m.If(ej_req.valid & tq.kind[1]):
-                    m.next = "RESPOND"
-            with m.State("RESPOND"):         # refused request: answer DECERR
+                    m.next = "REFUSE"
+            with m.State("REFUSE"):         # refused request: queue a DECERR answer
                 with m.If(t_op == spec.OP_RD_REQ):
-                    m.d.sync += t_resp.eq(RESP_DECERR)
-                    m.next = "RHEAD"
+                    m.d.comb += prq.w_en.eq(1)
+                    with m.If(prq.w_rdy):
+                        m.next = "HEAD"
                 with m.Else():
-                    m.d.sync += t_resp.eq(RESP_DECERR)
-                    m.next = "WRSP"
+                    m.d.comb += pwq.w_en.eq(1)
+                    with m.If(pwq.w_rdy):
+                        m.next = "HEAD"
             with m.State("AW"):
-                m.d.comb += [mm.awvalid.eq(1), mm.awaddr.eq(t_off), mm.awlen.eq(t["axlen"]),
-                             mm.awsize.eq(t["size"]), mm.awburst.eq(t["burst"]),
-                             mm.awid.eq(t["axid"])]
-                with m.If(mm.awready):
+                m.d.comb += [mm.awvalid.eq(pwq.w_rdy), mm.awaddr.eq(t_off),
+                             mm.awlen.eq(t["axlen"]), mm.awsize.eq(t["size"]),
+                             mm.awburst.eq(t["burst"]), mm.awid.eq(0),
+                             pwq.w_en.eq(pwq.w_rdy & mm.awready)]
+                with m.If(pwq.w_rdy & mm.awready):
                     m.next = "W"
             with m.State("W"):
                 m.d.comb += [mm.wvalid.eq(ej_req.valid), mm.wdata.eq(tq.data[:DW]),
                              mm.wstrb.eq(tq.data[DW:DW + SW]), mm.wlast.eq(tq.kind[1]),
                              ej_req.ready.eq(mm.wready)]
                 with m.If(ej_req.valid & mm.wready & tq.kind[1]):
-                    m.next = "B"
-            with m.State("B"):
-                m.d.comb += mm.bready.eq(1)
-                with m.If(mm.bvalid):
-                    m.d.sync += t_resp.eq(mm.bresp)
-                    m.next = "WRSP"
-            with m.State("WRSP"):
-                m.d.comb += [rsp.valid.eq(1), rsp.payload.kind.eq(spec.KIND_HEADTAIL),
-                             rsp.payload.data.eq(head(t_src[0:4], t_src[4:8], spec.OP_WR_RSP,
-                                                      one(0), t["axid"], resp=t_resp))]
-                with m.If(rsp.ready):
                     m.next = "HEAD"
             with m.State("AR"):
-                m.d.comb += [mm.arvalid.eq(1), mm.araddr.eq(t_off), mm.arlen.eq(t["axlen"]),
-                             mm.arsize.eq(t["size"]), mm.arburst.eq(t["burst"]),
-                             mm.arid.eq(t["axid"])]
-                with m.If(mm.arready):
-                    m.d.sync += t_resp.eq(RESP_OKAY)
-                    m.next = "RHEAD"
-            with m.State("RHEAD"):
-                m.d.comb += [rsp.valid.eq(1), rsp.payload.kind.eq(spec.KIND_HEAD),
-                             rsp.payload.data.eq(head(t_src[0:4], t_src[4:8], spec.OP_RD_RSP,
-                                                      t["axlen"] + 1, t["axid"],
-                                                      t["size"], t["burst"], t["axlen"],
-                                                      t_resp))]
-                with m.If(rsp.ready):
-                    with m.If(t_resp == RESP_DECERR):
-                        m.next = "RERR"
-                    with m.Else():
-                        m.next = "R"
+                m.d.comb += [mm.arvalid.eq(prq.w_rdy), mm.araddr.eq(t_off),
+                             mm.arlen.eq(t["axlen"]), mm.arsize.eq(t["size"]),
+                             mm.arburst.eq(t["burst"]), mm.arid.eq(0),
+                             prq.w_en.eq(prq.w_rdy & mm.arready)]
+                with m.If(prq.w_rdy & mm.arready):
+                    m.next = "HEAD"
+
+        # response side: pending queues -> response packets (B first when both are ready)
+        pw, pr = pw_l(pwq.r_data), pr_l(prq.r_data)
+        t_cnt = Signal(8)
+        with m.FSM(name="tgt_rsp"):
+            with m.State("IDLE"):
+                w_rdy = pwq.r_rdy & (pw.err | mm.bvalid)
+                r_rdy = prq.r_rdy & (pr.err | mm.rvalid)
+                with m.If(w_rdy):
+                    resp = Mux(pw.err, RESP_DECERR, mm.bresp)
+                    m.d.comb += [rsp.valid.eq(1), rsp.payload.kind.eq(spec.KIND_HEADTAIL),
+                                 rsp.payload.data.eq(head(pw.src[0:4], pw.src[4:8],
+                                                          spec.OP_WR_RSP, Const(0, 8),
+                                                          pw.axid, resp=resp))]
+                    with m.If(rsp.ready):
+                        m.d.comb += [pwq.r_en.eq(1), mm.bready.eq(~pw.err)]
+                with m.Elif(r_rdy):
+                    resp = Mux(pr.err, RESP_DECERR, RESP_OKAY)
+                    m.d.comb += [rsp.valid.eq(1), rsp.payload.kind.eq(spec.KIND_HEAD),
+                                 rsp.payload.data.eq(head(pr.src[0:4], pr.src[4:8],
+                                                          spec.OP_RD_RSP, pr.axlen + 1,
+                                                          pr.axid, pr.size, pr.burst,
+                                                          pr.axlen, resp))]
+                    with m.If(rsp.ready):
+                        m.d.sync += t_cnt.eq(0)
+                        with m.If(pr.err):
+                            m.next = "RERR"
+                        with m.Else():
+                            m.next = "R"
             with m.State("R"):
                 m.d.comb += [rsp.valid.eq(mm.rvalid), mm.rready.eq(rsp.ready),
                              rsp.payload.data.eq(Cat(mm.rdata, mm.rresp)),
                              rsp.payload.kind.eq(Mux(mm.rlast, spec.KIND_TAIL, spec.KIND_BODY))]
                 with m.If(mm.rvalid & rsp.ready & mm.rlast):
-                    m.next = "HEAD"
+                    m.d.comb += prq.r_en.eq(1)
+                    m.next = "IDLE"
             with m.State("RERR"):
-                last = t_cnt == t["axlen"]
+                last = t_cnt == pr.axlen
                 m.d.comb += [rsp.valid.eq(1),
                              rsp.payload.data.eq(Cat(Const(0, DW), Const(RESP_DECERR, 2))),
                              rsp.payload.kind.eq(Mux(last, spec.KIND_TAIL, spec.KIND_BODY))]
                 with m.If(rsp.ready):
                     m.d.sync += t_cnt.eq(t_cnt + 1)
                     with m.If(last):
-                        m.next = "HEAD"
+                        m.d.comb += prq.r_en.eq(1)
+                        m.next = "IDLE"
+        return m
+
+
+class CopyMaster(wiring.Component):
+    """Bench initiator that copies like a streaming DMA, the access pattern that can
+    deadlock a network whose interfaces forward writes before their data exists.
+
+    For each of ``count`` copies it issues AR (``src``, ``beats`` beats, ID 0), then AW
+    (``dst``, ID 1) *before* any read data has returned, then forwards every R beat as a W
+    beat (``rready = wready``: it never buffers), then waits for B. ``errors`` counts
+    non-OKAY R/B responses, ``copies`` completed copies; ``done`` rises after the last B.
+    Data width 32 bits, INCR bursts of 4-byte beats."""
+
+    def __init__(self, sig):
+        self._sig = sig
+        super().__init__({"m_axi": Out(sig), "src": In(32), "dst": In(32), "beats": In(9),
+                          "count": In(16), "start": In(1), "done": Out(1),
+                          "copies": Out(16), "errors": Out(16)})
+
+    def elaborate(self, platform):
+        m = Module()
+        a = self.m_axi
+        n = Mux(self.beats == 0, 1, self.beats) - 1
+        m.d.comb += [a.arid.eq(0), a.araddr.eq(self.src), a.arlen.eq(n), a.arsize.eq(2),
+                     a.arburst.eq(1), a.awid.eq(1), a.awaddr.eq(self.dst), a.awlen.eq(n),
+                     a.awsize.eq(2), a.awburst.eq(1)]
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    m.d.sync += [self.copies.eq(0), self.errors.eq(0)]
+                    m.next = "AR"
+            with m.State("AR"):
+                m.d.comb += a.arvalid.eq(1)
+                with m.If(a.arready):
+                    m.next = "AW"
+            with m.State("AW"):
+                m.d.comb += a.awvalid.eq(1)
+                with m.If(a.awready):
+                    m.next = "DATA"
+            with m.State("DATA"):
+                m.d.comb += [a.wvalid.eq(a.rvalid), a.wdata.eq(a.rdata), a.wstrb.eq(0xF),
+                             a.wlast.eq(a.rlast), a.rready.eq(a.wready)]
+                with m.If(a.rvalid & a.wready):
+                    with m.If(a.rresp != 0):
+                        m.d.sync += self.errors.eq(self.errors + 1)
+                    with m.If(a.rlast):
+                        m.next = "B"
+            with m.State("B"):
+                m.d.comb += a.bready.eq(1)
+                with m.If(a.bvalid):
+                    m.d.sync += [self.copies.eq(self.copies + 1),
+                                 self.errors.eq(self.errors + (a.bresp != 0))]
+                    with m.If(self.copies + 1 >= self.count):
+                        m.next = "DONE"
+                    with m.Else():
+                        m.next = "AR"
+            with m.State("DONE"):
+                m.d.comb += self.done.eq(1)
+                with m.If(self.start):
+                    m.d.sync += [self.copies.eq(0), self.errors.eq(0)]
+                    m.next = "AR"
         return m
 
 
@@ -366,10 +526,14 @@ class AxiMeshBench(wiring.Component):
 
     def __init__(self, *, kx: int = 2, ky: int = 2, masters=(0,), memories=(3,), regions=None,
                  flit_width: int = 64, data_width: int = 32, addr_width: int = 32,
-                 id_width: int = 4, vcs_per_class: int = 1, depth: int = 4):
+                 id_width: int = 4, vcs_per_class: int = 1, depth: int = 4, copiers=(),
+                 outstanding: int = 4, max_burst: int = 256):
         spec.check_mesh(kx, ky)
         n = kx * ky
-        for name, lst in (("masters", masters), ("memories", memories)):
+        if set(copiers) & set(masters):
+            raise ValueError(f"copiers {copiers!r} and masters {masters!r} must be disjoint")
+        for name, lst in (("masters", masters), ("memories", memories),
+                          ("copiers", copiers)):
             if any(not 0 <= i < n for i in lst):
                 raise ValueError(f"{name} must be node indices in [0, {n}), not {lst!r}")
         if regions is None:
@@ -379,9 +543,18 @@ class AxiMeshBench(wiring.Component):
         self._masters, self._memories, self._regions = tuple(masters), tuple(memories), regions
         self._kw = dict(flit_width=flit_width, vcs_per_class=vcs_per_class, depth=depth)
         self._ni_kw = dict(flit_width=flit_width, data_width=data_width,
-                           addr_width=addr_width, id_width=id_width)
+                           addr_width=addr_width, id_width=id_width, outstanding=outstanding,
+                           max_burst=max_burst)
+        self._copiers = tuple(copiers)
+        if copiers and data_width != 32:
+            raise ValueError(f"copiers need data_width=32, not {data_width!r}")
         sig = AXI4Signature(addr_width=addr_width, data_width=data_width, id_width=id_width)
+        self._sig = sig
         ports = {f"n{i}_s_axi": In(sig) for i in masters}
+        for i in copiers:
+            ports.update({f"n{i}_src": In(32), f"n{i}_dst": In(32), f"n{i}_beats": In(9),
+                          f"n{i}_count": In(16), f"n{i}_start": In(1), f"n{i}_done": Out(1),
+                          f"n{i}_copies": Out(16), f"n{i}_errors": Out(16)})
         ports.update({f"n{i}_m_axi": Out(sig) for i in memories})
         ports.update({"decerr": Out(32), "bad_flits": Out(32), "served": Out(32),
                       "net_errors": Out(32)})
@@ -404,6 +577,14 @@ class AxiMeshBench(wiring.Component):
                     wiring.connect(m, mesh.ej[i][c], ni.ej[c])
                 if i in self._masters:
                     wiring.connect(m, wiring.flipped(getattr(self, f"n{i}_s_axi")), ni.s_axi)
+                elif i in self._copiers:
+                    cm = CopyMaster(self._sig)
+                    m.submodules[f"copy_{x}_{y}"] = cm
+                    wiring.connect(m, cm.m_axi, ni.s_axi)
+                    for k in ("src", "dst", "beats", "count", "start"):
+                        m.d.comb += getattr(cm, k).eq(getattr(self, f"n{i}_{k}"))
+                    for k in ("done", "copies", "errors"):
+                        m.d.comb += getattr(self, f"n{i}_{k}").eq(getattr(cm, k))
                 else:
                     m.d.comb += [ni.s_axi.awvalid.eq(0), ni.s_axi.wvalid.eq(0),
                                  ni.s_axi.arvalid.eq(0), ni.s_axi.bready.eq(1),
