@@ -285,6 +285,21 @@ class NicParams:
         return HDR_BASE + RETH_LEN + self.mtu + ICRC_LEN + ETH_FCS
 
 
+def read_goodput_limit(payload: int, mtu: int) -> float:
+    """Best possible goodput of the READ responses of one RDMA READ of ``payload`` bytes as a
+    fraction of the raw link rate (response first/last/only carry an AETH, middle none)."""
+    if payload <= 0 or payload % 8:
+        raise ValueError(f"payload must be a positive multiple of 8, not {payload}")
+    n = -(-payload // mtu)
+    wire = 0
+    for i in range(n):
+        size = min(mtu, payload - i * mtu)
+        op = OP_READ_RESP_ONLY if n == 1 else (
+            OP_READ_RESP_FIRST if i == 0 else OP_READ_RESP_LAST if i == n - 1 else OP_READ_RESP_MIDDLE)
+        wire += frame_len(op, size) + ETH_OVERHEAD_WIRE
+    return payload / wire
+
+
 def goodput_limit(payload: int, mtu: int) -> float:
     """Best possible goodput of one RDMA WRITE of ``payload`` bytes as a fraction of the raw
     link rate: payload over payload + every header, ICRC, FCS, preamble and inter-frame gap."""

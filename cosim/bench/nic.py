@@ -18,6 +18,14 @@ Measured on the RTL transport (two RTL NICs back to back, Verilator, the test co
   both directions, plus half that probability of duplicates and of reordering.
 * ``rtl_write_latency_64B``: zero load, one signaled 64-byte WRITE: cycles from the end of
   the doorbell CSR write to the AXI4 write response of its CQE at the requester.
+* ``rtl_goodput_4k_read_loss{0,1,10}pct``: eight 4 KiB RDMA READs posted at once on one queue
+  pair (A reads B's window); payload bytes carried by the READ response frames B sent after
+  its first one, over the cycles between B's first and last frame, as a fraction of
+  ``spec.nic.read_goodput_limit(4096, 256)`` (response headers, AETH, ICRC, FCS, preamble,
+  IFG). Loss as for the WRITE figures.
+* ``rtl_read_latency_64B``: zero load, one signaled 64-byte READ: cycles from the end of the
+  doorbell CSR write to the AXI4 write response of its CQE at the requester (request out,
+  response back, payload written, CQE written).
 
 Estimated by the golden transport twin (tick model, one MTU-sized frame slot per tick):
 goodput of 4 KiB WRITEs at 0%, 1%, 10% loss with MTU 1024, as a fraction of the limit.
@@ -84,14 +92,36 @@ def _rtl_goodput(loss: float, n_msgs: int = 8, seed: int = 3) -> float:
     return payload / (span * 8) / S.goodput_limit(MSG, p.mtu)
 
 
-def _rtl_latency() -> int:
+def _rtl_read_goodput(loss: float, n_msgs: int = 8, seed: int = 3) -> float:
+    from cosim.nic.pair import run_pair_rtl
+    from rtl.nic import PAIR_PARAMS
+
+    p = PAIR_PARAMS
+    a, b = scenario.pair(p)
+    scenario.fill(b, seed)
+    for i in range(n_msgs):
+        a.post(0, S.WR_READ, local_addr=scenario.DST_BASE + (i % 2) * MSG, length=MSG,
+               remote_addr=scenario.WIN_BASE + (i % 4) * MSG, rkey=scenario.WIN_KEY,
+               signaled=i == n_msgs - 1)
+    link = (seed, seed + 7, loss, loss / 2, loss / 2, 0.0)
+    out = run_pair_rtl(a, b, link=link, timeout_cycles=2000, tag=f"benchrd{int(loss * 100)}")
+    assert out["counters_a"]["wqe_done"] == 1, out["counters_a"]
+    t = out["tx_b_t"]
+    frames = out["tx_b"]
+    span = t[-1] - t[0]
+    payload = n_msgs * MSG - (len(frames[0]) - S.frame_len(S.OP_READ_RESP_FIRST, 0))
+    return payload / (span * 8) / S.read_goodput_limit(MSG, p.mtu)
+
+
+def _rtl_latency(op: int = S.WR_WRITE) -> int:
     from cosim.nic.pair import run_pair_rtl
     from rtl.nic import PAIR_PARAMS
 
     a, b = scenario.pair(PAIR_PARAMS)
     scenario.fill(a, 1)
-    a.post(0, S.WR_WRITE, local_addr=scenario.SRC_BASE, length=64,
-           remote_addr=scenario.WIN_BASE, rkey=scenario.WIN_KEY)
+    scenario.fill(b, 2)
+    a.post(0, op, local_addr=scenario.DST_BASE if op == S.WR_READ else scenario.SRC_BASE,
+           length=64, remote_addr=scenario.WIN_BASE, rkey=scenario.WIN_KEY)
     out = run_pair_rtl(a, b, tag="bench-lat", watch_b=True)
     return int(out["a_bresp_t"][-1] - out["bell_done"])
 
@@ -129,6 +159,14 @@ def run() -> dict:
             "target": ">= 0.9" if loss == 0 else None}
     res["rtl_write_latency_64B"] = {"value": _rtl_latency(), "unit": "cycles",
                                     "target": None}
+    for loss in (0.0, 0.01, 0.10):
+        res[f"rtl_goodput_4k_read_loss{int(loss * 100)}pct"] = {
+            "value": round(_rtl_read_goodput(loss), 4),
+            "unit": f"of limit (MTU {PAIR_PARAMS.mtu}, limit "
+                    f"{S.read_goodput_limit(MSG, PAIR_PARAMS.mtu):.4f} of raw)",
+            "target": ">= 0.9" if loss == 0 else None}
+    res["rtl_read_latency_64B"] = {"value": _rtl_latency(S.WR_READ), "unit": "cycles",
+                                   "target": None}
     for loss in (0.0, 0.01, 0.10):
         g = _golden_goodput(loss)
         res[f"golden_goodput_4k_write_loss{int(loss * 100)}pct"] = {

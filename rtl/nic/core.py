@@ -172,7 +172,7 @@ class NicCore(wiring.Component):
                             ("seg_opcode", 8), ("seg_local", 64), ("seg_remote", 64),
                             ("seg_len", 32), ("seg_rkey", 32), ("comp_idx", 32),
                             ("restart", 1), ("restart_psn", 24), ("tmr", 32), ("retries", 8),
-                            ("rcnt", 24),
+                            ("rcnt", 24), ("rd_extra", 24),
                             # responder
                             ("epsn", 24), ("msn", 24), ("nak_sent", 1), ("in_msg", 2),
                             ("wr_va", 64), ("wr_left", 32), ("rq_idx", 32), ("rq_fill", 32),
@@ -210,7 +210,15 @@ class NicCore(wiring.Component):
 
         # per-QP derived conditions
         outstanding = [Q["una"][q] != Q["psn_max"][q] for q in range(nq)]
-        win_ok = [(Q["psn_max"][q] - Q["una"][q])[:S.PSN_BITS] < p.window for q in range(nq)]
+        # The window counts outstanding request packets like the contract: a READ request is
+        # one, however many response PSNs it spans (rd_extra = sum of npsn - 1 over the
+        # outstanding READs; TX adds when a READ is first sent, RX subtracts when it completes).
+        rdx_add = [Signal(24, name=f"qp{q}_rdx_add") for q in range(nq)]
+        rdx_sub = [Signal(24, name=f"qp{q}_rdx_sub") for q in range(nq)]
+        for q in range(nq):
+            m.d.sync += Q["rd_extra"][q].eq(Q["rd_extra"][q] + rdx_add[q] - rdx_sub[q])
+        win_ok = [(Q["psn_max"][q] - Q["una"][q] - Q["rd_extra"][q])[:S.PSN_BITS] < p.window
+                  for q in range(nq)]
         have_new = [Q["sq_cons"][q] != Q["sq_prod"][q] for q in range(nq)]
         can_fetch = []
         can_send = []
@@ -404,7 +412,8 @@ class NicCore(wiring.Component):
                                          rd_in.length.eq(s_len)]
                             for q in range(nq):
                                 with m.If(tx_rr == q):
-                                    m.d.comb += [rdq[q].w_en.eq(1), rdq[q].w_data.eq(rd_in)]
+                                    m.d.comb += [rdq[q].w_en.eq(1), rdq[q].w_data.eq(rd_in),
+                                                 rdx_add[q].eq(s_npsn - 1)]
                     with m.If(~s_skip):
                         m.d.sync += [f_qp.eq(tx_rr), f_op.eq(s_op), f_psn.eq(s_psn),
                                      f_ackreq.eq(1), f_va.eq(A["seg_remote"][tx_rr]),
@@ -744,7 +753,8 @@ class NicCore(wiring.Component):
                                 qset(rq, "rcnt", 0)
                                 for q in range(nq):
                                     with m.If(rq == q):
-                                        m.d.comb += rdq[q].r_en.eq(1)
+                                        m.d.comb += [rdq[q].r_en.eq(1),
+                                                     rdx_sub[q].eq(rd_h.last_psn - rd_h.start_psn)]
                             with m.Else():
                                 qset(rq, "rcnt", A["rcnt"][rq] + 1)
                             m.d.sync += [wlock.eq(1), wr_addr.eq(rd_h.local + rd_off),
@@ -1037,7 +1047,7 @@ class NicCore(wiring.Component):
         """ctrl.ready written 1: restart the queue pair from its configured PSNs."""
         m.d.comb += init_strobe.eq(1)
         for name in ("sq_prod", "sq_cons", "cq_prod", "err", "err_first", "seg_valid", "seg_idx",
-                     "seg_off", "comp_idx", "restart", "tmr", "retries", "rcnt", "msn", "nak_sent",
+                     "seg_off", "comp_idx", "restart", "tmr", "retries", "rcnt", "rd_extra", "msn", "nak_sent",
                      "in_msg", "rq_idx", "rq_fill", "wr_left"):
             m.d.sync += Q[name][q].eq(0)
         for name in ("psn_next", "psn_max", "una", "skip_until"):
