@@ -243,9 +243,28 @@ def exec_dma(img, ext, cmd: T.Command, cfg: T.TileConfig) -> gdma.ChannelResult:
     flat[T.DMA_EXT_BASE:] = ext
     res = gdma.run(flat, [cmd.dma_desc], cfg.dma_windows(), data_width=T.DMA_DATA_WIDTH,
                    max_burst=T.DMA_MAX_BURST)
+    ch = res.channels[0]
+    # TSRAM words and bursts of the chain's completed descriptors (performance model)
+    ch.tsram_words = ch.tsram_rd_bursts = ch.tsram_wr_bursts = ch.tsram_rd_descs = 0
+    a = cmd.dma_desc
+    for _ in range(ch.desc_count):
+        d = D.Descriptor.unpack(bytes(flat[a:a + T.DMA_DESC_BYTES]))
+        c0, c1, c2 = d.counts
+        if d.src_strides[0] == d.dst_strides[0] == d.elem_bytes:   # row mode (aligned rows)
+            row_words = -(-c0 * d.elem_bytes // W)
+            bursts = c1 * c2 * -(-row_words // T.DMA_MAX_BURST)
+        else:                                                        # element mode
+            row_words = c0
+            bursts = c0 * c1 * c2
+        rd, wr = d.src < cfg.tsram_bytes, d.dst < cfg.tsram_bytes
+        ch.tsram_words += c1 * c2 * row_words * (rd + wr)
+        ch.tsram_rd_bursts += bursts * rd
+        ch.tsram_wr_bursts += bursts * wr
+        ch.tsram_rd_descs += rd
+        a = d.next
     img[:] = res.mem[:cfg.tsram_bytes]
     ext[:] = res.mem[T.DMA_EXT_BASE:]
-    return res.channels[0]
+    return ch
 
 
 # --------------------------------------------------------------------------- cycle model
@@ -260,17 +279,26 @@ class CycleModel:
     a stall at each new row panel when its A panel cannot be hidden behind one tile; then
     ``mm_drain`` + R cycles (pipeline and stores). TVP: cycles per word or block by op.
     DMA: ``dma_ctl`` cycles of CSR traffic (HEAD, DOORBELL, final STATUS/ERROR/BYTES reads)
-    plus golden.dma.PerfModel's estimate of the engine's busy time.
+    plus golden.dma.PerfModel's estimate of the engine's busy time, plus the TSRAM bridge's
+    gaps: ``dma_wr_gap`` cycles per burst written to TSRAM (AW, B) or ``dma_rd_gap`` per
+    burst read from it, whichever is larger (reads and writes overlap), plus
+    ``dma_rd_lat`` per descriptor that reads TSRAM (first data later than from m_axi).
     TSRAM bank conflicts are not modelled.
     """
     cfg: T.TileConfig
     fetch: int = 3
     launch: int = 2
     mm_drain: int = 5
-    dma_ctl: int = 14
+    dma_ctl: int = 10
+    dma_wr_gap: int = 2
+    dma_rd_gap: int = 1
+    dma_rd_lat: int = 5
 
     def dma(self, ch: gdma.ChannelResult) -> int:
-        return self.dma_ctl + ch.est_cycles + (3 if ch.status == D.ST_ERROR else 0)
+        return (self.dma_ctl + ch.est_cycles + (3 if ch.status == D.ST_ERROR else 0)
+                + max(self.dma_wr_gap * ch.tsram_wr_bursts,
+                      self.dma_rd_gap * ch.tsram_rd_bursts)
+                + self.dma_rd_lat * ch.tsram_rd_descs)
 
     def matmul(self, cmd: T.Command) -> dict:
         cfg = self.cfg
@@ -290,8 +318,24 @@ class CycleModel:
         issue = tm * tn * per_tile + (tm - 1) * panel_stall
         fill = w_a + w_b + 2
         drain = self.mm_drain + cfg.rows
+        # TSRAM words the TTU moves in its issue phase (loader windows, A panels, C stores)
+        words = (tm * tn * (cfg.cols * bw + sw + (cfg.cols if cmd.accumulate else 0)
+                            + cfg.rows) + tm * (cfg.rows * aw + sw))
+        share = min(0.9, words / max(1, issue * cfg.banks))
         return {"cycles": fill + issue + drain, "fill": fill, "issue": issue,
-                "beats": tm * tn * beats}
+                "beats": tm * tn * beats, "bank_share": share}
+
+    def conflict_cycles(self, accesses: int, start: int, dur: int, ttu) -> int:
+        """Bank-conflict cycles of ``accesses`` TSRAM words spread over [start, start+dur)
+        by a unit below the TTU in priority (DMA, TVP), while the TTU command ``ttu``
+        = (issue_start, issue_end, bank_share) runs: each word overlapping the TTU's issue
+        phase retries share / (1 - share) times on average (a bank is taken by the TTU
+        with probability share)."""
+        if ttu is None or dur <= 0:
+            return 0
+        i0, i1, share = ttu
+        ov = max(0, min(start + dur, i1) - max(start, i0))
+        return round(accesses * ov / dur * share / (1 - share))
 
     def tvp(self, cmd: T.Command) -> int:
         o, rows, n = cmd.tvp_op, cmd.rows, cmd.n
@@ -312,6 +356,19 @@ class CycleModel:
         else:
             per = 4
         return 1 + words * per
+
+
+def tvp_accesses(cmd: T.Command) -> int:
+    """TSRAM words a TVP command reads and writes (bank-conflict model)."""
+    o = cmd.tvp_op
+    src = tvp_words(cmd)
+    if o in T.TVP_ROW:
+        return src + T.f32_row_words(cmd.rows)
+    if o == T.TVP_QUANT:
+        return src + cmd.rows * (T.code_row_words(cmd.n, _fmt_name(cmd.fmt))
+                                 + T.scale_row_words(cmd.n))
+    two = o in T.TVP_BINARY and cmd.src2_mode == T.SRC2_VECTOR
+    return src * (3 if two else 2)
 
 
 def tvp_words(cmd: T.Command) -> int:
@@ -389,6 +446,7 @@ class GoldenTile:
                                                                   "dma": None}
         unit_end = {"ttu": 0, "tvp": 0, "dma": 0}
         fail = False     # the tile DMA stopped a chain with an error
+        ttu_issue = None  # (issue start, issue end, bank share) of the last MATMUL
         macs = 0
         t_tcp = 1
         idx = 0
@@ -422,14 +480,18 @@ class GoldenTile:
                     cnt["ttu_stall"] += est["issue"] - est["beats"]
                     cnt["ttu_beats"] += est["beats"]
                     macs += cmd.M * cmd.N * cmd.K
+                    i0 = start + est["fill"]
+                    ttu_issue = (i0, i0 + est["issue"], est["bank_share"])
                 elif u == "tvp":
                     exec_tvp(img, cmd)
                     dur = self.model.tvp(cmd)
+                    dur += self.model.conflict_cycles(tvp_accesses(cmd), start, dur, ttu_issue)
                     cnt["tvp_busy"] += dur
                     cnt["tvp_words"] += tvp_words(cmd)
                 else:
                     ch = exec_dma(img, ext, cmd, cfg)
                     dur = self.model.dma(ch)
+                    dur += self.model.conflict_cycles(ch.tsram_words, start, dur, ttu_issue)
                     cnt["dma_busy"] += dur
                     cnt["dma_bytes"] += ch.bytes
                 unit_end[u] = start + dur

@@ -42,15 +42,15 @@ def gemm_image(cfg, fa, fb, M=SIZE, N=SIZE, K=SIZE, seed=1):
     return p.image()
 
 
-def run_case(cfg, image, label, results, est_rows):
+def run_case(cfg, image, label, results, est_rows, ext=None):
     from cosim import tile
     from cosim.tile.programs import compare
     from golden.tile import GoldenTile
 
-    gold = GoldenTile(cfg).run_lists(image, [0])
+    gold = GoldenTile(cfg).run_lists(image, [0], ext=ext)
     t0 = time.monotonic()
-    rtl = tile.run(image, cfg, sim="verilator", tag="bench")
-    msgs = compare(cfg, image, [0], rtl, gold)
+    rtl = tile.run(image, cfg, sim="verilator", tag="bench", ext=ext)
+    msgs = compare(cfg, image, [0], rtl, gold, ext=ext)
     c = rtl["counters"]
     est = gold[-1].counters["cycles"]
     err = abs(est - c["cycles"]) / c["cycles"]
@@ -60,6 +60,21 @@ def run_case(cfg, image, label, results, est_rows):
     print(f"  [{label}] rtl {c['cycles']} cycles, golden estimate {est} ({err:.2%}), "
           f"bit-exact {not msgs}", flush=True)
     return c
+
+
+def dma_copy_image(cfg, nbytes, to_tsram=True, seed=2):
+    """One DMA command copying ``nbytes`` between external memory and TSRAM."""
+    from cosim.tile.programs import _lin
+    from golden.tile import Program
+
+    p = Program(cfg, max_commands=4)
+    buf = p.alloc(nbytes)
+    x = T.DMA_EXT_BASE + 8192
+    d = _lin(x, buf, nbytes) if to_tsram else _lin(buf, x, nbytes)
+    p.cmd(T.cmd_dma(p.put_dma_chain([d])))
+    p.cmd(T.cmd_end())
+    ext = np.random.default_rng(seed).integers(0, 256, cfg.ext_bytes, dtype=np.uint8)
+    return p.image(), ext
 
 
 def yosys_cells(top_name, factory, timeout_s=900, coarse=True):
@@ -94,7 +109,7 @@ def yosys_cells(top_name, factory, timeout_s=900, coarse=True):
 
 
 def run() -> dict:
-    from cosim.tile.programs import pipeline_program
+    from cosim.tile.programs import dma_program, pipeline_program
 
     big = os.environ.get("MAIA_TILE_BENCH_256", "0") not in ("", "0")
     cfg = BIG_CFG if big else BENCH_CFG
@@ -117,6 +132,20 @@ def run() -> dict:
                                         "unit": "MAC/cycle", "target": None}
     image, addrs, _ = pipeline_program(cfg, 3, 8, 32, 128)
     run_case(cfg, image, "quantize-matmul-softmax 8x32x128", res, est_rows)
+    for nbytes, to_tsram in ((16384, True), (16384, False)):
+        image, ext = dma_copy_image(cfg, nbytes, to_tsram)
+        label = f"DMA {nbytes // 1024} KiB " + ("ext->TSRAM" if to_tsram else "TSRAM->ext")
+        c = run_case(cfg, image, label, res, est_rows, ext=ext)
+        key = "dma_in" if to_tsram else "dma_out"
+        res[f"{key}_bytes_per_cycle"] = {
+            "value": round(nbytes / c["dma_busy"], 2), "unit": "B/cycle (peak 32)",
+            "target": None}
+    image, addrs, info = dma_program(cfg, 5, 32, 32, 256)
+    c = run_case(cfg, image, "DMA in + 2 GEMMs 32x32x256 + DMA out (overlapped)", res,
+                 est_rows, ext=info["ext"])
+    res["dma_overlap_busy_over_cycles"] = {
+        "value": round((c["ttu_busy"] + c["dma_busy"]) / c["cycles"], 3),
+        "unit": "(ttu_busy + dma_busy) / cycles", "target": "> 1 (units overlap)"}
     res["estimate_cases"] = est_rows
     res["golden_estimate_max_rel_error"] = {
         "value": max(r["rel_error"] for r in est_rows), "unit": "|est-rtl|/rtl",

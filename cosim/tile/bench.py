@@ -91,6 +91,7 @@ async def run_program(dut):
     dut.rst.value = 0
     t0 = time.perf_counter()
     n = await ext_write(dut, image)
+    await ClockCycles(dut.clk, 32)    # the tile DMA programs its windows after reset
     t_load = time.perf_counter() - t0
     statuses, counters, run_cycles = [], [], []
     t1 = time.perf_counter()
