@@ -62,6 +62,42 @@ def zero_load_latency(n_hops: int, length: int) -> int:
     return (n_hops + 1) * (T_ROUTER + T_LINK) + T_INJ + T_EJ + (length - 1)
 
 
+# Network interface pipeline (docs/noc.md "Network interfaces"): request queue -> sender
+# (2 cycles from the AXI handshake to the head offered), target request side (head, offset,
+# then the AXI command one cycle later), landing buffers (1 cycle to the AXI master).
+T_NI_SEND = 2      # AR/last W beat accepted -> request head offered to the mesh
+T_NI_TGT = 2       # request tail offered at the target -> command on m_axi
+T_NI_LAND = 1      # response flit accepted -> offered to the AXI master
+
+
+def ni_read_latency(n_hops: int, beats: int, mem_latency: int = 1) -> int:
+    """Zero-load cycles from the AR handshake at the initiator to the last R beat offered
+    to the master: request (2 flits) through the mesh, AR on the target's m_axi (answered
+    immediately), ``mem_latency`` (>= 1) cycles to the first R beat, then one beat per
+    cycle; the response head leaves once the pending entry and the first beat are there."""
+    if n_hops < 0 or not 1 <= beats <= 256 or mem_latency < 1:
+        raise ValueError(f"need n_hops >= 0, beats in 1..256, mem_latency >= 1, not "
+                         f"{n_hops}, {beats}, {mem_latency}")
+    req_tail = T_NI_SEND + zero_load_latency(n_hops, 2)           # offered at the target
+    ar = req_tail + T_NI_TGT - 1                                   # AR handshake
+    head = ar + max(1, mem_latency)                                # response head leaves
+    tail = head + zero_load_latency(n_hops, beats + 1)             # offered at the initiator
+    return tail + T_NI_LAND
+
+
+def ni_write_latency(n_hops: int, beats: int, mem_latency: int = 1) -> int:
+    """Zero-load cycles from the last W beat accepted at the initiator (store-and-forward:
+    nothing leaves before it) to B offered to the master; the target memory accepts every
+    beat at once and answers B ``mem_latency`` (>= 1) cycles after the last one."""
+    if n_hops < 0 or not 1 <= beats <= 256 or mem_latency < 1:
+        raise ValueError(f"need n_hops >= 0, beats in 1..256, mem_latency >= 1, not "
+                         f"{n_hops}, {beats}, {mem_latency}")
+    head_ej = T_NI_SEND + zero_load_latency(n_hops, 1)             # head offered at target
+    last_w = head_ej + T_NI_TGT + beats                            # last beat into m_axi
+    b = last_w + mem_latency                                       # response leaves
+    return b + zero_load_latency(n_hops, 1) + T_NI_LAND
+
+
 def traffic_latency(n_hops: int, length: int) -> int:
     """Zero-load latency as the hardware sinks measure it (creation stamp -> tail accepted)."""
     return T_GEN + zero_load_latency(n_hops, length)

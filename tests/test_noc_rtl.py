@@ -344,3 +344,119 @@ def test_generator_lfsr_advances_sixteen_spec_steps_per_cycle():
             await ctx.tick()
 
     run(m, tb)
+
+
+@pytest.mark.parametrize("kx", [2, 3])
+def test_ni_zero_load_latency_matches_golden(kx):
+    """AXI read and write bursts from node 0 to the memory at the far end of a kx x 1 mesh,
+    one at a time: AR handshake -> last R beat, and last W beat -> B, in cycles, equal
+    golden.ni_read_latency / ni_write_latency (memory: ready at once, first R beat and B
+    one cycle after the command / last W beat)."""
+    from amaranth.hdl import Module
+    from amaranth.lib import wiring
+
+    m = Module()
+    mesh = m.submodules.mesh = Mesh(kx=kx, ky=1)
+    nis = []
+    for x in range(kx):
+        ni = NetworkInterface(x=x, y=0, kx=kx, ky=1)
+        m.submodules[f"ni{x}"] = ni
+        nis.append(ni)
+        for c in range(spec.N_CLASSES):
+            wiring.connect(m, ni.inj[c], mesh.inj[x][c])
+            wiring.connect(m, mesh.ej[x][c], ni.ej[c])
+    s, mem = nis[0].s_axi, nis[-1].m_axi
+    hops = kx - 1
+    base = (kx - 1) << spec.REGION_SHIFT
+    store: dict[int, int] = {}
+    events: dict[str, list[int]] = {"ar": [], "rlast": [], "wlast": [], "b": []}
+
+    async def memory(ctx):
+        ctx.set(mem.arready, 1)
+        ctx.set(mem.awready, 1)
+        ctx.set(mem.wready, 1)
+        reads, waddr, b_at, cycle = [], None, None, 0
+        while True:
+            if ctx.get(mem.arvalid):
+                a, n = ctx.get(mem.araddr), ctx.get(mem.arlen) + 1
+                reads.append([cycle + 1, a, n])
+            if ctx.get(mem.awvalid):
+                waddr = ctx.get(mem.awaddr)
+            if ctx.get(mem.wvalid):
+                store[waddr] = ctx.get(mem.wdata)
+                waddr += 4
+                if ctx.get(mem.wlast):
+                    b_at = cycle + 1
+            ctx.set(mem.bvalid, b_at is not None and cycle >= b_at)
+            if b_at is not None and cycle >= b_at and ctx.get(mem.bready):
+                b_at = None
+            if reads and cycle >= reads[0][0]:
+                at, a, n = reads[0]
+                ctx.set(mem.rvalid, 1)
+                ctx.set(mem.rdata, store.get(a, a ^ 0x5A5A5A5A))
+                ctx.set(mem.rlast, n == 1)
+                if ctx.get(mem.rready):
+                    reads[0] = [at, a + 4, n - 1]
+                    if n == 1:
+                        reads.pop(0)
+            else:
+                ctx.set(mem.rvalid, 0)
+            await ctx.tick()
+            cycle += 1
+
+    async def monitor(ctx):
+        cycle = 0
+        async for _clk, _rst, arv, arr, rv, rr, rl, wv, wr, wl, bv, br in ctx.tick().sample(
+                s.arvalid, s.arready, s.rvalid, s.rready, s.rlast, s.wvalid, s.wready,
+                s.wlast, s.bvalid, s.bready):
+            for name, hit in (("ar", arv and arr), ("rlast", rv and rr and rl),
+                              ("wlast", wv and wr and wl), ("b", bv and br)):
+                if hit:
+                    events[name].append(cycle)
+            cycle += 1
+
+    async def tb(ctx):
+        ctx.set(s.rready, 1)
+        ctx.set(s.bready, 1)
+        for beats in (1, 4):
+            await _axi_write(ctx, s, base + 0x100, [0x1000 + i for i in range(beats)],
+                             [0xF] * beats, axid=3)
+            while not ctx.get(s.bvalid):
+                await ctx.tick()
+            await ctx.tick()
+            ctx.set(s.araddr, base + 0x100)
+            ctx.set(s.arlen, beats - 1)
+            ctx.set(s.arsize, 2)
+            ctx.set(s.arburst, 1)
+            ctx.set(s.arid, 2)
+            ctx.set(s.arvalid, 1)
+            await ctx.tick().until(s.arready)
+            ctx.set(s.arvalid, 0)
+            got = []
+            while True:
+                if ctx.get(s.rvalid):
+                    got.append(ctx.get(s.rdata))
+                    if ctx.get(s.rlast):
+                        break
+                await ctx.tick()
+            assert got == [0x1000 + i for i in range(beats)], [hex(v) for v in got]
+            await ctx.tick()
+        for _ in range(3):
+            await ctx.tick()
+
+    sim = Simulator(m)
+    sim.add_clock(1e-6)
+    sim.add_process(monitor)
+    sim.add_testbench(memory, background=True)
+    sim.add_testbench(tb)
+    sim.run_until(2000e-6)
+    assert len(events["ar"]) == len(events["rlast"]) == len(events["wlast"]) == len(
+        events["b"]) == 2, events
+    for k, beats in enumerate((1, 4)):
+        want_r = g.ni_read_latency(hops, beats)
+        want_w = g.ni_write_latency(hops, beats)
+        got_r = events["rlast"][k] - events["ar"][k]
+        got_w = events["b"][k] - events["wlast"][k]
+        assert (got_r, got_w) == (want_r, want_w), (
+            f"{hops} hops, {beats} beats: read expected {want_r} got {got_r}, "
+            f"write expected {want_w} got {got_w}")
