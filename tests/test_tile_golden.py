@@ -355,3 +355,17 @@ def test_golden_dma_argument_errors():
         T.cmd_dma(-1)
     with pytest.raises(ValueError, match="descs"):
         Program(CFG).put_dma_chain([])
+
+
+def test_cycle_model_bank_conflicts():
+    """Conflict cycles: none without an overlapping MATMUL issue phase, accesses *
+    share / (1 - share) under a full overlap, proportional to the overlap otherwise."""
+    from golden.tile import CycleModel
+    m = CycleModel(CFG)
+    assert m.conflict_cycles(100, 0, 50, None) == 0
+    assert m.conflict_cycles(100, 0, 50, (60, 200, 0.5)) == 0
+    assert m.conflict_cycles(100, 100, 50, (60, 200, 0.5)) == 100
+    assert m.conflict_cycles(100, 40, 40, (60, 200, 0.2)) == 12   # half overlapped: 50 * 0.25
+    mm = m.matmul(T.Command.decode(T.cmd_matmul(0, 0, 0, 0, 0, 64, 64, 256, "e4m3", "e4m3")))
+    # FP8 K=256: per 2x2 tile 2 B rows of 8 words + 1 scale word + 2 C words in 8 cycles
+    assert 0.2 < mm["bank_share"] < 0.35

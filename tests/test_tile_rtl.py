@@ -160,11 +160,32 @@ def test_checker_catches_corruption():
     assert any("status" in m for m in msgs) and any("macs_lo" in m for m in msgs)
 
 
+def test_checker_catches_external_memory_corruption():
+    """compare() must report a flipped byte in the tile DMA's external memory."""
+    cfg = SMALL
+    image, addrs, info = P.dma_program(cfg, 4, 2, 4, 64)
+    gold = GoldenTile(cfg).run_lists(image, addrs, ext=info["ext"])
+    fake = {"image": gold[-1].tsram.copy(), "statuses": [g.status for g in gold],
+            "all_counters": [dict(g.counters) for g in gold], "ext": gold[-1].ext.copy()}
+    assert P.compare(cfg, image, addrs, fake, gold, ext=info["ext"]) == []
+    o = info["ext_out"][1]
+    fake["ext"][o + 5] ^= 0x80
+    msgs = P.compare(cfg, image, addrs, fake, gold, ext=info["ext"])
+    assert len(msgs) == 1 and f"byte {o + 5:#x}" in msgs[0] and "expected" in msgs[0]
+    fake["ext"][o + 5] ^= 0x80
+    fake["all_counters"][0]["dma_bytes"] -= 32
+    msgs = P.compare(cfg, image, addrs, fake, gold, ext=info["ext"])
+    assert len(msgs) == 1 and "dma_bytes" in msgs[0]
+
+
 def test_driver_rejects_bad_image():
     with pytest.raises(ValueError, match="image"):
         tile.run(np.zeros(10, np.uint8), SMALL, sim="icarus")
     with pytest.raises(ValueError, match="cmd_addr"):
         tile.run(np.zeros(SMALL.tsram_bytes, np.uint8), SMALL, sim="icarus", cmd_addr=-1)
+    with pytest.raises(ValueError, match="ext"):
+        tile.run(np.zeros(SMALL.tsram_bytes, np.uint8), SMALL, sim="icarus",
+                 ext=np.zeros(100, np.uint8))
 
 
 @pytest.mark.sim
