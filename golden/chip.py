@@ -19,12 +19,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from golden import dma as gdma
+from golden import nic as gnic
 from golden.tile import GoldenTile
 from spec import chip as C
 from spec import dma as D
 from spec import tile as T
 
-__all__ = ["Queue", "QueueResult", "ChipResult", "PerfModel", "GoldenChip", "run"]
+__all__ = ["Queue", "QueueResult", "ChipResult", "PerfModel", "GoldenChip", "run", "chip_nic",
+           "nic_did_work", "PairResult", "run_pair"]
 
 
 @dataclass(frozen=True)
@@ -290,3 +292,81 @@ class GoldenChip:
 
 def run(mem, queues, cfg: C.ChipConfig | None = None) -> ChipResult:
     return GoldenChip(cfg).run(mem, queues)
+
+
+# --- NIC ports (docs/chip.md "NIC ports") -----------------------------------------------------
+
+def chip_nic(cfg: C.ChipConfig, hbm: np.ndarray, *, mac: int, ip: int, timeout: int = 64,
+             retry_limit: int = 16) -> gnic.Nic:
+    """The golden NIC of one NIC port of a chip: a golden.nic.Nic with the chip's NIC
+    parameters whose memory *is* ``hbm`` (uint8 [cfg.hbm_window], shared, not copied), so
+    its WQEs, payloads, receive rings and CQEs live in the chip's HBM image. Configure it
+    (setup_qp, set_window) and post work requests on it like any golden NIC."""
+    if not isinstance(cfg, C.ChipConfig):
+        raise ValueError(f"cfg: must be a spec.chip.ChipConfig, got {type(cfg).__name__}")
+    if cfg.nic_ports < 1:
+        raise ValueError(f"cfg: configuration {cfg.name!r} has no NIC ports")
+    if not isinstance(hbm, np.ndarray) or hbm.dtype != np.uint8 or hbm.shape != (
+            cfg.hbm_window,):
+        raise ValueError(f"hbm: expected uint8 [{cfg.hbm_window}], got "
+                         f"{getattr(hbm, 'dtype', type(hbm))} {getattr(hbm, 'shape', '')}")
+    nic = gnic.Nic(cfg.nic_params, mac=mac, ip=ip, mem_size=8, timeout=timeout,
+                   retry_limit=retry_limit)
+    nic.mem = hbm
+    return nic
+
+
+def nic_did_work(nic: gnic.Nic) -> bool:
+    """Whether a NIC port went busy (and so, once done, back to idle, which sets its
+    IRQ_STATUS bit): it fetched a work request, sent a frame, or handed a received frame to
+    its transport (frames the MAC drops do not count)."""
+    c = nic.counters
+    return bool(any(q.sq_cons for q in nic.qps) or c["tx_frames"]
+                or c["rx_frames"] - c["rx_not_roce"] - c["rx_icrc_err"] > 0)
+
+
+@dataclass
+class PairResult:
+    a: ChipResult
+    b: ChipResult
+    frames_a: list          # per NIC port: frames sent by chip a's port, in order
+    frames_b: list
+    ticks: int              # golden NIC time (frame slots), not cycles
+
+
+def run_pair(cfg: C.ChipConfig, a, b, links=None) -> PairResult:
+    """Two chips whose NIC port p are joined (port p of a <-> port p of b).
+
+    ``a`` and ``b``: (mem, queues, nics) with ``mem`` the chip image (uint8
+    [cfg.address_space]) as for GoldenChip.run, ``queues`` its host queue submissions and
+    ``nics`` one golden NIC per used port (chip_nic, configured and posted; its memory is
+    rebound to the chip's result image). ``links``: per port, (a->b, b->a)
+    golden.nic.LossyLink pairs (default: lossless).
+
+    Queue work and NIC work of a chip run concurrently in hardware and are not ordered: the
+    contract requires them to touch disjoint bytes (like two host queues), so golden runs
+    each chip's queues first and then the NICs on the resulting images. Every NIC port that
+    did work (nic_did_work) sets IRQ_STATUS bit IRQ_NIC_BASE + port."""
+    if not isinstance(cfg, C.ChipConfig) or cfg.nic_ports < 1:
+        raise ValueError("cfg: must be a spec.chip.ChipConfig with NIC ports")
+    (mem_a, q_a, nics_a), (mem_b, q_b, nics_b) = a, b
+    if len(nics_a) != len(nics_b) or len(nics_a) > cfg.nic_ports:
+        raise ValueError(f"nics: both chips need the same number of NIC ports (at most "
+                         f"{cfg.nic_ports}), got {len(nics_a)} and {len(nics_b)}")
+    links = list(links) if links is not None else [(None, None)] * len(nics_a)
+    if len(links) != len(nics_a):
+        raise ValueError(f"links: one (a->b, b->a) pair per port, got {len(links)}")
+    gold = GoldenChip(cfg)
+    ra, rb = gold.run(mem_a, q_a), gold.run(mem_b, q_b)
+    frames_a, frames_b, ticks = [], [], 0
+    for p, (na, nb) in enumerate(zip(nics_a, nics_b)):
+        na.mem = ra.mem[:cfg.hbm_window]
+        nb.mem = rb.mem[:cfg.hbm_window]
+        fa, fb, t = gnic.run_pair(na, nb, *links[p])
+        frames_a.append(fa)
+        frames_b.append(fb)
+        ticks = max(ticks, t)
+        for nic, r in ((na, ra), (nb, rb)):
+            if nic_did_work(nic):
+                r.regs["IRQ_STATUS"] |= 1 << (C.IRQ_NIC_BASE + p)
+    return PairResult(ra, rb, frames_a, frames_b, ticks)

@@ -32,6 +32,7 @@ import struct
 from dataclasses import dataclass, field, fields, replace
 
 from spec import dma as D
+from spec import nic as N
 from spec import tile as T
 
 # --- queue entries (commands) ----------------------------------------------------------------
@@ -69,6 +70,15 @@ ERROR_NAMES = {v: k for k, v in ERRORS.items()}
 # --- CSR map (host AXI4-Lite, 32-bit registers) ---------------------------------------------
 
 CSR_ADDR_WIDTH = 12
+# NIC ports (docs/chip.md "NIC ports"): the host interface grows to
+# host_addr_width(cfg) bits; the chip's own CSRs keep [0, 0x1000) and NIC port p's CSR
+# block (spec.nic map, 12-bit) sits at NIC_CSR_BASE + p * NIC_CSR_STRIDE.
+NIC_CSR_BASE = 0x1000
+NIC_CSR_STRIDE = 0x1000
+# IRQ_STATUS bit of NIC port p (above the 2 * MAX_QUEUES queue bits): set when the port
+# goes from busy to idle (its posted work is done and nothing is in flight).
+IRQ_NIC_BASE = 16
+MAX_NIC_PORTS = 8
 ID_MAGIC = 0x4348_4901  # "CHI" + version 1
 
 REG_ID = 0x000          # RO  ID_MAGIC
@@ -168,6 +178,12 @@ class ChipConfig:
     hbm_ports: int = 0                # 0: one per cluster plus one for the command processor
     noc: bool = True                  # RTL: clusters and HBM ports on the NoC mesh (docs/chip.md)
     noc_depth: int = 4                # RTL: flits per VC buffer in the NoC routers
+    nic_ports: int = 0                # NIC ports (rtl.nic NicCore each; docs/chip.md "NIC ports")
+    nic_qps: int = 2                  # per port: queue pairs (spec.nic.NicParams.n_qps)
+    nic_windows: int = 2              # per port: memory protection windows
+    nic_mtu: int = 256                # per port: payload bytes per packet
+    nic_window: int = 8               # per port: outstanding request packets per queue pair
+    nic_max_msg: int = 4096           # per port: largest message in bytes
 
     def __post_init__(self):
         def req(cond, name, msg):
@@ -179,6 +195,16 @@ class ChipConfig:
             req(isinstance(getattr(self, n), int) and not isinstance(getattr(self, n), bool),
                 n, "must be an int")
         req(isinstance(self.noc, bool), "noc", "must be a bool")
+        for n in ("nic_ports", "nic_qps", "nic_windows", "nic_mtu", "nic_window",
+                  "nic_max_msg"):
+            req(isinstance(getattr(self, n), int) and not isinstance(getattr(self, n), bool),
+                n, "must be an int")
+        req(0 <= self.nic_ports <= MAX_NIC_PORTS, "nic_ports", f"must be in 0..{MAX_NIC_PORTS}")
+        req(1 <= self.nic_qps <= 8, "nic_qps", "must be in 1..8 (the NIC CSR map)")
+        try:
+            _ = self.nic_params
+        except ValueError as e:
+            raise ValueError(f"nic_*: {e}") from None
         req(isinstance(self.noc_depth, int) and 2 <= self.noc_depth <= 64, "noc_depth",
             "must be an int in 2..64")
         if not isinstance(self.tile, T.TileConfig):
@@ -222,6 +248,26 @@ class ChipConfig:
         row (the largest power of two <= mesh_x, each owning an equal slice of hbm_window);
         without it, one per cluster plus one for the command processor."""
         return 1 << (self.mesh_x.bit_length() - 1) if self.noc else self.clusters + 1
+
+    @property
+    def nic_params(self) -> N.NicParams:
+        """The spec.nic.NicParams of every NIC port."""
+        return N.NicParams(n_qps=self.nic_qps, n_windows=self.nic_windows, mtu=self.nic_mtu,
+                           window=self.nic_window, max_msg=self.nic_max_msg)
+
+    @property
+    def host_addr_width(self) -> int:
+        """Address bits of the host AXI4-Lite interface: 12 without NIC ports; with them,
+        enough 4 KiB blocks for the chip CSRs and one block per port."""
+        return CSR_ADDR_WIDTH + (self.nic_ports.bit_length() if self.nic_ports else 0)
+
+    def nic_csr_base(self, port: int) -> int:
+        """Host address of NIC port ``port``'s CSR block (spec.nic CSR map inside)."""
+        if isinstance(port, bool) or not isinstance(port, int) \
+                or not 0 <= port < self.nic_ports:
+            raise ValueError(f"port: NIC port index must be in 0..{self.nic_ports - 1}, "
+                             f"got {port!r}")
+        return NIC_CSR_BASE + port * NIC_CSR_STRIDE
 
     def cluster_base(self, c: int) -> int:
         self._check_cluster(c)
@@ -315,7 +361,10 @@ TINY_4M = TINY.with_(name="tiny_4m", hbm_window=4 << 20, hbm_capacity=4 << 20,
                      tile=T.TileConfig(rows=1, cols=1, banks=4, tsram_bytes=65536, window=2,
                                        max_k=512, n_sems=4))
 
-CONFIGS = {c.name: c for c in (DEFAULT, TINY, TINY_4M, SMALL, MAIA200)}
+# tiny with one NIC port (the two-chip co-simulation of docs/chip.md "NIC ports")
+TINY_NIC = TINY.with_(name="tiny_nic", nic_ports=1)
+
+CONFIGS = {c.name: c for c in (DEFAULT, TINY, TINY_4M, SMALL, MAIA200, TINY_NIC)}
 
 
 def config(name: str) -> ChipConfig:

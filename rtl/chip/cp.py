@@ -55,6 +55,8 @@ class CommandProcessor(wiring.Component):
                                        id_width=id_width)),
             "irq": Out(1),
         }
+        if cfg.nic_ports:
+            ports["nic_idle"] = In(cfg.nic_ports)
         for c in range(cfg.clusters):
             ports[f"dma{c}"] = Out(AXI4LiteSignature(addr_width=D.CSR_ADDR_WIDTH,
                                                      data_width=32))
@@ -88,7 +90,9 @@ class CommandProcessor(wiring.Component):
             qarr("err_seq", 32), qarr("err_detail", 32)
         q_err_count, q_done = qarr("err_count", 32), qarr("done", 32)
         q_cached, q_entry = qarr("cached", 1), qarr("entry", WORD_BITS)
-        irq_status, irq_enable = Signal(2 * NQ), Signal(2 * NQ)
+        # IRQ_STATUS: bits 2q, 2q+1 per queue; NIC port p at IRQ_NIC_BASE + p (if any)
+        NIRQ = C.IRQ_NIC_BASE + cfg.nic_ports if cfg.nic_ports else 2 * NQ
+        irq_status, irq_enable = Signal(NIRQ), Signal(NIRQ)
         cycles, busy_cycles = Signal(32), Signal(32)
         dma_disp, tile_disp, macs, ttu_busy = Signal(32), Signal(32), Signal(64), Signal(32)
         ready = Signal()
@@ -122,7 +126,7 @@ class CommandProcessor(wiring.Component):
         ret = {"en": Signal(name="ret_en"), "q": Signal(range(max(2, NQ)), name="ret_q"),
                "irq": Signal(name="ret_irq")}
         adv = {"en": Signal(name="adv_en"), "q": Signal(range(max(2, NQ)), name="adv_q")}
-        irq_set = Signal(2 * NQ)
+        irq_set = Signal(NIRQ)
         with m.If(rec["en"]):
             q = rec["q"]
             with m.If((q_err_count[q] == 0) | (rec["seq"] < q_err_seq[q])):
@@ -134,6 +138,11 @@ class CommandProcessor(wiring.Component):
         for q in range(NQ):
             m.d.comb += [irq_set[2 * q].eq(ret["en"] & ret["irq"] & (ret["q"] == q)),
                          irq_set[2 * q + 1].eq(rec["en"] & (rec["q"] == q))]
+        if cfg.nic_ports:
+            # NIC port p: busy -> idle (its posted work is done, nothing in flight)
+            was_idle = Signal(cfg.nic_ports, init=(1 << cfg.nic_ports) - 1)
+            m.d.sync += was_idle.eq(self.nic_idle)
+            m.d.comb += irq_set[C.IRQ_NIC_BASE:].eq(self.nic_idle & ~was_idle)
         with m.If(adv["en"]):
             q = adv["q"]
             m.d.sync += [q_head[q].eq(Mux(q_head[q] + 1 >= q_size[q], 0, q_head[q] + 1)),
@@ -453,7 +462,9 @@ class CommandProcessor(wiring.Component):
             for name, reg in C.GLOBAL_REGS.items():
                 with m.Case(reg):
                     val = {"ID": C.ID_MAGIC, "CONFIG": cfg.config_word(),
-                           "STATUS": Cat(ready, pending.any()), "IRQ_STATUS": irq_status,
+                           "STATUS": (Cat(ready, pending.any(), self.nic_idle.all())
+                                      if cfg.nic_ports else Cat(ready, pending.any())),
+                           "IRQ_STATUS": irq_status,
                            "IRQ_ENABLE": irq_enable, "CYCLES": cycles,
                            "BUSY_CYCLES": busy_cycles, "DMA_DISPATCH": dma_disp,
                            "TILE_DISPATCH": tile_disp, "MACS_LO": macs[:32],
@@ -515,7 +526,7 @@ class CommandProcessor(wiring.Component):
             with m.If(s.bready):
                 m.d.sync += b_pend.eq(0)
         # IRQ_STATUS: set by events, write-1-to-clear by the host (a set wins)
-        clr = Signal(2 * NQ)
+        clr = Signal(NIRQ)
         with m.If(~b_pend & s.awvalid & s.wvalid & (s.wstrb == 0xF)
                   & (wa == C.REG_IRQ_STATUS)):
             m.d.comb += clr.eq(wd)

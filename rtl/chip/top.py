@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from amaranth import Module
+from amaranth import Cat, Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from rtl.axi import AXI4LiteSignature, AXI4Signature
 from rtl.chip.cluster import Cluster
 from rtl.chip.cp import CommandProcessor
+from rtl.chip.nic_port import AxiLiteDecoder, AxiMerge, AxiUpsizer
+from rtl.nic.core import NicCore
+from rtl.nic.stream import AXIStreamSignature
 from rtl.noc.mesh import Mesh
 from rtl.noc.ni import NetworkInterface
 from rtl.tile.tsram import WORD_BITS
@@ -28,6 +31,14 @@ class Chip(wiring.Component):
         ``cfg.edge_hbm_ports`` of them. All ports address the same HBM with full addresses
         (address 0 upwards); the co-simulation attaches one memory model to all of them.
     irq : Out(1), level interrupt (IRQ_STATUS & IRQ_ENABLE).
+    nic{p}_wire_tx / nic{p}_wire_rx : with ``cfg.nic_ports`` > 0, NIC port p's Ethernet
+        side (AXI-Stream, 64-bit beats, frames with FCS, ``wire_rx.tready`` always 1;
+        docs/nic.md). Port p is an rtl.nic NicCore (``cfg.nic_params``); its CSR block sits
+        at host address ``cfg.nic_csr_base(p)`` (s_axil then has ``cfg.host_addr_width``
+        bits), its 64-bit AXI4 master reaches HBM through an AxiUpsizer (to 256 bits) and an
+        AxiMerge that shares the command processor's place (NoC node (0, mesh_y), or the
+        command processor's direct port without the NoC), and its busy -> idle edge sets
+        IRQ_STATUS bit IRQ_NIC_BASE + p (docs/chip.md "NIC ports").
 
     With ``cfg.noc`` (default): a (mesh_x) x (mesh_y + 1) NoC mesh (rtl/noc, 288-bit flits:
     256 data + 32 strobe bits). Cluster (x, y) sits at node (x, y); its DMA AXI4 master is
@@ -47,10 +58,14 @@ class Chip(wiring.Component):
         self._cfg = cfg
         self._idw = max(1, (cfg.dma_channels - 1).bit_length())
         sig = AXI4Signature(addr_width=32, data_width=WORD_BITS, id_width=self._idw)
-        ports = {"s_axil": In(AXI4LiteSignature(addr_width=C.CSR_ADDR_WIDTH, data_width=32)),
+        ports = {"s_axil": In(AXI4LiteSignature(addr_width=cfg.host_addr_width, data_width=32)),
                  "irq": Out(1)}
         for i in range(cfg.edge_hbm_ports):
             ports[f"hbm{i}"] = Out(sig)
+        self._sig = sig
+        for p in range(cfg.nic_ports):
+            ports[f"nic{p}_wire_tx"] = Out(AXIStreamSignature())
+            ports[f"nic{p}_wire_rx"] = In(AXIStreamSignature())
         super().__init__(ports)
 
     cfg = property(lambda self: self._cfg)
@@ -59,13 +74,17 @@ class Chip(wiring.Component):
         m = Module()
         cfg = self._cfg
         cp = m.submodules.cp = CommandProcessor(cfg, id_width=self._idw)
-        wiring.connect(m, wiring.flipped(self.s_axil), cp.s_axil)
+        if cfg.nic_ports:
+            cp_axi = self._nics(m, cp)
+        else:
+            wiring.connect(m, wiring.flipped(self.s_axil), cp.s_axil)
+            cp_axi = cp.m_axi
         m.d.comb += self.irq.eq(cp.irq)
         clusters = [Cluster(cfg, c) for c in range(cfg.clusters)]
         if cfg.noc:
-            self._noc(m, cp, clusters)
+            self._noc(m, cp_axi, clusters)
         else:
-            wiring.connect(m, cp.m_axi, wiring.flipped(getattr(self, f"hbm{cfg.clusters}")))
+            wiring.connect(m, cp_axi, wiring.flipped(getattr(self, f"hbm{cfg.clusters}")))
             for c, cl in enumerate(clusters):
                 wiring.connect(m, cl.m_axi, wiring.flipped(getattr(self, f"hbm{c}")))
         for c, cl in enumerate(clusters):
@@ -84,7 +103,34 @@ class Chip(wiring.Component):
                          cl.take_count.eq(getattr(cp, f"c{c}_take_count"))]
         return m
 
-    def _noc(self, m, cp, clusters):
+    def _nics(self, m, cp):
+        """NIC ports: host CSR decoder, NicCores, upsizers and the merge with the command
+        processor's HBM manager. Returns the merged manager."""
+        cfg = self._cfg
+        n = cfg.nic_ports
+        m.submodules.host_dec = dec = AxiLiteDecoder(addr_width=cfg.host_addr_width, n=1 + n,
+                                                     block_bits=C.CSR_ADDR_WIDTH)
+        wiring.connect(m, wiring.flipped(self.s_axil), dec.s_axil)
+        wiring.connect(m, dec.m0, cp.s_axil)
+        m.submodules.hbm_merge = merge = AxiMerge(1 + n, self._sig)
+        wiring.connect(m, cp.m_axi, merge.s0)
+        idle = []
+        for p in range(n):
+            nic = NicCore(cfg.nic_params, mem_bytes=cfg.hbm_window)
+            m.submodules[f"nic{p}"] = nic
+            up = m.submodules[f"nic{p}_up"] = AxiUpsizer(
+                addr_width=32, narrow=64, wide=WORD_BITS,
+                narrow_id_width=nic.m_axi.signature.id_width, wide_id_width=self._idw)
+            wiring.connect(m, getattr(dec, f"m{p + 1}"), nic.s_axil)
+            wiring.connect(m, nic.m_axi, up.s_axi)
+            wiring.connect(m, up.m_axi, getattr(merge, f"s{p + 1}"))
+            wiring.connect(m, nic.wire_tx, wiring.flipped(getattr(self, f"nic{p}_wire_tx")))
+            wiring.connect(m, wiring.flipped(getattr(self, f"nic{p}_wire_rx")), nic.wire_rx)
+            idle.append(nic.idle)
+        m.d.comb += cp.nic_idle.eq(Cat(*idle))
+        return merge.m_axi
+
+    def _noc(self, m, cp_axi, clusters):
         cfg = self._cfg
         kx, ky = cfg.mesh_x, cfg.mesh_y + 1
         n_hbm = cfg.edge_hbm_ports
@@ -106,7 +152,7 @@ class Chip(wiring.Component):
                 if y < cfg.mesh_y:
                     wiring.connect(m, clusters[i].m_axi, ni.s_axi)
                 elif x == 0:
-                    wiring.connect(m, cp.m_axi, ni.s_axi)
+                    wiring.connect(m, cp_axi, ni.s_axi)
                 else:
                     m.d.comb += [ni.s_axi.awvalid.eq(0), ni.s_axi.wvalid.eq(0),
                                  ni.s_axi.arvalid.eq(0), ni.s_axi.bready.eq(1),

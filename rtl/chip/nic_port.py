@@ -1,0 +1,341 @@
+"""Glue that puts NIC ports into the chip (docs/chip.md "NIC ports").
+
+* :class:`AxiUpsizer`: the NIC's 64-bit AXI4 master onto the chip's 256-bit HBM path.
+* :class:`AxiMerge`: several AXI4 managers onto one (the command processor and the NIC ports
+  share the command processor's NoC network interface).
+* :class:`AxiLiteDecoder`: the host AXI4-Lite interface onto the chip CSR block and the NIC
+  ports' CSR blocks, one 4 KiB block each.
+"""
+
+from __future__ import annotations
+
+from amaranth import Cat, Const, Module, Mux, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from rtl.axi import BURST_INCR, RESP_DECERR, AXI4LiteSignature, AXI4Signature
+
+__all__ = ["AxiUpsizer", "AxiMerge", "AxiLiteDecoder"]
+
+
+class AxiUpsizer(wiring.Component):
+    """AXI4 width converter: a ``narrow``-bit manager (``s_axi``) onto a ``wide``-bit
+    subordinate (``m_axi``), same address width.
+
+    A narrow INCR burst of full-width beats (``*size`` = log2(narrow/8), what the NIC
+    issues) becomes one wide INCR burst over the wide words it touches: the first and last
+    wide beats carry only the strobes of the narrow beats inside them. The narrow burst must
+    not cross a 4 KiB boundary (then neither does the wide one). IDs are returned unchanged
+    to the narrow side; the wide side uses ID 0.
+
+    One read and one write burst at a time: a new AR (AW) is accepted after the last R
+    beat (the B response) of the previous one. Read data pass through combinationally (one
+    narrow beat per cycle, the wide beat is released after its last narrow lane); write
+    beats are collected into the wide word, which is offered with the narrow beat that
+    completes it (no extra cycle). Wide W beats start only after the wide AW was accepted.
+    """
+
+    def __init__(self, *, addr_width: int = 32, narrow: int = 64, wide: int = 256,
+                 narrow_id_width: int = 4, wide_id_width: int = 1):
+        if wide % narrow or wide <= narrow:
+            raise ValueError(f"wide: must be a multiple of narrow ({narrow}) above it, "
+                             f"got {wide}")
+        self._aw, self._n, self._w = addr_width, narrow, wide
+        self._nidw = narrow_id_width
+        super().__init__({
+            "s_axi": In(AXI4Signature(addr_width=addr_width, data_width=narrow,
+                                      id_width=narrow_id_width)),
+            "m_axi": Out(AXI4Signature(addr_width=addr_width, data_width=wide,
+                                       id_width=wide_id_width)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        s, w = self.s_axi, self.m_axi
+        ratio = self._w // self._n
+        lane_bits = (ratio - 1).bit_length()
+        nbyte_bits = (self._n // 8 - 1).bit_length()
+        wbyte_bits = (self._w // 8 - 1).bit_length()
+        last_lane = ratio - 1
+
+        def wide_len(addr, length):
+            lane0 = addr[nbyte_bits:nbyte_bits + lane_bits]
+            return ((lane0 + length) >> lane_bits)[:8]
+
+        def wide_addr(addr):
+            return Cat(Const(0, wbyte_bits), addr[wbyte_bits:])
+
+        for ch in ("aw", "ar"):
+            m.d.comb += [getattr(w, ch + "size").eq(wbyte_bits),
+                         getattr(w, ch + "burst").eq(BURST_INCR),
+                         getattr(w, ch + "id").eq(0)]
+
+        # ---------------- reads ----------------
+        r_busy, ar_pend = Signal(), Signal()
+        r_lane = Signal(lane_bits)
+        r_left = Signal(8)
+        r_id = Signal(self._nidw)
+        ar_addr, ar_len = Signal(self._aw), Signal(8)
+        m.d.comb += s.arready.eq(~r_busy)
+        with m.If(s.arvalid & ~r_busy):
+            m.d.sync += [r_busy.eq(1), ar_pend.eq(1), r_id.eq(s.arid), r_left.eq(s.arlen),
+                         r_lane.eq(s.araddr[nbyte_bits:nbyte_bits + lane_bits]),
+                         ar_addr.eq(wide_addr(s.araddr)), ar_len.eq(wide_len(s.araddr, s.arlen)),
+                         w.arlock.eq(s.arlock), w.arcache.eq(s.arcache), w.arprot.eq(s.arprot)]
+        m.d.comb += [w.arvalid.eq(ar_pend), w.araddr.eq(ar_addr), w.arlen.eq(ar_len)]
+        with m.If(w.arvalid & w.arready):
+            m.d.sync += ar_pend.eq(0)
+        r_last = r_left == 0
+        m.d.comb += [s.rvalid.eq(r_busy & ~ar_pend & w.rvalid),
+                     s.rdata.eq(w.rdata.word_select(r_lane, self._n)),
+                     s.rresp.eq(w.rresp), s.rid.eq(r_id), s.rlast.eq(r_last),
+                     w.rready.eq(r_busy & ~ar_pend & s.rready & ((r_lane == last_lane) | r_last))]
+        with m.If(s.rvalid & s.rready):
+            m.d.sync += [r_lane.eq(r_lane + 1), r_left.eq(r_left - 1)]
+            with m.If(r_last):
+                m.d.sync += r_busy.eq(0)
+
+        # ---------------- writes ----------------
+        w_busy, aw_pend, w_done = Signal(), Signal(), Signal()
+        w_lane = Signal(lane_bits)
+        w_id = Signal(self._nidw)
+        aw_addr, aw_len = Signal(self._aw), Signal(8)
+        acc_d, acc_s = Signal(self._w), Signal(self._w // 8)
+        m.d.comb += s.awready.eq(~w_busy)
+        with m.If(s.awvalid & ~w_busy):
+            m.d.sync += [w_busy.eq(1), aw_pend.eq(1), w_done.eq(0), w_id.eq(s.awid),
+                         w_lane.eq(s.awaddr[nbyte_bits:nbyte_bits + lane_bits]),
+                         aw_addr.eq(wide_addr(s.awaddr)), aw_len.eq(wide_len(s.awaddr, s.awlen)),
+                         acc_d.eq(0), acc_s.eq(0),
+                         w.awlock.eq(s.awlock), w.awcache.eq(s.awcache), w.awprot.eq(s.awprot)]
+        m.d.comb += [w.awvalid.eq(aw_pend), w.awaddr.eq(aw_addr), w.awlen.eq(aw_len)]
+        with m.If(w.awvalid & w.awready):
+            m.d.sync += aw_pend.eq(0)
+        complete = (w_lane == last_lane) | s.wlast
+        lane_d = Signal(self._w)
+        lane_s = Signal(self._w // 8)
+        m.d.comb += [lane_d.eq(s.wdata << (w_lane * self._n)),
+                     lane_s.eq(s.wstrb << (w_lane * (self._n // 8)))]
+        taking = w_busy & ~w_done
+        m.d.comb += [w.wvalid.eq(taking & ~aw_pend & s.wvalid & complete),
+                     w.wdata.eq(acc_d | lane_d), w.wstrb.eq(acc_s | lane_s), w.wlast.eq(s.wlast),
+                     s.wready.eq(taking & Mux(complete, ~aw_pend & w.wready, 1))]
+        with m.If(s.wvalid & s.wready):
+            m.d.sync += w_lane.eq(w_lane + 1)
+            with m.If(complete):
+                m.d.sync += [acc_d.eq(0), acc_s.eq(0)]
+            with m.Else():
+                m.d.sync += [acc_d.eq(acc_d | lane_d), acc_s.eq(acc_s | lane_s)]
+            with m.If(s.wlast):
+                m.d.sync += w_done.eq(1)
+        m.d.comb += [s.bvalid.eq(w_done & w.bvalid), s.bresp.eq(w.bresp), s.bid.eq(w_id),
+                     w.bready.eq(w_done & s.bready)]
+        with m.If(s.bvalid & s.bready):
+            m.d.sync += [w_busy.eq(0), w_done.eq(0)]
+        return m
+
+
+def _rr_pick(m, valids, last, name):
+    """Round-robin choice among ``valids`` starting after index ``last``: (any, index)."""
+    n = len(valids)
+    pick = Signal(range(max(2, n)), name=f"{name}_pick")
+    anyv = Signal(name=f"{name}_any")
+    m.d.comb += anyv.eq(Cat(*valids).any())
+    # lowest priority first, so the last assignment (highest priority) wins
+    for off in reversed(range(1, n + 1)):
+        for cur in range(n):
+            idx = (cur + off) % n
+            with m.If((last == cur) & valids[idx]):
+                m.d.comb += pick.eq(idx)
+    return anyv, pick
+
+
+class AxiMerge(wiring.Component):
+    """``n`` AXI4 managers (``s{i}``) onto one subordinate port (``m_axi``), all of the same
+    signature.
+
+    Reads and writes are arbitrated independently, round robin, one burst at a time per
+    direction: a read is granted, its AR passed, and its R beats returned to it up to the
+    last; a write is granted, its AW passed, then its W beats, then its B response. The
+    grant costs one cycle per burst; data beats pass combinationally. IDs pass unchanged.
+    """
+
+    def __init__(self, n: int, signature: AXI4Signature):
+        if not isinstance(n, int) or n < 1:
+            raise ValueError(f"n: must be a positive int, got {n!r}")
+        self._n = n
+        ports = {f"s{i}": In(signature) for i in range(n)}
+        ports["m_axi"] = Out(signature)
+        super().__init__(ports)
+
+    def elaborate(self, platform):
+        m = Module()
+        n = self._n
+        subs = [getattr(self, f"s{i}") for i in range(n)]
+        o = self.m_axi
+        ar_f = ("arid", "araddr", "arlen", "arsize", "arburst", "arlock", "arcache", "arprot")
+        aw_f = ("awid", "awaddr", "awlen", "awsize", "awburst", "awlock", "awcache", "awprot")
+
+        # ---- reads ----
+        r_own = Signal(range(max(2, n)))
+        anyr, pickr = _rr_pick(m, [s.arvalid for s in subs], r_own, "ar")
+        with m.FSM(name="rd"):
+            with m.State("IDLE"):
+                with m.If(anyr):
+                    m.d.sync += r_own.eq(pickr)
+                    m.next = "AR"
+            with m.State("AR"):
+                for i, s in enumerate(subs):
+                    with m.If(r_own == i):
+                        m.d.comb += [getattr(o, f).eq(getattr(s, f)) for f in ar_f]
+                        m.d.comb += [o.arvalid.eq(s.arvalid), s.arready.eq(o.arready)]
+                with m.If(o.arvalid & o.arready):
+                    m.next = "R"
+            with m.State("R"):
+                for i, s in enumerate(subs):
+                    with m.If(r_own == i):
+                        m.d.comb += [s.rvalid.eq(o.rvalid), o.rready.eq(s.rready)]
+                with m.If(o.rvalid & o.rready & o.rlast):
+                    m.next = "IDLE"
+        for s in subs:
+            m.d.comb += [s.rdata.eq(o.rdata), s.rresp.eq(o.rresp), s.rid.eq(o.rid),
+                         s.rlast.eq(o.rlast)]
+
+        # ---- writes ----
+        w_own = Signal(range(max(2, n)))
+        anyw, pickw = _rr_pick(m, [s.awvalid for s in subs], w_own, "aw")
+        with m.FSM(name="wr"):
+            with m.State("IDLE"):
+                with m.If(anyw):
+                    m.d.sync += w_own.eq(pickw)
+                    m.next = "AW"
+            with m.State("AW"):
+                for i, s in enumerate(subs):
+                    with m.If(w_own == i):
+                        m.d.comb += [getattr(o, f).eq(getattr(s, f)) for f in aw_f]
+                        m.d.comb += [o.awvalid.eq(s.awvalid), s.awready.eq(o.awready)]
+                with m.If(o.awvalid & o.awready):
+                    m.next = "W"
+            with m.State("W"):
+                for i, s in enumerate(subs):
+                    with m.If(w_own == i):
+                        m.d.comb += [o.wdata.eq(s.wdata), o.wstrb.eq(s.wstrb),
+                                     o.wlast.eq(s.wlast), o.wvalid.eq(s.wvalid),
+                                     s.wready.eq(o.wready)]
+                with m.If(o.wvalid & o.wready & o.wlast):
+                    m.next = "B"
+            with m.State("B"):
+                for i, s in enumerate(subs):
+                    with m.If(w_own == i):
+                        m.d.comb += [s.bvalid.eq(o.bvalid), o.bready.eq(s.bready)]
+                with m.If(o.bvalid & o.bready):
+                    m.next = "IDLE"
+        for s in subs:
+            m.d.comb += [s.bresp.eq(o.bresp), s.bid.eq(o.bid)]
+        return m
+
+
+class AxiLiteDecoder(wiring.Component):
+    """AXI4-Lite subordinate (``s_axil``, ``addr_width`` bits) onto ``n`` managers
+    (``m{i}``, ``block_bits``-bit addresses): block i = addresses
+    [i << block_bits, (i + 1) << block_bits). Addresses in no block answer DECERR (reads
+    return 0).
+
+    One transaction per direction at a time; a write is accepted when AW and W are both
+    valid (as the chip's CSR blocks do), then passed on (registered), and its response
+    returned. Cost: two cycles more than the block's own latency per access.
+    """
+
+    def __init__(self, *, addr_width: int, n: int, block_bits: int = 12):
+        if not isinstance(n, int) or not 1 <= n <= 1 << (addr_width - block_bits):
+            raise ValueError(f"n: must be in 1..{1 << (addr_width - block_bits)}, got {n!r}")
+        self._aw, self._n, self._bb = addr_width, n, block_bits
+        ports = {"s_axil": In(AXI4LiteSignature(addr_width=addr_width, data_width=32))}
+        for i in range(n):
+            ports[f"m{i}"] = Out(AXI4LiteSignature(addr_width=block_bits, data_width=32))
+        super().__init__(ports)
+
+    def elaborate(self, platform):
+        m = Module()
+        s = self.s_axil
+        subs = [getattr(self, f"m{i}") for i in range(self._n)]
+        bb = self._bb
+
+        # ---- writes ----
+        w_tgt = Signal(self._aw - bb)
+        w_addr, w_data, w_strb, w_prot = Signal(bb), Signal(32), Signal(4), Signal(3)
+        aw_left, w_left = Signal(), Signal()
+        sel_awready, sel_wready = Signal(), Signal()
+        for i, sub in enumerate(subs):
+            with m.If(w_tgt == i):
+                m.d.comb += [sel_awready.eq(sub.awready), sel_wready.eq(sub.wready)]
+        with m.FSM(name="wr"):
+            with m.State("IDLE"):
+                with m.If(s.awvalid & s.wvalid):
+                    m.d.comb += [s.awready.eq(1), s.wready.eq(1)]
+                    m.d.sync += [w_tgt.eq(s.awaddr[bb:]), w_addr.eq(s.awaddr[:bb]),
+                                 w_prot.eq(s.awprot), w_data.eq(s.wdata), w_strb.eq(s.wstrb),
+                                 aw_left.eq(1), w_left.eq(1)]
+                    with m.If(s.awaddr[bb:] < self._n):
+                        m.next = "SEND"
+                    with m.Else():
+                        m.next = "ERR"
+            with m.State("SEND"):
+                for i, sub in enumerate(subs):
+                    with m.If(w_tgt == i):
+                        m.d.comb += [sub.awvalid.eq(aw_left), sub.wvalid.eq(w_left)]
+                        with m.If(sub.awready):
+                            m.d.sync += aw_left.eq(0)
+                        with m.If(sub.wready):
+                            m.d.sync += w_left.eq(0)
+                with m.If((~aw_left | sel_awready) & (~w_left | sel_wready)):
+                    m.next = "B"
+            with m.State("B"):
+                for i, sub in enumerate(subs):
+                    with m.If(w_tgt == i):
+                        m.d.comb += [s.bvalid.eq(sub.bvalid), s.bresp.eq(sub.bresp),
+                                     sub.bready.eq(s.bready)]
+                with m.If(s.bvalid & s.bready):
+                    m.next = "IDLE"
+            with m.State("ERR"):
+                m.d.comb += [s.bvalid.eq(1), s.bresp.eq(RESP_DECERR)]
+                with m.If(s.bready):
+                    m.next = "IDLE"
+        for sub in subs:
+            m.d.comb += [sub.awaddr.eq(w_addr), sub.awprot.eq(w_prot), sub.wdata.eq(w_data),
+                         sub.wstrb.eq(w_strb)]
+
+        # ---- reads ----
+        r_tgt = Signal(self._aw - bb)
+        r_addr, r_prot = Signal(bb), Signal(3)
+        with m.FSM(name="rd"):
+            with m.State("IDLE"):
+                m.d.comb += s.arready.eq(1)
+                with m.If(s.arvalid):
+                    m.d.sync += [r_tgt.eq(s.araddr[bb:]), r_addr.eq(s.araddr[:bb]),
+                                 r_prot.eq(s.arprot)]
+                    with m.If(s.araddr[bb:] < self._n):
+                        m.next = "AR"
+                    with m.Else():
+                        m.next = "ERR"
+            with m.State("AR"):
+                for i, sub in enumerate(subs):
+                    with m.If(r_tgt == i):
+                        m.d.comb += sub.arvalid.eq(1)
+                        with m.If(sub.arready):
+                            m.next = "R"
+            with m.State("R"):
+                for i, sub in enumerate(subs):
+                    with m.If(r_tgt == i):
+                        m.d.comb += [s.rvalid.eq(sub.rvalid), s.rdata.eq(sub.rdata),
+                                     s.rresp.eq(sub.rresp), sub.rready.eq(s.rready)]
+                with m.If(s.rvalid & s.rready):
+                    m.next = "IDLE"
+            with m.State("ERR"):
+                m.d.comb += [s.rvalid.eq(1), s.rresp.eq(RESP_DECERR)]
+                with m.If(s.rready):
+                    m.next = "IDLE"
+        for sub in subs:
+            m.d.comb += [sub.araddr.eq(r_addr), sub.arprot.eq(r_prot)]
+        return m
+
