@@ -166,7 +166,9 @@ def test_checker_catches_a_corrupted_output_and_mlp_applies_relu(rng):
 
 
 @pytest.mark.sim
-@pytest.mark.parametrize("sim", [s for s in default_sims() if s == "verilator"])
+@pytest.mark.parametrize("sim", [s if s == "verilator" else
+                                 pytest.param(s, marks=pytest.mark.slow)  # ~15k cycles
+                                 for s in default_sims()])
 def test_rtl_layers_match_golden(sim, rng):
     """Softmax, MLP, attention and a K > max_k GEMM in one program on the tiny chip."""
     p, handles = _layers_program(TINY, rng, small=True)
