@@ -238,6 +238,7 @@ class _Qp:
     seg: tuple | None = None                          # (wqe, offset) being segmented
     outstanding: list = field(default_factory=list)   # retransmit buffer: (psn, npsn, frame, wqe)
     resend: int = 0                                   # next outstanding index to (re)send
+    read_gap: bool = False                            # went back for a missing READ response
     idle_ticks: int = 0
     retries: int = 0
     # responder
@@ -516,13 +517,21 @@ class Nic:
             if w.opcode != S.WR_READ:
                 return
         if pkt.psn != w.read_next:
-            return                                     # out of order / duplicate: ignore
+            # out of order / duplicate: ignored. A response beyond the next expected one of
+            # this READ means one was lost: go back to the READ at once (once, until a
+            # response is accepted) instead of waiting for the timer.
+            if (0 < psn_diff(pkt.psn, w.read_next) and psn_diff(pkt.psn, p0) < n
+                    and not q.read_gap):
+                q.read_gap = True
+                self._go_back(qpn, p0)
+            return
         i = psn_diff(pkt.psn, p0)
         off = i * self.p.mtu
         exp = min(self.p.mtu, w.length - off)
         if len(pkt.payload) != exp:
             return
         self._wr(w.local_addr + off, pkt.payload)
+        q.read_gap = False
         w.read_next = (pkt.psn + 1) & S.PSN_MASK
         q.idle_ticks, q.retries = 0, 0
         if i == n - 1:

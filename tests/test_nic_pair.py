@@ -251,11 +251,12 @@ def test_pair_retry_exceeded_when_peer_is_gone(first):
 @pytest.mark.sim
 @needs_verilator
 def test_pair_read_response_lost_go_back():
-    """One 1 KiB READ (4 responses); the link loses the second response (seeds chosen so
-    the golden link logs exactly that: a->b seed 16 delivers both copies of the request,
-    b->a seed 17 drops frame 1 only). The requester's timer resends the READ, the responder
-    executes the duplicate READ again, the requester takes the data from the missing
-    response's PSN on and completes the WQE in order."""
+    """One 1 KiB READ (4 responses) and a WRITE; the link loses the second response (seeds
+    chosen so the golden link logs exactly that: b->a seed 17 drops frame 1, and later the
+    last and a middle response of the re-executions). The third response shows the gap, so
+    the requester goes back to the READ at once (its timer covers a lost last response);
+    the responder executes the duplicate READ again; the requester takes the data from the
+    missing response's PSN on and completes both WQEs in order."""
     a, b = scenario.pair(PARAMS)
     scenario.fill(b, 3)
     a.post(0, S.WR_READ, local_addr=scenario.DST_BASE, length=1024,

@@ -172,7 +172,7 @@ class NicCore(wiring.Component):
                             ("seg_opcode", 8), ("seg_local", 64), ("seg_remote", 64),
                             ("seg_len", 32), ("seg_rkey", 32), ("comp_idx", 32),
                             ("restart", 1), ("restart_psn", 24), ("tmr", 32), ("retries", 8),
-                            ("rcnt", 24), ("rd_extra", 24),
+                            ("rcnt", 24), ("rd_extra", 24), ("rd_gap", 1),
                             # responder
                             ("epsn", 24), ("msn", 24), ("nak_sent", 1), ("in_msg", 2),
                             ("wr_va", 64), ("wr_left", 32), ("rq_idx", 32), ("rq_fill", 32),
@@ -613,8 +613,11 @@ class NicCore(wiring.Component):
         m.d.comb += rd_off.eq(Cat(Const(0, mtu_log2), A["rcnt"][rq]))
         rd_is_last = r_psn == rd_h.last_psn
         rd_exp = Mux(rd_is_last, rd_h.length - rd_off, p.mtu)
-        rd_accept = (~A["err"][rq] & (una != pmax) & rd_pending & (r_psn == rd_next)
-                     & (r_n == rd_exp[:16]) & (rd_exp[16:] == 0))
+        rd_live = ~A["err"][rq] & (una != pmax) & rd_pending
+        rd_accept = rd_live & (r_psn == rd_next) & (r_n == rd_exp[:16]) & (rd_exp[16:] == 0)
+        # a response beyond the next expected one of the head READ: one was lost
+        rd_ahead_d = (r_psn - rd_next)[:24]
+        rd_ahead = rd_live & (rd_ahead_d != 0) & (rd_ahead_d <= (rd_h.last_psn - rd_next)[:24])
 
         # payload write bookkeeping
         wr_addr = Signal(aw)
@@ -748,7 +751,13 @@ class NicCore(wiring.Component):
                             with m.If(rd_accept | (una_new != una)):
                                 qset(rq, "tmr", 0)
                                 qset(rq, "retries", 0)
+                        with m.If(rd_ahead & ~A["rd_gap"][rq]):
+                            # go back to the READ at once (once until a response is taken)
+                            qset(rq, "rd_gap", 1)
+                            qset(rq, "restart", 1)
+                            qset(rq, "restart_psn", rd_h.start_psn)
                         with m.If(rd_accept):
+                            qset(rq, "rd_gap", 0)
                             with m.If(rd_is_last):
                                 qset(rq, "rcnt", 0)
                                 for q in range(nq):
@@ -1047,8 +1056,8 @@ class NicCore(wiring.Component):
         """ctrl.ready written 1: restart the queue pair from its configured PSNs."""
         m.d.comb += init_strobe.eq(1)
         for name in ("sq_prod", "sq_cons", "cq_prod", "err", "err_first", "seg_valid", "seg_idx",
-                     "seg_off", "comp_idx", "restart", "tmr", "retries", "rcnt", "rd_extra", "msn", "nak_sent",
-                     "in_msg", "rq_idx", "rq_fill", "wr_left"):
+                     "seg_off", "comp_idx", "restart", "tmr", "retries", "rcnt", "rd_extra", "rd_gap",
+                     "msn", "nak_sent", "in_msg", "rq_idx", "rq_fill", "wr_left"):
             m.d.sync += Q[name][q].eq(0)
         for name in ("psn_next", "psn_max", "una", "skip_until"):
             m.d.sync += Q[name][q].eq(Q["sq_psn"][q])
