@@ -190,7 +190,8 @@ def test_driver_rejects_bad_image():
 
 @pytest.mark.sim
 def test_replay_cli(tmp_path):
-    """python -m cosim.replay tile PROGRAM.npz OUT.npz --check on the smallest config."""
+    """python -m cosim.replay tile PROGRAM.npz OUT.npz --check on the smallest config (a
+    program with DMA to and from the external memory held in PROGRAM.npz)."""
     import dataclasses
     import json
 
@@ -198,14 +199,15 @@ def test_replay_cli(tmp_path):
 
     sim = SIMS[0]
     cfg = cfg_for(sim)
-    image, addrs, _ = P.gemm_program(cfg, 21, [(2, 2, 64)], [("e5m2", "e2m1")])
+    image, addrs, info = P.dma_program(cfg, 21, 2, 2, 64, ("e5m2", "e2m1"))
     prog = tmp_path / "prog.npz"
-    np.savez(prog, image=image, cmd_addr=np.array(addrs),
+    np.savez(prog, image=image, cmd_addr=np.array(addrs), ext=info["ext"],
              config=np.array(json.dumps(dataclasses.asdict(cfg))))
     out = tmp_path / "out.npz"
     assert main(["tile", str(prog), str(out), "--sim", sim, "--check"]) == 0
     with np.load(out) as z:
-        gold = GoldenTile(cfg).run(image)
+        gold = GoldenTile(cfg).run(image, ext=info["ext"])
         np.testing.assert_array_equal(z["image"], gold.tsram)
+        np.testing.assert_array_equal(z["ext"], gold.ext)
         assert int(z["mismatches"]) == 0
         assert int(z["status"][0]) == gold.status

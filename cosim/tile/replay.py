@@ -1,4 +1,9 @@
-"""Run a tile program (TSRAM image + command list) through the RTL tile."""
+"""Run a tile program (TSRAM image + command list) through the RTL tile.
+
+PROGRAM.npz: ``image`` (uint8 TSRAM image), optional ``cmd_addr`` (one or more list
+addresses), ``config`` (JSON of spec.tile.TileConfig) and ``ext`` (uint8 [ext_bytes]: the
+tile DMA's external memory). OUT.npz: ``image``, ``status``, ``counters``,
+``counter_names``, ``ext`` (when given), ``mismatches`` (with --check)."""
 
 from __future__ import annotations
 
@@ -28,28 +33,34 @@ def load(path: str):
         raise SystemExit(f"replay: {path} lacks array 'image' (uint8 TSRAM image)")
     cfg = T.TileConfig(**json.loads(str(prog["config"]))) if "config" in prog else T.TileConfig()
     addrs = [int(a) for a in np.atleast_1d(prog.get("cmd_addr", np.array(0)))]
-    return prog["image"].astype(np.uint8), cfg, addrs
+    ext = prog["ext"].astype(np.uint8) if "ext" in prog else None
+    return prog["image"].astype(np.uint8), cfg, addrs, ext
 
 
 def replay(args) -> int:
     from cosim import tile
 
-    image, cfg, addrs = load(args.inp)
+    image, cfg, addrs, ext = load(args.inp)
     print(f"replay tile: {len(addrs)} list(s), {cfg}, sim={args.sim}", file=sys.stderr)
     t0 = time.monotonic()
     try:
-        res = tile.run(image, cfg, sim=args.sim, cmd_addr=addrs, tag="replay")
+        res = tile.run(image, cfg, sim=args.sim, cmd_addr=addrs, tag="replay", ext=ext)
     except ValueError as e:
         raise SystemExit(f"replay: {e}") from None
     out = {"image": res["image"], "status": np.array(res["statuses"], dtype=np.uint32),
            "counters": np.array([[c[k] for k in T.COUNTERS] for c in res["all_counters"]],
                                 dtype=np.uint64),
            "counter_names": np.array(T.COUNTERS)}
+    if ext is not None:
+        out["ext"] = res["ext"]
     status = 0
     if args.check:
         from golden.tile import GoldenTile
 
-        gold = GoldenTile(cfg).run_lists(image, addrs)
+        try:
+            gold = GoldenTile(cfg).run_lists(image, addrs, ext=ext)
+        except ValueError as e:
+            raise SystemExit(f"replay: {e}") from None
         diffs = []
         for i, g in enumerate(gold):
             if g.status != res["statuses"][i]:
@@ -63,6 +74,11 @@ def replay(args) -> int:
         if bad.size:
             diffs.append(f"{bad.size} TSRAM bytes differ, first at {bad[0]:#x}: golden "
                          f"{gold[-1].tsram[bad[0]]:#04x} rtl {res['image'][bad[0]]:#04x}")
+        if ext is not None:
+            bad = np.flatnonzero(gold[-1].ext != res["ext"])
+            if bad.size:
+                diffs.append(f"{bad.size} external bytes differ, first at {bad[0]:#x}: "
+                             f"golden {gold[-1].ext[bad[0]]:#04x} rtl {res['ext'][bad[0]]:#04x}")
         for d in diffs:
             print("  " + d, file=sys.stderr)
         out["mismatches"] = np.array(len(diffs))
