@@ -363,8 +363,10 @@ TINY_4M = TINY.with_(name="tiny_4m", hbm_window=4 << 20, hbm_capacity=4 << 20,
 
 # tiny with one NIC port (the two-chip co-simulation of docs/chip.md "NIC ports")
 TINY_NIC = TINY.with_(name="tiny_nic", nic_ports=1)
+# tiny with three NIC ports: the chip of the 4-chip tray top (rtl.chip.tray, a full mesh)
+TINY_TRAY = TINY.with_(name="tiny_tray", nic_ports=3)
 
-CONFIGS = {c.name: c for c in (DEFAULT, TINY, TINY_4M, SMALL, MAIA200, TINY_NIC)}
+CONFIGS = {c.name: c for c in (DEFAULT, TINY, TINY_4M, SMALL, MAIA200, TINY_NIC, TINY_TRAY)}
 
 
 def config(name: str) -> ChipConfig:

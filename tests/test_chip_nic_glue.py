@@ -42,9 +42,8 @@ async def _wide_memory(ctx, port, mem: bytearray, log: list, latency: int = 2):
             ctx.set(port.awready, 0)
             ctx.set(port.wready, 1)
             for k in range(n):
-                await ctx.tick().until(port.wvalid)
-                data, strb = ctx.get(port.wdata), ctx.get(port.wstrb)
-                last = ctx.get(port.wlast)
+                data, strb, last = await ctx.tick().sample(
+                    port.wdata, port.wstrb, port.wlast).until(port.wvalid)
                 assert last == (k == n - 1), f"wlast {last} on beat {k} of {n}"
                 a = addr + 32 * k
                 for b in range(32):
@@ -121,7 +120,7 @@ def test_upsizer_reads_and_writes_every_lane_alignment():
                     break
             ctx.set(s.bready, 0)
 
-    sim.add_process(serve)
+    sim.add_testbench(serve, background=True)
     sim.add_testbench(bench)
     sim.run_until(2e-4)
     assert len(got_reads) == len(CASES), f"only {len(got_reads)} of {len(CASES)} reads done"

@@ -15,9 +15,10 @@ from rtl.chip.cp import CommandProcessor
 from rtl.chip.nic_port import AxiLiteDecoder, AxiMerge, AxiUpsizer
 from rtl.chip.pair import ChipPair
 from rtl.chip.top import Chip
+from rtl.chip.tray import Tray
 from spec import chip as C
 
-__all__ = ["Chip", "ChipPair", "Cluster", "CommandProcessor", "AxiSram", "AxiDecoder",
+__all__ = ["Chip", "ChipPair", "Tray", "Cluster", "CommandProcessor", "AxiSram", "AxiDecoder",
            "PortMerge", "AxiUpsizer", "AxiMerge", "AxiLiteDecoder", "VERILOG_TOPS",
            "LARGE_VERILOG_TOPS"]
 
@@ -34,4 +35,6 @@ VERILOG_TOPS = {
 LARGE_VERILOG_TOPS = {
     "chip": lambda: Chip(C.DEFAULT),
     "chip_maia200_cluster": lambda: Cluster(C.MAIA200, 0),
+    # 4 tiny_tray chips (3 NIC ports each) wired as a full mesh (issue #8's first RTL step)
+    "tray_tiny": lambda: Tray(C.TINY_TRAY),
 }

@@ -1,0 +1,83 @@
+"""A tray of 4 chips in a full mesh of direct NIC links (docs/chip.md "NIC ports", issue #8's
+first RTL step; docs/tray.md is the tray's contract)."""
+
+from __future__ import annotations
+
+from amaranth import Module
+from amaranth.lib import wiring
+
+from rtl.chip.top import Chip
+from spec import chip as C
+from spec import tray as TR
+
+__all__ = ["Tray", "mesh_link"]
+
+
+def mesh_link(chip: int, port: int) -> tuple[int, int]:
+    """(peer chip, peer port) at the other end of mesh port ``port`` of ``chip``: ports
+    0..2 of chip c lead to the other chips of the tray in ascending order
+    (spec.tray.mesh_peers), so the link c <-> d is port mesh_peers(c).index(d) on c and
+    mesh_peers(d).index(c) on d."""
+    peers = TR.mesh_peers(chip)
+    if not isinstance(port, int) or not 0 <= port < len(peers):
+        raise ValueError(f"port: mesh port index must be in 0..{len(peers) - 1}, got {port!r}")
+    peer = peers[port]
+    return peer, TR.mesh_peers(peer).index(chip)
+
+
+class Tray(wiring.Component):
+    """Verilog top ``tray``: ``spec.tray.CHIPS_PER_TRAY`` chips of configuration ``cfg``
+    (at least ``MESH_PORTS`` = 3 NIC ports each) whose mesh ports are wired to each other
+    inside (port k of chip c's ``wire_tx`` drives the ``wire_rx`` of the peer's port, see
+    :func:`mesh_link`); a chip's NIC ports beyond the mesh ports (the uplink) stay top-level
+    ports. Every other chip port appears as ``c{i}_<port>`` (host AXI4-Lite, HBM AXI4
+    managers, irq). Links are ideal wires here (no faults); the co-simulation's fault
+    injection needs the wires as ports (rtl.chip.pair.ChipPair does that for two chips)."""
+
+    def __init__(self, cfg: C.ChipConfig):
+        if not isinstance(cfg, C.ChipConfig):
+            raise TypeError(f"cfg: must be a spec.chip.ChipConfig, got {type(cfg).__name__}")
+        if cfg.nic_ports < TR.MESH_PORTS:
+            raise ValueError(f"cfg: a tray chip needs at least {TR.MESH_PORTS} NIC ports, "
+                             f"{cfg.name!r} has {cfg.nic_ports}")
+        self._cfg = cfg
+        self._chips = [Chip(cfg) for _ in range(TR.CHIPS_PER_TRAY)]
+        internal = {f"nic{p}_wire_{d}" for p in range(TR.MESH_PORTS) for d in ("tx", "rx")}
+        sig = {}
+        for i, chip in enumerate(self._chips):
+            for name, member in chip.signature.members.items():
+                if name not in internal:
+                    sig[f"c{i}_{name}"] = member
+        self._internal = internal
+        super().__init__(sig)
+
+    cfg = property(lambda self: self._cfg)
+
+    def elaborate(self, platform):
+        m = Module()
+        for i, chip in enumerate(self._chips):
+            m.submodules[f"chip{i}"] = chip
+            for name, member in chip.signature.members.items():
+                if name in self._internal:
+                    continue
+                outer, inner = getattr(self, f"c{i}_{name}"), getattr(chip, name)
+                if member.is_port:
+                    if member.flow == wiring.Out:
+                        m.d.comb += outer.eq(inner)
+                    else:
+                        m.d.comb += inner.eq(outer)
+                    continue
+                for path, leaf, v in member.signature.flatten(inner):
+                    o = outer
+                    for part in path:
+                        o = getattr(o, part)
+                    if leaf.flow == wiring.Out:
+                        m.d.comb += o.eq(v)
+                    else:
+                        m.d.comb += v.eq(o)
+        for c, chip in enumerate(self._chips):
+            for p in range(TR.MESH_PORTS):
+                peer, pp = mesh_link(c, p)
+                wiring.connect(m, getattr(chip, f"nic{p}_wire_tx"),
+                               getattr(self._chips[peer], f"nic{pp}_wire_rx"))
+        return m
