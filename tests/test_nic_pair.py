@@ -292,3 +292,16 @@ def test_memory_compare_catches_a_corrupted_image():
     msg = _mem_diff("B memory", a, b)
     assert msg is not None and "first at 0x11" in msg
     assert _mem_diff("B memory", a, a.copy()) is None
+
+
+def test_delivery_check_catches_a_wrong_read_byte():
+    """The exactly-once checker used by the loss tests flags a READ destination byte that
+    differs from the peer's window (and passes the untouched result)."""
+    a, b, posted = _setup(3, qps=(0,), n_msgs=3, max_len=256, kinds=(S.WR_READ,))
+    mem0 = (a.mem.copy(), b.mem.copy())
+    G.run_pair(a, b)
+    assert scenario.check_delivery(a, b, posted, *mem0) == []
+    w = posted[1]
+    a.mem[w["local_addr"] + 5] ^= 0x10
+    errs = scenario.check_delivery(a, b, posted, *mem0)
+    assert len(errs) == 1 and "READ" in errs[0] and "byte 5" in errs[0], errs
