@@ -3,7 +3,8 @@
 Blocks are found by importing every module of the ``rtl`` package and collecting its
 ``VERILOG_TOPS`` dict ({verilog_name: zero-argument factory}). ``LARGE_VERILOG_TOPS`` (same
 form) holds designs that take minutes to generate (the default chip, a maia200 cluster):
-they are written only with ``--large`` (`make verilog-large`) or when named."""
+they are written only with ``--large`` (`make verilog-large`) or when named, and
+hierarchically (rtl.hier: each distinct tile is generated once and instantiated)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import time
 from pathlib import Path
 
 from cosim.sim import BUILD, to_verilog, write_if_changed
+from rtl import hier
 
 OUT = BUILD / "verilog"
 
@@ -47,12 +49,22 @@ def generate(names=None, out: Path = OUT, quiet: bool = False,
         if unknown:
             raise SystemExit(f"unknown Verilog top(s) {unknown}; known: {sorted(tops)}")
         tops = {n: tops[n] for n in names}
+    large_names = set(tops) - set(discover())
     written = {}
     for name, factory in tops.items():
         t0 = time.monotonic()
-        if large and not quiet:
-            print(f"  {name}: generating (large design, minutes) ...", flush=True)
-        path = write_if_changed(out / f"{name}.v", to_verilog(factory(), name))
+        if name in large_names:
+            # large tops: every distinct repeated block (rtl.hier.instance: the tiles) is
+            # generated once and instantiated, instead of once per instance
+            if not quiet:
+                print(f"  {name}: generating (large design, hierarchical) ...", flush=True)
+            text = hier.generate_hierarchical(
+                factory(), name, to_verilog,
+                progress=None if quiet else lambda mod: print(f"    module {mod} ...",
+                                                              flush=True))
+        else:
+            text = to_verilog(factory(), name)
+        path = write_if_changed(out / f"{name}.v", text)
         written[name] = path
         if not quiet:
             lines = path.read_text().count("\n")

@@ -180,7 +180,7 @@ class DMAEngine(wiring.Component):
             chs.append(self._channel(m, c, inside, wb, lw, desc_beats))
 
         # --- AR arbiter (round-robin per burst) ----------------------------------------
-        ar_last = Signal(range(n), name="ar_rr_last")
+        ar_last = Signal(range(max(2, n)), name="ar_rr_last")  # (1 bit even for 1 channel)
         ar_free = ~axi.arvalid | axi.arready
         ar_grant = self._rr(m, [ch["ar_req"] & ar_free for ch in chs], ar_last, "ar")
         with m.If(axi.arvalid & axi.arready):
@@ -194,7 +194,7 @@ class DMAEngine(wiring.Component):
                      axi.arlock.eq(0), axi.arprot.eq(0)]
 
         # --- AW arbiter (round-robin per burst) ----------------------------------------
-        aw_last = Signal(range(n), name="aw_rr_last")
+        aw_last = Signal(range(max(2, n)), name="aw_rr_last")
         aw_free = (~axi.awvalid | axi.awready) & wq.w_rdy
         aw_grant = self._rr(m, [ch["aw_req"] & aw_free for ch in chs], aw_last, "aw")
         with m.If(axi.awvalid & axi.awready):

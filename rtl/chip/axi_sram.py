@@ -163,7 +163,8 @@ class AxiDecoder(wiring.Component):
         for i, (b, sz) in enumerate(self._regions):
             if i == 0:
                 continue
-            with m.If((addr >= b) & (addr < b + sz)):
+            inside = (addr < b + sz) if b == 0 else (addr >= b) & (addr < b + sz)
+            with m.If(inside):  # (no addr >= 0 compare: lint UNSIGNED)
                 m.d.comb += t.eq(i)
         return t
 

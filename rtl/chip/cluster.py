@@ -6,6 +6,7 @@ from amaranth import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from rtl import hier
 from rtl.axi import AXI4LiteSignature, AXI4Signature
 from rtl.chip.axi_sram import AxiDecoder, AxiSram, PortMerge
 from rtl.dma import DMAEngine
@@ -95,7 +96,8 @@ class Cluster(wiring.Component):
         wiring.connect(m, cs_axi.rd, cs.lane(1))
 
         for t in range(cfg.tiles):
-            tile = m.submodules[f"tile{t}"] = Tile(cfg.tile)
+            # one Verilog module for all tiles under hierarchical generation (rtl.hier)
+            tile = m.submodules[f"tile{t}"] = hier.instance(Tile, cfg.tile)
             ax = m.submodules[f"tile{t}_axi"] = AxiSram(words=cfg.tile.words,
                                                          addr_width=tile.addr_width,
                                                          id_width=self._idw,
