@@ -87,6 +87,10 @@ def test_pair_write_send_read_frames_memory_counters_match_golden(sim, tmp_path)
         diff = {k: (g[k], r[k]) for k in S.COUNTERS if g[k] != r[k]}
         assert not diff, f"NIC {name} counters (golden, rtl): {diff}"
     assert rtl["counters_a"]["wqe_done"] == len(posted)
+    for n in ("a", "b"):                 # one cq_event pulse per CQE written
+        c = rtl[f"counters_{n}"]
+        assert rtl[f"cq_events_{n}"] == c["wqe_done"] + c["recv_done"], (
+            n, rtl[f"cq_events_{n}"], c["wqe_done"], c["recv_done"])
     # B answered every READ with READ response frames (golden-equal above), A's buffers hold
     # B's window bytes
     ops_b = {f[42] for f in rtl["tx_b"]}

@@ -77,4 +77,5 @@ def run_pair_rtl(a: G.Nic, b: G.Nic, *, link=(1, 2, 0.0, 0.0, 0.0, 0.0),
         res[f"qpregs_{n}"] = out[f"qpregs_{n}"].tolist()
         res[f"tx_{n}"] = split(out[f"tx_{n}"], out[f"tx_{n}_len"])
         res[f"tx_{n}_t"] = out[f"tx_{n}_t"].tolist()
+        res[f"cq_events_{n}"] = int(out[f"cq_events_{n}"])
     return res

@@ -19,6 +19,7 @@ Outputs:
                             model took them (polled every 4 cycles)
     bell_done               cycle the last doorbell write completed
     a_bresp_t               (with input watch_b=1) cycles of NIC A's AXI4 write responses
+    cq_events_a, cq_events_b  pulses seen on each NIC's ``cq_event`` output
     cycles                  cycles until both NICs were idle and the link empty
     bell_cycle              cycle of the first doorbell write
 """
@@ -95,6 +96,13 @@ async def _link(dut, tx: _Side, rx: _Side, lossy: LossyLink, state: dict):
             and lossy.held is None
 
 
+async def _count_edges(sig, box):
+    """Count rising edges of a 1-bit output (wakes only on its changes)."""
+    while True:
+        await RisingEdge(sig)
+        box[0] += 1
+
+
 async def _watch_b(dut, log):
     """Cycles at which NIC A's AXI4 write responses complete (latency runs only)."""
     while True:
@@ -119,6 +127,9 @@ async def pair(dut):
     links = {"a": LossyLink(int(seed_ab), drop=drop, dup=dup, reorder=reorder, corrupt=corrupt),
              "b": LossyLink(int(seed_ba), drop=drop, dup=dup, reorder=reorder, corrupt=corrupt)}
     state = {"a": True, "b": True}
+    cq_events = {"a": [0], "b": [0]}
+    for n in ("a", "b"):
+        cocotb.start_soon(_count_edges(getattr(dut, f"{n}_cq_event"), cq_events[n]))
     cocotb.start_soon(_link(dut, a, b, links["a"], state))
     cocotb.start_soon(_link(dut, b, a, links["b"], state))
     for side, cfg in ((a, vec["cfg_a"]), (b, vec["cfg_b"])):
@@ -156,5 +167,6 @@ async def pair(dut):
         d, lens = join([f for _, f in side.sent])
         out[f"tx_{n}"], out[f"tx_{n}_len"] = d, lens
         out[f"tx_{n}_t"] = np.array([t for t, _ in side.sent], np.int64)
+        out[f"cq_events_{n}"] = np.int64(cq_events[n][0])
     bench_outputs(cycles=np.int64(cycles), bell_cycle=np.int64(bell_cycle),
                   bell_done=np.int64(bell_done), a_bresp_t=np.array(bwrites, np.int64), **out)

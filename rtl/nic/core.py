@@ -87,7 +87,9 @@ class NicCore(wiring.Component):
 
     Ports: ``wire_tx``/``wire_rx`` (flat AXI-Stream, frames with FCS; ``wire_rx.tready`` is
     always 1), ``m_axi`` (AXI4, 64-bit data, IDs 0), ``s_axil`` (AXI4-Lite, 12-bit address,
-    spec.nic CSR map), ``idle`` (1 when no work is pending anywhere in the NIC).
+    spec.nic CSR map), ``idle`` (1 when no work is pending anywhere in the NIC),
+    ``cq_event`` (1 for one cycle each time a CQE's last beat is accepted by the memory; an
+    interrupt source for the chip: send and receive completions of every queue pair).
 
     Latency and throughput: see docs/nic.md (measured by ``make bench BENCH=nic``).
     Errors: bad WQEs complete with CQ_BAD_WQE; remote errors as in the contract; CSR accesses
@@ -111,7 +113,7 @@ class NicCore(wiring.Component):
             "wire_tx": Out(AXIStreamSignature()), "wire_rx": In(AXIStreamSignature()),
             "m_axi": Out(AXI4Signature(addr_width=addr_width, data_width=64, id_width=4)),
             "s_axil": In(AXI4LiteSignature(addr_width=12, data_width=32)),
-            "idle": Out(1),
+            "idle": Out(1), "cq_event": Out(1),
         })
 
     params = property(lambda self: self._p)
@@ -902,6 +904,7 @@ class NicCore(wiring.Component):
                     qset(cq, "cq_prod", A["cq_prod"][cq] + 1)
                     count("recv_done", c_recv)
                     count("wqe_done", ~c_recv)
+                    m.d.comb += self.cq_event.eq(1)
                     m.d.sync += wlock.eq(0)
                     m.next = "IDLE"
 
@@ -1087,7 +1090,7 @@ class NicPair(wiring.Component):
             for name in core.signature.members:
                 outer = getattr(self, f"{n}_{name}")
                 inner = getattr(core, name)
-                if name == "idle":
+                if name in ("idle", "cq_event"):
                     m.d.comb += outer.eq(inner)
                 else:
                     _connect_flat(m, outer, inner, core.signature.members[name])
