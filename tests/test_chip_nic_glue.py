@@ -133,3 +133,91 @@ def test_upsizer_reads_and_writes_every_lane_alignment():
     for (kind, addr, n), (a, nb) in zip(log[0::2], CASES):
         first, last = a // 32, (a + 8 * nb - 1) // 32
         assert (kind, addr, n) == ("r", 32 * first, last - first + 1)
+
+
+def test_host_decoder_routes_blocks_and_answers_decerr_elsewhere():
+    """AXI4-Lite decoder of a chip with 2 NIC ports (14-bit host addresses, blocks 0..2
+    mapped, block 3 not): each access reaches only its block with the 12-bit offset; the
+    unmapped block answers DECERR (reads 0) and later accesses still work."""
+    from rtl.axi import RESP_DECERR, RESP_OKAY
+    from rtl.chip.nic_port import AxiLiteDecoder
+
+    dut = AxiLiteDecoder(addr_width=14, n=3, block_bits=12)
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    seen: list = []
+
+    def sub_model(i):
+        port = getattr(dut, f"m{i}")
+
+        async def serve(ctx):
+            while True:
+                await ctx.tick()
+                if ctx.get(port.awvalid) and ctx.get(port.wvalid):
+                    seen.append((i, "w", ctx.get(port.awaddr), ctx.get(port.wdata)))
+                    ctx.set(port.awready, 1)
+                    ctx.set(port.wready, 1)
+                    await ctx.tick()
+                    ctx.set(port.awready, 0)
+                    ctx.set(port.wready, 0)
+                    ctx.set(port.bvalid, 1)
+                    ctx.set(port.bresp, RESP_OKAY)
+                    await ctx.tick().until(port.bready)
+                    ctx.set(port.bvalid, 0)
+                elif ctx.get(port.arvalid):
+                    addr = ctx.get(port.araddr)
+                    seen.append((i, "r", addr, None))
+                    ctx.set(port.arready, 1)
+                    await ctx.tick()
+                    ctx.set(port.arready, 0)
+                    ctx.set(port.rdata, i << 16 | addr)
+                    ctx.set(port.rvalid, 1)
+                    await ctx.tick().until(port.rready)
+                    ctx.set(port.rvalid, 0)
+        return serve
+
+    for i in range(3):
+        sim.add_testbench(sub_model(i), background=True)
+    results = []
+    s = dut.s_axil
+
+    async def bench(ctx):
+        async def write(addr, data):
+            ctx.set(s.awaddr, addr)
+            ctx.set(s.wdata, data)
+            ctx.set(s.wstrb, 0xF)
+            ctx.set(s.awvalid, 1)
+            ctx.set(s.wvalid, 1)
+            await ctx.tick().until(s.awready)
+            ctx.set(s.awvalid, 0)
+            ctx.set(s.wvalid, 0)
+            ctx.set(s.bready, 1)
+            (resp,) = await ctx.tick().sample(s.bresp).until(s.bvalid)
+            ctx.set(s.bready, 0)
+            results.append(("w", addr, resp, None))
+
+        async def read(addr):
+            ctx.set(s.araddr, addr)
+            ctx.set(s.arvalid, 1)
+            await ctx.tick().until(s.arready)
+            ctx.set(s.arvalid, 0)
+            ctx.set(s.rready, 1)
+            resp, data = await ctx.tick().sample(s.rresp, s.rdata).until(s.rvalid)
+            ctx.set(s.rready, 0)
+            results.append(("r", addr, resp, data))
+
+        await write(0x0010, 0x11)
+        await write(0x2008, 0x22)
+        await write(0x3000, 0x33)          # unmapped block
+        await read(0x1ABC)
+        await read(0x3004)                 # unmapped block
+        await read(0x0FFC)
+
+    sim.add_testbench(bench)
+    sim.run_until(2e-5)
+    assert results == [("w", 0x0010, RESP_OKAY, None), ("w", 0x2008, RESP_OKAY, None),
+                       ("w", 0x3000, RESP_DECERR, None),
+                       ("r", 0x1ABC, RESP_OKAY, 1 << 16 | 0xABC),
+                       ("r", 0x3004, RESP_DECERR, 0), ("r", 0x0FFC, RESP_OKAY, 0xFFC)], results
+    assert seen == [(0, "w", 0x010, 0x11), (2, "w", 0x008, 0x22), (1, "r", 0xABC, None),
+                    (0, "r", 0xFFC, None)], seen
