@@ -136,8 +136,10 @@ def test_dma_error_paths_and_recovery(sim):
     assert codes == info["codes"], [hex(c) for c in codes]
     assert all(T.status_fields(s)[2] == 1 for s in rtl["statuses"][:-1])
     assert T.status_fields(rtl["statuses"][-1])[0] == T.ST_DONE
-    b = info["buf"]
+    b, b2 = info["buf"], info["buf2"]
     np.testing.assert_array_equal(rtl["image"][b:b + 256], info["ext"][512:768])
+    np.testing.assert_array_equal(rtl["image"][b2:b2 + 128],
+                                  info["ext"][512:768].reshape(32, 8)[:, :4].ravel())
 
 
 def test_checker_catches_corruption():

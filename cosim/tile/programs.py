@@ -236,6 +236,12 @@ def dma_error_program(cfg):
                                            link=False)
     cases.append(("desc_window", [], T.ERR_DMA | D.ERR_DESC_WINDOW))
     ok = p.put_dma_chain([good])
+    buf2 = p.alloc(128)
+    # recovery chain: external -> TSRAM, then a TSRAM -> TSRAM element-mode gather of every
+    # other 4-byte element of what the first descriptor wrote
+    gather = D.Descriptor(src=buf, dst=buf2, counts=(32, 1, 1), src_strides=(8, 0, 0),
+                          dst_strides=(4, 0, 0), esize=2)
+    ok2 = p.put_dma_chain([good, gather])
     addrs = []
     for i, (name, _, _) in enumerate(cases):
         addrs.append(p.new_list())
@@ -255,11 +261,11 @@ def dma_error_program(cfg):
             p.cmd(T.cmd_tvp("relu", src, dst, 2, 8))
         p.cmd(T.cmd_end())                                  # i % 3 == 2: error while draining
     addrs.append(p.new_list())
-    p.cmd(T.cmd_dma(ok, signal=1))                                          # usable after
+    p.cmd(T.cmd_dma(ok2, signal=1))                                         # usable after
     p.cmd(T.cmd_tvp("exp2", src, dst, 2, 8, wait=1))
     p.cmd(T.cmd_end())
     ext = (np.arange(cfg.ext_bytes) * 7 % 251).astype(np.uint8)
-    return p.image(), addrs, {"dst": dst, "buf": buf, "ext": ext,
+    return p.image(), addrs, {"dst": dst, "buf": buf, "buf2": buf2, "ext": ext,
                               "codes": [c for _, _, c in cases] + [T.ERR_NONE]}
 
 
