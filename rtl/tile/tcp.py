@@ -1,7 +1,7 @@
 """Tile control processor (TCP): fetches 32-byte command descriptors from TSRAM and runs them.
 
 In order: FETCH (one TSRAM word) -> EXEC (checks, then dispatch or local op). Unit commands
-(MATMUL -> TTU, TVP -> TVP) go to a per-unit slot; a slot launches its command when the
+(MATMUL -> TTU, TVP -> TVP, DMA -> tile DMA) go to a per-unit slot; a slot launches its command when the
 unit is idle and, if the command waits on a semaphore, a token is available (the slot
 takes it); when the unit finishes, the slot signals the command's semaphore and frees
 itself. Meanwhile the TCP goes on with the next command, so units overlap. SEM_WAIT /
@@ -10,8 +10,10 @@ the order TTU slot, TVP slot, TCP.
 
 Errors: EXEC checks every descriptor (spec.tile, order as golden.tile.check_command); a
 failing command is not run: the TCP waits for the slots to drain and stops in ST_ERROR
-with the error code and the command index. ``start`` runs a new list from any state but
-RUNNING.
+with the error code and the command index. A DMA command that finishes with a DMA error
+(``dma_err``) does not signal or retire; the TCP stops the list with ERR_DMA | code and the
+DMA command's index, drops unit commands still waiting in their slots and drains the
+running ones. ``start`` runs a new list from any state but RUNNING.
 """
 
 from __future__ import annotations
