@@ -146,6 +146,11 @@ def test_layer_builders_reject_bad_arguments():
         p.softmax(x, block_rows=0)
     with pytest.raises(ValueError, match="block_rows"):  # 256 rows x 64 f32 do not fit
         p.softmax(np.zeros((256, 64), np.float32), block_rows=256)
+    with pytest.raises(ValueError, match="ring_slots"):
+        ChipProgram(TINY, ring_slots=1)
+    small = ChipProgram(TINY, ring_slots=8)
+    with pytest.raises(ValueError, match="ring 0 is full"):
+        small.softmax(np.zeros((64, 8), np.float32), block_rows=1)
 
 
 def test_checker_catches_a_corrupted_output_and_mlp_applies_relu(rng):
