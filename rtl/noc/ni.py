@@ -206,6 +206,15 @@ class NetworkInterface(wiring.Component):
         prefer_r = Signal()
         cnt = Signal(8)
         err_resp = Signal(2)
+        # the landing buffers have two writers: the response demultiplexer (network) and the
+        # local error answers; these only run with nothing outstanding, so never together
+        b_err, b_net, r_err, r_net = Signal(), Signal(), Signal(), Signal()
+        b_net_data, r_net_data = Signal(b_l.size), Signal(r_l.size)
+        m.d.comb += [bq.w_en.eq(b_err | b_net),
+                     bq.w_data.eq(Mux(b_err, Cat(aw_h.id, err_resp), b_net_data)),
+                     rbuf.w_en.eq(r_err | r_net),
+                     rbuf.w_data.eq(Mux(r_err, Cat(Const(0, DW), err_resp, cnt == ar_h.len,
+                                                   ar_h.id), r_net_data))]
         with m.FSM(name="req"):
             with m.State("IDLE"):
                 go_w = Mux(w_bad, w_err_ok, w_ok)
@@ -260,8 +269,7 @@ class NetworkInterface(wiring.Component):
                     m.d.comb += wbuf.r_en.eq(1)
                     m.d.sync += cnt.eq(cnt + 1)
                 with m.Else():
-                    m.d.comb += [bq.w_en.eq(1), bq.w_data.eq(Cat(aw_h.id, err_resp)),
-                                 awq.r_en.eq(1), wr_inc.eq(1)]
+                    m.d.comb += [b_err.eq(1), awq.r_en.eq(1), wr_inc.eq(1)]
                     m.next = "IDLE"
             with m.State("RHEAD"):
                 m.d.comb += [req.valid.eq(1), req.payload.kind.eq(spec.KIND_HEAD),
@@ -278,8 +286,7 @@ class NetworkInterface(wiring.Component):
                     m.next = "IDLE"
             with m.State("RERR"):       # arlen + 1 error beats into the (reserved) buffer
                 last = cnt == ar_h.len
-                m.d.comb += [rbuf.w_en.eq(1),
-                             rbuf.w_data.eq(Cat(Const(0, DW), err_resp, last, ar_h.id))]
+                m.d.comb += r_err.eq(1)
                 m.d.sync += cnt.eq(cnt + 1)
                 with m.If(last):
                     m.d.comb += arq.r_en.eq(1)
@@ -295,9 +302,9 @@ class NetworkInterface(wiring.Component):
                     with m.If(ej_rsp.valid):
                         bump(self.bad_flits)
                 with m.Elif((hop == spec.OP_WR_RSP) & ej_rsp.payload.kind[1]):
-                    m.d.comb += [bq.w_data.eq(Cat(_f(ej_rsp.payload.data, "axid")[:IW],
-                                                  _f(ej_rsp.payload.data, "resp"))),
-                                 bq.w_en.eq(ej_rsp.valid), ej_rsp.ready.eq(bq.w_rdy)]
+                    m.d.comb += [b_net_data.eq(Cat(_f(ej_rsp.payload.data, "axid")[:IW],
+                                                   _f(ej_rsp.payload.data, "resp"))),
+                                 b_net.eq(ej_rsp.valid), ej_rsp.ready.eq(bq.w_rdy)]
                 with m.Elif((hop == spec.OP_RD_RSP) & ~ej_rsp.payload.kind[1]):
                     m.d.comb += ej_rsp.ready.eq(1)
                     with m.If(ej_rsp.valid):
@@ -311,9 +318,9 @@ class NetworkInterface(wiring.Component):
                             m.next = "SKIP"
             with m.State("DATA"):
                 pl = ej_rsp.payload
-                m.d.comb += [rbuf.w_data.eq(Cat(pl.data[:DW], pl.data[DW:DW + 2], pl.kind[1],
-                                                rid)),
-                             rbuf.w_en.eq(ej_rsp.valid), ej_rsp.ready.eq(rbuf.w_rdy)]
+                m.d.comb += [r_net_data.eq(Cat(pl.data[:DW], pl.data[DW:DW + 2], pl.kind[1],
+                                               rid)),
+                             r_net.eq(ej_rsp.valid), ej_rsp.ready.eq(rbuf.w_rdy)]
                 with m.If(ej_rsp.valid & rbuf.w_rdy & pl.kind[1]):
                     m.next = "HEAD"
             with m.State("SKIP"):
