@@ -11,7 +11,7 @@ from __future__ import annotations
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
-from cocotb.triggers import RisingEdge
+from cocotb.triggers import RisingEdge, with_timeout
 from cocotbext.axi import AxiBus, AxiMaster, AxiRam
 
 from cosim.sim import bench_inputs, bench_outputs, bench_params
@@ -49,8 +49,11 @@ async def axi_ops(dut):
                 out[off:off + length] = np.frombuffer(bytes(r.data), dtype=np.uint8)
 
     tasks = [cocotb.start_soon(run_master(i)) for i in masters]
+    # generous budget (a few hundred cycles per operation): a hang fails instead of
+    # running forever
+    budget_ns = 10 * (20_000 + 600 * len(ops))
     for t in tasks:
-        await t
+        await with_timeout(t, budget_ns, "ns")
     for _ in range(20):
         await RisingEdge(dut.clk)
     bench_outputs(resp=resp, blob_out=out,
