@@ -26,7 +26,7 @@ from spec import dma as D
 from spec import tile as T
 
 __all__ = ["Queue", "QueueResult", "ChipResult", "PerfModel", "GoldenChip", "run", "chip_nic",
-           "nic_did_work", "PairResult", "run_pair"]
+           "nic_wrote_cqe", "PairResult", "run_pair"]
 
 
 @dataclass(frozen=True)
@@ -316,13 +316,10 @@ def chip_nic(cfg: C.ChipConfig, hbm: np.ndarray, *, mac: int, ip: int, timeout: 
     return nic
 
 
-def nic_did_work(nic: gnic.Nic) -> bool:
-    """Whether a NIC port went busy (and so, once done, back to idle, which sets its
-    IRQ_STATUS bit): it fetched a work request, sent a frame, or handed a received frame to
-    its transport (frames the MAC drops do not count)."""
-    c = nic.counters
-    return bool(any(q.sq_cons for q in nic.qps) or c["tx_frames"]
-                or c["rx_frames"] - c["rx_not_roce"] - c["rx_icrc_err"] > 0)
+def nic_wrote_cqe(nic: gnic.Nic) -> bool:
+    """Whether a NIC port wrote a completion (send-queue or receive CQE), which sets its
+    IRQ_STATUS bit (the NIC's cq_event)."""
+    return bool(nic.counters["wqe_done"] or nic.counters["recv_done"])
 
 
 @dataclass
@@ -346,7 +343,7 @@ def run_pair(cfg: C.ChipConfig, a, b, links=None) -> PairResult:
     Queue work and NIC work of a chip run concurrently in hardware and are not ordered: the
     contract requires them to touch disjoint bytes (like two host queues), so golden runs
     each chip's queues first and then the NICs on the resulting images. Every NIC port that
-    did work (nic_did_work) sets IRQ_STATUS bit IRQ_NIC_BASE + port."""
+    wrote a CQE (nic_wrote_cqe) sets IRQ_STATUS bit IRQ_NIC_BASE + port."""
     if not isinstance(cfg, C.ChipConfig) or cfg.nic_ports < 1:
         raise ValueError("cfg: must be a spec.chip.ChipConfig with NIC ports")
     (mem_a, q_a, nics_a), (mem_b, q_b, nics_b) = a, b
@@ -367,6 +364,6 @@ def run_pair(cfg: C.ChipConfig, a, b, links=None) -> PairResult:
         frames_b.append(fb)
         ticks = max(ticks, t)
         for nic, r in ((na, ra), (nb, rb)):
-            if nic_did_work(nic):
+            if nic_wrote_cqe(nic):
                 r.regs["IRQ_STATUS"] |= 1 << (C.IRQ_NIC_BASE + p)
     return PairResult(ra, rb, frames_a, frames_b, ticks)

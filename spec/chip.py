@@ -75,8 +75,8 @@ CSR_ADDR_WIDTH = 12
 # block (spec.nic map, 12-bit) sits at NIC_CSR_BASE + p * NIC_CSR_STRIDE.
 NIC_CSR_BASE = 0x1000
 NIC_CSR_STRIDE = 0x1000
-# IRQ_STATUS bit of NIC port p (above the 2 * MAX_QUEUES queue bits): set when the port
-# goes from busy to idle (its posted work is done and nothing is in flight).
+# IRQ_STATUS bit of NIC port p (above the 2 * MAX_QUEUES queue bits): set each time the
+# port writes a completion (a send-queue or a receive CQE; the NIC's cq_event).
 IRQ_NIC_BASE = 16
 MAX_NIC_PORTS = 8
 ID_MAGIC = 0x4348_4901  # "CHI" + version 1

@@ -56,7 +56,8 @@ class CommandProcessor(wiring.Component):
             "irq": Out(1),
         }
         if cfg.nic_ports:
-            ports["nic_idle"] = In(cfg.nic_ports)
+            ports["nic_idle"] = In(cfg.nic_ports)     # STATUS bit 2: every NIC port idle
+            ports["nic_cq"] = In(cfg.nic_ports)       # a CQE written: IRQ_STATUS bit 16 + p
         for c in range(cfg.clusters):
             ports[f"dma{c}"] = Out(AXI4LiteSignature(addr_width=D.CSR_ADDR_WIDTH,
                                                      data_width=32))
@@ -139,10 +140,8 @@ class CommandProcessor(wiring.Component):
             m.d.comb += [irq_set[2 * q].eq(ret["en"] & ret["irq"] & (ret["q"] == q)),
                          irq_set[2 * q + 1].eq(rec["en"] & (rec["q"] == q))]
         if cfg.nic_ports:
-            # NIC port p: busy -> idle (its posted work is done, nothing in flight)
-            was_idle = Signal(cfg.nic_ports, init=(1 << cfg.nic_ports) - 1)
-            m.d.sync += was_idle.eq(self.nic_idle)
-            m.d.comb += irq_set[C.IRQ_NIC_BASE:].eq(self.nic_idle & ~was_idle)
+            # NIC port p wrote a completion (send or receive CQE)
+            m.d.comb += irq_set[C.IRQ_NIC_BASE:].eq(self.nic_cq)
         with m.If(adv["en"]):
             q = adv["q"]
             m.d.sync += [q_head[q].eq(Mux(q_head[q] + 1 >= q_size[q], 0, q_head[q] + 1)),

@@ -37,8 +37,9 @@ class Chip(wiring.Component):
         at host address ``cfg.nic_csr_base(p)`` (s_axil then has ``cfg.host_addr_width``
         bits), its 64-bit AXI4 master reaches HBM through an AxiUpsizer (to 256 bits) and an
         AxiMerge that shares the command processor's place (NoC node (0, mesh_y), or the
-        command processor's direct port without the NoC), and its busy -> idle edge sets
-        IRQ_STATUS bit IRQ_NIC_BASE + p (docs/chip.md "NIC ports").
+        command processor's direct port without the NoC); every CQE it writes sets
+        IRQ_STATUS bit IRQ_NIC_BASE + p; STATUS bit 2 = every port idle (docs/chip.md "NIC
+        ports").
 
     With ``cfg.noc`` (default): a (mesh_x) x (mesh_y + 1) NoC mesh (rtl/noc, 288-bit flits:
     256 data + 32 strobe bits). Cluster (x, y) sits at node (x, y); its DMA AXI4 master is
@@ -114,7 +115,7 @@ class Chip(wiring.Component):
         wiring.connect(m, dec.m0, cp.s_axil)
         m.submodules.hbm_merge = merge = AxiMerge(1 + n, self._sig)
         wiring.connect(m, cp.m_axi, merge.s0)
-        idle = []
+        idle, cq = [], []
         for p in range(n):
             nic = NicCore(cfg.nic_params, mem_bytes=cfg.hbm_window)
             m.submodules[f"nic{p}"] = nic
@@ -127,7 +128,8 @@ class Chip(wiring.Component):
             wiring.connect(m, nic.wire_tx, wiring.flipped(getattr(self, f"nic{p}_wire_tx")))
             wiring.connect(m, wiring.flipped(getattr(self, f"nic{p}_wire_rx")), nic.wire_rx)
             idle.append(nic.idle)
-        m.d.comb += cp.nic_idle.eq(Cat(*idle))
+            cq.append(nic.cq_event)
+        m.d.comb += [cp.nic_idle.eq(Cat(*idle)), cp.nic_cq.eq(Cat(*cq))]
         return merge.m_axi
 
     def _noc(self, m, cp_axi, clusters):
