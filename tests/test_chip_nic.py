@@ -144,6 +144,9 @@ def test_tray_mesh_links_are_a_full_symmetric_mesh():
     from rtl.chip.tray import Tray
     with pytest.raises(ValueError, match="cfg"):
         Tray(CFG)
+    names = set(Tray(C.TINY_TRAY).signature.members)
+    assert {"c0_s_axil", "c3_hbm0", "c2_irq"} <= names
+    assert not any("wire" in n for n in names)       # every mesh wire is inside
 
 
 @pytest.mark.slow

@@ -6,6 +6,7 @@ from __future__ import annotations
 from amaranth import Module
 from amaranth.lib import wiring
 
+from rtl import hier
 from rtl.chip.top import Chip
 from spec import chip as C
 from spec import tray as TR
@@ -41,11 +42,16 @@ class Tray(wiring.Component):
             raise ValueError(f"cfg: a tray chip needs at least {TR.MESH_PORTS} NIC ports, "
                              f"{cfg.name!r} has {cfg.nic_ports}")
         self._cfg = cfg
-        self._chips = [Chip(cfg) for _ in range(TR.CHIPS_PER_TRAY)]
+        # the chips are built in elaborate() through rtl.hier.instance (under hierarchical
+        # generation, `make verilog-large`, one chip module instantiated four times); this
+        # one only lends its signature
+        template = Chip(cfg)
+        template._MustUse__used = True      # never elaborated on purpose
+        self._chip_members = dict(template.signature.members)
         internal = {f"nic{p}_wire_{d}" for p in range(TR.MESH_PORTS) for d in ("tx", "rx")}
         sig = {}
-        for i, chip in enumerate(self._chips):
-            for name, member in chip.signature.members.items():
+        for i in range(TR.CHIPS_PER_TRAY):
+            for name, member in self._chip_members.items():
                 if name not in internal:
                     sig[f"c{i}_{name}"] = member
         self._internal = internal
@@ -55,9 +61,10 @@ class Tray(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        for i, chip in enumerate(self._chips):
+        chips = [hier.instance(Chip, self._cfg) for _ in range(TR.CHIPS_PER_TRAY)]
+        for i, chip in enumerate(chips):
             m.submodules[f"chip{i}"] = chip
-            for name, member in chip.signature.members.items():
+            for name, member in self._chip_members.items():
                 if name in self._internal:
                     continue
                 outer, inner = getattr(self, f"c{i}_{name}"), getattr(chip, name)
@@ -75,9 +82,9 @@ class Tray(wiring.Component):
                         m.d.comb += o.eq(v)
                     else:
                         m.d.comb += v.eq(o)
-        for c, chip in enumerate(self._chips):
+        for c, chip in enumerate(chips):
             for p in range(TR.MESH_PORTS):
                 peer, pp = mesh_link(c, p)
                 wiring.connect(m, getattr(chip, f"nic{p}_wire_tx"),
-                               getattr(self._chips[peer], f"nic{pp}_wire_rx"))
+                               getattr(chips[peer], f"nic{pp}_wire_rx"))
         return m
