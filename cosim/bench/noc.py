@@ -6,7 +6,9 @@ Verilator); cocotb only configures each point and reads the counters. Writes
 build/bench/noc.json (via `make bench BENCH=noc`) and build/bench/noc.png.
 
 Environment: NOC_BENCH_SIZES (default "4,8"), NOC_BENCH_MEASURE (cycles per point,
-default 3000), NOC_BENCH_SIM (default verilator; icarus only for a quick 2x2 look)."""
+default 3000), NOC_BENCH_SIM (default verilator; icarus only for a quick 2x2 look),
+NOC_BENCH_VPC (VCs per class for every size; default 2 up to 4x4, 1 on 8x8),
+NOC_BENCH_PLOT_ONLY=1 (no simulation: noc.json and noc.png from the per-size files)."""
 
 from __future__ import annotations
 
@@ -50,8 +52,34 @@ def _rows(points, k, sim, label):
     return res["rows"]
 
 
+def merged_from_partials(sizes) -> dict:
+    """noc.json contents assembled from the per-size files build/bench/noc_<k>x<k>.json
+    (NOC_BENCH_PLOT_ONLY=1: no simulation, e.g. after sizes were run separately)."""
+    result: dict = {"curves": {}, "config": {"assembled_from": []}}
+    for k in sizes:
+        path = BUILD / "bench" / f"noc_{k}x{k}.json"
+        if not path.exists():
+            continue
+        part = json.loads(path.read_text())
+        result["config"]["assembled_from"].append({"file": path.name, **part["config"]})
+        result["curves"].update(part["curves"])
+        result.update({kk: v for kk, v in part.items() if kk not in ("config", "curves")})
+    vpc = {}
+    for c in result["config"]["assembled_from"]:
+        v = c.get("vcs_per_class")
+        vpc.update(v if isinstance(v, dict) else {f"{k}x{k}": v for k in sizes
+                                                    if f"noc_{k}x{k}.json" == c["file"]})
+    result["config"]["vcs_per_class"] = vpc
+    result["config"]["packet_flits"] = LENGTH
+    return result
+
+
 def run() -> dict:
     sizes = [int(s) for s in os.environ.get("NOC_BENCH_SIZES", "4,8").split(",")]
+    if os.environ.get("NOC_BENCH_PLOT_ONLY", "") not in ("", "0"):
+        result = merged_from_partials(sizes)
+        _plot(result)
+        return result
     measure = int(os.environ.get("NOC_BENCH_MEASURE", "3000"))
     sim = os.environ.get("NOC_BENCH_SIM", "verilator")
     result: dict = {"curves": {}, "config": {"simulator": sim, "packet_flits": LENGTH, "measure_cycles": measure,

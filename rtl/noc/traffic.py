@@ -105,6 +105,9 @@ class TrafficGenerator(wiring.Component):
         cfg = self.cfg
         r_rate = lfsr_step(m, 0xACE1 ^ (self._seed * 0x9E37), "lfsr_rate")
         r_dst = lfsr_step(m, 0x1D87 ^ (self._seed * 0x7F4B), "lfsr_dst")
+        # hotspot choice from its own LFSR: r_rate is correlated with the creation decision
+        # (r_rate < rate), so its high byte sent nearly every packet to the hot node
+        r_hot = lfsr_step(m, 0x6B2D ^ (self._seed * 0x3C6F), "lfsr_hot")
         ux = ((r_dst[0:8] * kx) >> 8)[:4]
         uy = ((r_dst[8:16] * ky) >> 8)[:4]
         tx, ty = cfg.target[0:4], cfg.target[4:8]
@@ -116,7 +119,7 @@ class TrafficGenerator(wiring.Component):
             with m.Case(spec.PAT_BITCOMP):
                 m.d.comb += [dx.eq(kx - 1 - x), dy.eq(ky - 1 - y)]
             with m.Case(spec.PAT_HOTSPOT):
-                with m.If(r_rate[8:16] < cfg.hot_thresh):
+                with m.If(r_hot[8:16] < cfg.hot_thresh):
                     m.d.comb += [dx.eq(tx), dy.eq(ty)]
             with m.Case(spec.PAT_ALL_TO_ONE):
                 m.d.comb += [dx.eq(tx), dy.eq(ty), ok.eq((tx != x) | (ty != y))]
