@@ -23,12 +23,13 @@ PSN0 = 0x00FFF0              # initial PSN near the 24-bit wrap
 
 # ------------------------------------------------------------------------- scenario ----------
 
-def scenario(seed: int, small: bool) -> dict:
+def scenario(seed: int, small: bool, read: bool = False) -> dict:
     """Deterministic two-chip program. Chip a: a GEMM through its command processor; NIC
     port 0 posts RDMA WRITEs into chip b's window and a SEND into chip b's receive ring.
     Chip b: a DMA copy through its command processor; its NIC answers. Every NIC area (rings,
     buffers, window) is allocated apart from the queue work's bytes (the contract requires
-    disjoint bytes)."""
+    disjoint bytes). ``read``: chip a also RDMA READs 512 bytes of chip b's window (filled
+    with random bytes) into its HBM."""
     rng = np.random.default_rng(seed)
     pa, pb = ChipProgram(CFG, ring_slots=64), ChipProgram(CFG, ring_slots=64)
     M, N, K = (16, 16, 64) if small else (32, 32, 128)
@@ -54,7 +55,8 @@ def scenario(seed: int, small: bool) -> dict:
                           cq_log2=6, rq_base=r["rq"], rq_log2=2, rq_slot_log2=10,
                           sq_psn=PSN0, rq_psn=PSN0)
         nics[me].set_window(0, base=r["win"], length=4096, key=KEY,
-                            perm=S.PERM_VALID | S.PERM_REMOTE_WRITE)
+                            perm=S.PERM_VALID | S.PERM_REMOTE_WRITE
+                            | (S.PERM_REMOTE_READ if read else 0))
     lens = [128, 64] if small else [600, 256, 64]
     payload = rng.integers(0, 256, sum(lens), dtype=np.uint8)
     buf = pa.put(payload)
@@ -66,6 +68,15 @@ def scenario(seed: int, small: bool) -> dict:
                        wr_id=0x100 + i)
         posted.append(dict(kind=kind, src=buf + off, len=n, remote=remote, wr_id=0x100 + i))
         off += n
+    if read:
+        n, wr_id = 512, 0x100 + len(lens)
+        remote = rings["b"]["win"] + 2048
+        pb.hbm[remote:remote + n] = rng.integers(0, 256, n, dtype=np.uint8)
+        dst = pa.alloc(n)
+        nics["a"].post(0, S.WR_READ, local_addr=dst, length=n, remote_addr=remote, rkey=KEY,
+                       wr_id=wr_id)
+        posted.append(dict(kind=S.WR_READ, src=remote, dst=dst, len=n, remote=remote,
+                           wr_id=wr_id))
     img_a, qa = pa.image()
     img_b, qb = pb.image()
     return dict(img_a=img_a, qa=qa, img_b=img_b, qb=qb, nics=nics, rings=rings, gemm=gemm,
@@ -143,7 +154,10 @@ def independent_checks(sc, res) -> list[str]:
     slot = 0
     for w in sc["posted"]:
         src = sc["img_a"][w["src"]:w["src"] + w["len"]]
-        if w["kind"] == S.WR_WRITE:
+        if w["kind"] == S.WR_READ:
+            src = sc["img_b"][w["remote"]:w["remote"] + w["len"]]
+            dst = res["a"]["hbm"][w["dst"]:w["dst"] + w["len"]]
+        elif w["kind"] == S.WR_WRITE:
             dst = res["b"]["hbm"][w["remote"]:w["remote"] + w["len"]]
         else:
             s = sc["rings"]["b"]["rq"] + slot * 1024
