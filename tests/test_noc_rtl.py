@@ -530,3 +530,38 @@ def test_ni_local_error_answers_after_network_traffic():
     sim.add_testbench(network, background=True)
     sim.add_testbench(tb)
     sim.run()
+
+
+def test_ni_refuses_bursts_longer_than_its_buffers_with_slverr():
+    dut = NetworkInterface(x=0, y=0, kx=2, ky=2, max_burst=4)
+    s = dut.s_axi
+
+    async def tb(ctx):
+        ctx.set(s.bready, 1)
+        ctx.set(s.rready, 1)
+        ctx.set(dut.inj[0].ready, 1)
+        addr = (3 << 20) + 0x40                    # mapped: refused only for its length
+        await _axi_write(ctx, s, addr, list(range(6)), [0xF] * 6, axid=2)
+        for _ in range(40):
+            if ctx.get(s.bvalid):
+                break
+            await ctx.tick()
+        assert (ctx.get(s.bvalid), ctx.get(s.bid), ctx.get(s.bresp)) == (1, 2, 2)
+        await ctx.tick()
+        ctx.set(s.araddr, addr)
+        ctx.set(s.arlen, 7)
+        ctx.set(s.arid, 4)
+        ctx.set(s.arvalid, 1)
+        await ctx.tick().until(s.arready)
+        ctx.set(s.arvalid, 0)
+        beats = []
+        for _ in range(60):
+            if ctx.get(s.rvalid):
+                beats.append((ctx.get(s.rid), ctx.get(s.rresp), ctx.get(s.rlast)))
+                if beats[-1][2]:
+                    break
+            await ctx.tick()
+        assert beats == [(4, 2, 0)] * 7 + [(4, 2, 1)], beats
+        assert ctx.get(dut.decerr_local) == 2 and ctx.get(dut.wr_reqs) == 0
+
+    run(dut, tb)

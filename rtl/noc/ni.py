@@ -185,7 +185,7 @@ class NetworkInterface(wiring.Component):
         r_beat = s.rvalid & s.rready
         wr_pend = Signal(range(NOUT + 1))          # writes sent, B not yet given to the master
         rd_pend = Signal(range(NOUT + 1))          # reads sent, rlast not yet given
-        r_res = Signal(range(MB + 1))              # R beats reserved or buffered
+        r_res = Signal(10)                         # R beats reserved or buffered
         wr_dst, rd_dst = Signal(8), Signal(8)
         wr_inc, rd_inc, res_add = Signal(), Signal(), Signal(9)
         m.d.sync += [wr_pend.eq(wr_pend + wr_inc - b_done),
@@ -284,13 +284,14 @@ class NetworkInterface(wiring.Component):
                 with m.If(req.ready):
                     m.d.comb += arq.r_en.eq(1)
                     m.next = "IDLE"
-            with m.State("RERR"):       # arlen + 1 error beats into the (reserved) buffer
+            with m.State("RERR"):       # arlen + 1 error beats through the read buffer
                 last = cnt == ar_h.len
-                m.d.comb += r_err.eq(1)
-                m.d.sync += cnt.eq(cnt + 1)
-                with m.If(last):
-                    m.d.comb += arq.r_en.eq(1)
-                    m.next = "IDLE"
+                with m.If(rbuf.w_rdy):  # (an over-long burst does not fit at once)
+                    m.d.comb += r_err.eq(1)
+                    m.d.sync += cnt.eq(cnt + 1)
+                    with m.If(last):
+                        m.d.comb += arq.r_en.eq(1)
+                        m.next = "IDLE"
 
         # --- response demultiplexer: network -> landing buffers
         hop = _f(ej_rsp.payload.data, "op")
