@@ -47,7 +47,7 @@ class Chip(wiring.Component):
     HBM nodes: node (k, mesh_y), k < edge_hbm_ports, owns the k-th equal slice of
     hbm_window; its interface's target side replays requests on port ``hbm{k}`` (the slice
     base is put back on the address). The command processor is the initiator at node
-    (0, mesh_y). Each interface keeps one read and one write outstanding (docs/noc.md).
+    (0, mesh_y). Each interface keeps up to 4 reads and 4 writes outstanding (docs/noc.md).
     Without ``cfg.noc``: cluster i's DMA drives ``hbm{i}`` directly and the command
     processor ``hbm{clusters}``.
     """
