@@ -615,15 +615,12 @@ def matmul(a, a_scale, a_fmt, b, b_scale, b_fmt, acc=None) -> np.ndarray:
 
 
 def _workers() -> int:
-    """Threads for matmul row chunks: MAIA_GOLDEN_THREADS, else the usable CPUs (numpy and
-    the BLAS release the GIL, so chunks run in parallel like a threaded np.matmul)."""
+    """Threads for matmul row chunks: MAIA_GOLDEN_THREADS, default 1. Measured on the 2-core
+    development host (docs/numerics.md), two threads were never faster than one at any
+    chunk size: the work is many short numpy calls, so the threads mostly wait for the GIL
+    and share the caches."""
     env = os.environ.get("MAIA_GOLDEN_THREADS", "").strip()
-    if env:
-        return max(1, int(env))
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
+    return max(1, int(env)) if env else 1
 
 
 def _matmul_rows(accf, oa: _Operand, ob: _Operand, split: bool, nb: int):

@@ -507,6 +507,17 @@ def test_matmul_equals_dot(fa, fb, rng):
     assert_bits_equal(got, exp, _describe_mm(a, sa, bt.T, sbt.T, acc), f"matmul==dot {fa}x{fb}")
 
 
+def test_matmul_threads_give_the_same_bits(rng, monkeypatch):
+    """MAIA_GOLDEN_THREADS > 1 splits the row chunks over threads: same result bits."""
+    a, sa, _, _, _ = _random_dot_case("e5m2", "e4m3", rng, 200, 2, p_special=0.002)
+    bt, sbt, _, _, _ = _random_dot_case("e4m3", "e5m2", rng, 300, 2, p_special=0.002)
+    monkeypatch.setenv("MAIA_GOLDEN_THREADS", "1")
+    one = mx.matmul(a, sa, "e5m2", bt.T, sbt.T, "e4m3")
+    monkeypatch.setenv("MAIA_GOLDEN_THREADS", "3")
+    three = mx.matmul(a, sa, "e5m2", bt.T, sbt.T, "e4m3")
+    assert_bits_equal(three, one, _describe_mm(a, sa, bt.T, sbt.T, np.uint32(0)), "threads")
+
+
 def test_matmul_realistic_data_against_reference(rng):
     """Quantized Gaussian data (the common case for the fast path), K = 256."""
     for fa, fb in (("e4m3", "e4m3"), ("e5m2", "e5m2"), ("e2m1", "e4m3")):
