@@ -22,7 +22,8 @@ from amaranth.hdl import Instance
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In
 
-__all__ = ["instance", "separate_modules", "generate_hierarchical", "Separate"]
+__all__ = ["instance", "separate_modules", "generate_hierarchical", "Separate",
+           "forward_member"]
 
 _collect: dict | None = None
 
@@ -86,3 +87,24 @@ def generate_hierarchical(component, name: str, convert: Callable, progress=None
                         progress(mod)
                     done[mod] = convert(comp, mod)
     return "\n".join(parts + [done[m] for m in sorted(done)])
+
+
+def forward_member(m, member, outer, inner) -> None:
+    """Join a parent's port group ``outer`` to the same-signature member ``inner`` of a
+    child (``member``: the child's signature member): outputs of the child drive the
+    parent's outputs, the parent's inputs drive the child's inputs."""
+    if member.is_port:
+        if member.flow == wiring.Out:
+            m.d.comb += outer.eq(inner)
+        else:
+            m.d.comb += inner.eq(outer)
+        return
+    # member.signature is already flipped for In members: leaf.flow is the child's view
+    for path, leaf, i in member.signature.flatten(inner):
+        o = outer
+        for part in path:
+            o = getattr(o, part)
+        if leaf.flow == wiring.Out:
+            m.d.comb += o.eq(i)
+        else:
+            m.d.comb += i.eq(o)

@@ -290,17 +290,7 @@ def group_of(mask: int) -> tuple:
     return tuple(r for r in range(MAX_RANKS) if mask >> r & 1)
 
 
-def _put(v: int, fld, value, name: str) -> int:
-    lo, width = fld
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << width:
-        raise ValueError(f"{name}: must be an int in [0, {(1 << width) - 1}], got {value!r}")
-    return v | value << lo
-
-
-def _u32(v, name: str) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 0xFFFF_FFFF:
-        raise ValueError(f"{name}: must be an int in [0, 2^32), got {v!r}")
-    return v
+_put, _u32 = C._put, C._u32  # the entry field encoders of spec.chip
 
 
 def entry_collective(kind: int, fmt: int, *, src: int, dst: int, count: int, group,

@@ -6,6 +6,7 @@ from __future__ import annotations
 from amaranth import Module
 from amaranth.lib import wiring
 
+from rtl import hier
 from rtl.chip.top import Chip
 from spec import chip as C
 
@@ -40,21 +41,6 @@ class ChipPair(wiring.Component):
         for n, chip in self._chips.items():
             m.submodules[f"chip_{n}"] = chip
             for name, member in chip.signature.members.items():
-                outer, inner = getattr(self, f"{n}_{name}"), getattr(chip, name)
-                if member.is_port:
-                    if member.flow == wiring.Out:
-                        m.d.comb += outer.eq(inner)
-                    else:
-                        m.d.comb += inner.eq(outer)
-                    continue
-                # member.signature is already flipped for In members: leaf.flow is the
-                # direction seen from the chip
-                for path, leaf, i in member.signature.flatten(inner):
-                    o = outer
-                    for part in path:
-                        o = getattr(o, part)
-                    if leaf.flow == wiring.Out:
-                        m.d.comb += o.eq(i)
-                    else:
-                        m.d.comb += i.eq(o)
+                hier.forward_member(m, member, getattr(self, f"{n}_{name}"),
+                                    getattr(chip, name))
         return m

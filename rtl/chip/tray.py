@@ -67,21 +67,8 @@ class Tray(wiring.Component):
             for name, member in self._chip_members.items():
                 if name in self._internal:
                     continue
-                outer, inner = getattr(self, f"c{i}_{name}"), getattr(chip, name)
-                if member.is_port:
-                    if member.flow == wiring.Out:
-                        m.d.comb += outer.eq(inner)
-                    else:
-                        m.d.comb += inner.eq(outer)
-                    continue
-                for path, leaf, v in member.signature.flatten(inner):
-                    o = outer
-                    for part in path:
-                        o = getattr(o, part)
-                    if leaf.flow == wiring.Out:
-                        m.d.comb += o.eq(v)
-                    else:
-                        m.d.comb += v.eq(o)
+                hier.forward_member(m, member, getattr(self, f"c{i}_{name}"),
+                                    getattr(chip, name))
         for c, chip in enumerate(chips):
             for p in range(TR.MESH_PORTS):
                 peer, pp = mesh_link(c, p)
