@@ -12,10 +12,9 @@ import numpy as np
 import pytest
 
 from cosim.chip.fuzz import random_program
-from cosim.chip.program import ChipProgram, compare
+from cosim.chip.program import ChipProgram, compare, random_gemm
 from cosim.sim import default_sims
 from golden import chip as G
-from golden import mx
 from spec import chip as C
 from spec import dma as D
 
@@ -107,13 +106,7 @@ def test_api_rejects_bad_arguments_naming_them():
 # --------------------------------------------------------------------------- golden --------
 
 def _gemm_program(cfg, M, N, K, fa="e4m3", fb="e4m3", seed=0, **kw):
-    rng = np.random.default_rng(seed)
-    a, sa = mx.quantize(rng.standard_normal((M, K)).astype(np.float32), fa)
-    bt, sbt = mx.quantize(rng.standard_normal((N, K)).astype(np.float32), fb)
-    p = ChipProgram(cfg)
-    h = p.gemm(a, sa, fa, bt.T, sbt.T, fb, **kw)
-    ref = mx.matmul(a, sa, fa, bt.T, sbt.T, fb)
-    return p, h, ref
+    return random_gemm(cfg, M, N, K, fa, fb, seed, **kw)
 
 
 @pytest.mark.parametrize("M, N, K, fa, fb", [(96, 80, 64, "e4m3", "e4m3"),

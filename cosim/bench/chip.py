@@ -14,20 +14,8 @@ from __future__ import annotations
 import os
 import time
 
-import numpy as np
-
-from cosim.chip.program import ChipProgram, compare
-from golden import mx
+from cosim.chip.program import compare, random_gemm
 from spec import chip as C
-
-
-def _gemm(cfg, M, N, K, fa, fb, seed, ring_slots=4096):
-    rng = np.random.default_rng(seed)
-    a, sa = mx.quantize(rng.standard_normal((M, K)).astype(np.float32), fa)
-    bt, sbt = mx.quantize(rng.standard_normal((N, K)).astype(np.float32), fb)
-    p = ChipProgram(cfg, ring_slots=ring_slots)
-    h = p.gemm(a, sa, fa, bt.T, sbt.T, fb)
-    return p, h, mx.matmul(a, sa, fa, bt.T, sbt.T, fb)
 
 
 def run() -> dict:
@@ -35,7 +23,7 @@ def run() -> dict:
     M, N, K = 512, 512, 512
     print(f"chip bench: {M}x{N}x{K} e4m3 GEMM on {cfg.name}; golden model, then the RTL on "
           f"Verilator (first run builds the model: minutes)", flush=True)
-    p, h, ref = _gemm(cfg, M, N, K, "e4m3", "e4m3", seed=1, ring_slots=16384)
+    p, h, ref = random_gemm(cfg, M, N, K, "e4m3", "e4m3", seed=1, ring_slots=16384)
     t0 = time.perf_counter()
     g = p.run("golden")
     t_golden = time.perf_counter() - t0
@@ -60,7 +48,7 @@ def run() -> dict:
                                 "unit": "cycles/s"},
     }
     # Icarus: a small GEMM (Icarus is ~1000x slower)
-    p2, _, _ = _gemm(C.TINY, 16, 16, 64, "e4m3", "e4m3", seed=2)
+    p2, _, _ = random_gemm(C.TINY, 16, 16, 64, "e4m3", "e4m3", seed=2)
     r2 = p2.run("icarus")
     out["icarus_cycles_per_s"] = {"value": round(r2.cycles / max(r2.wall_s, 1e-9)),
                                   "unit": "cycles/s"}

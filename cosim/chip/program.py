@@ -24,7 +24,7 @@ from spec import chip as C
 from spec import dma as D
 from spec import tile as T
 
-__all__ = ["ChipProgram", "ProgramResult", "BACKENDS", "compare"]
+__all__ = ["ChipProgram", "ProgramResult", "BACKENDS", "compare", "random_gemm"]
 
 BACKENDS = ("golden", "icarus", "verilator")
 RING_SLOTS = 4096          # entries reserved per queue ring
@@ -368,6 +368,20 @@ class GemmHandle:
         """C as uint32 binary32 bits [M, N]."""
         raw = res.hbm[self.addr:self.addr + self.M * self.pitch].reshape(self.M, self.pitch)
         return raw[:, :4 * self.N].copy().view(np.uint32)
+
+
+def random_gemm(cfg: C.ChipConfig, M: int, N: int, K: int, fa: str = "e4m3",
+                fb: str = "e4m3", seed: int = 0, ring_slots: int = RING_SLOTS, **kw):
+    """A GEMM program on Gaussian data quantized to MX (tests and benchmarks):
+    (program, handle, golden.mx.matmul reference bits). ``kw`` goes to ``gemm``."""
+    from golden import mx
+
+    rng = np.random.default_rng(seed)
+    a, sa = mx.quantize(rng.standard_normal((M, K)).astype(np.float32), fa)
+    bt, sbt = mx.quantize(rng.standard_normal((N, K)).astype(np.float32), fb)
+    p = ChipProgram(cfg, ring_slots=ring_slots)
+    h = p.gemm(a, sa, fa, bt.T, sbt.T, fb, **kw)
+    return p, h, mx.matmul(a, sa, fa, bt.T, sbt.T, fb)
 
 
 def compare(a: ProgramResult, b: ProgramResult, hbm_range=None) -> list[str]:
