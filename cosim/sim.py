@@ -206,15 +206,28 @@ def file_lock(path: Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _verilog_for(name: str, toplevel: str, make: Callable[[], object], params: Mapping) -> str:
-    """Generated Verilog text, cached by (name, params, rtl/ + spec/ sources)."""
+def _verilog_for(name: str, toplevel: str, make: Callable[[], object], params: Mapping,
+                 hierarchical: bool = False) -> str:
+    """Generated Verilog text, cached by (name, params, rtl/ + spec/ sources).
+
+    ``hierarchical``: generate through ``rtl.hier.generate_hierarchical``, so blocks built
+    with ``rtl.hier.instance`` (tiles, routers) are generated once each and instantiated."""
     blob = json.dumps({"name": name, "top": toplevel, "params": params,
-                       "rtl": rtl_fingerprint()}, sort_keys=True, default=str)
+                       "rtl": rtl_fingerprint(), "hier": hierarchical},
+                      sort_keys=True, default=str)
     key = hashlib.sha256(blob.encode()).hexdigest()[:16]
     path = BUILD / "sim" / "verilog" / f"{name}-{key}.v"
     with file_lock(path.with_suffix(".lock")):
         if not path.exists():
-            text = to_verilog(make(), toplevel)
+            t0 = time.monotonic()
+            if hierarchical:
+                from rtl.hier import generate_hierarchical
+
+                text = generate_hierarchical(make(), toplevel, to_verilog)
+            else:
+                text = to_verilog(make(), toplevel)
+            print(f"[cosim] generated Verilog for {name} in {time.monotonic() - t0:.1f} s",
+                  file=sys.stderr)
             tmp = path.with_suffix(".tmp")
             tmp.write_text(text)
             tmp.replace(path)
@@ -222,7 +235,8 @@ def _verilog_for(name: str, toplevel: str, make: Callable[[], object], params: M
 
 
 def build(name: str, toplevel: str, make: Callable[[], object], params: Mapping, sim: str,
-          waves: bool | None = None, extra_sources: list[Path] | None = None) -> Path:
+          waves: bool | None = None, extra_sources: list[Path] | None = None,
+          hierarchical: bool = False) -> Path:
     """Generate Verilog and compile it for ``sim``; return the (cached) build directory.
 
     The simulator build is keyed by the generated Verilog text itself, so edits elsewhere in
@@ -231,7 +245,7 @@ def build(name: str, toplevel: str, make: Callable[[], object], params: Mapping,
     if sim not in SIMULATORS:
         raise ValueError(f"sim must be one of {SIMULATORS}, not {sim!r}")
     waves = waves_enabled() if waves is None else waves
-    text = _verilog_for(name, toplevel, make, params)
+    text = _verilog_for(name, toplevel, make, params, hierarchical)
     extra = [Path(p) for p in (extra_sources or [])]
     h = hashlib.sha256(text.encode())
     for p in extra:
@@ -305,12 +319,16 @@ def run_bench(*, name: str, toplevel: str, make: Callable[[], object], test_modu
               inputs: Mapping[str, np.ndarray] | None = None, params: Mapping | None = None,
               sim: str = "verilator", testcase: str | list[str] | None = None,
               waves: bool | None = None, tag: str = "run",
-              extra_env: Mapping[str, str] | None = None) -> dict[str, np.ndarray]:
-    """Build (cached) and run a cocotb bench; return the arrays it saved with bench_outputs()."""
+              extra_env: Mapping[str, str] | None = None,
+              hierarchical: bool = False) -> dict[str, np.ndarray]:
+    """Build (cached) and run a cocotb bench; return the arrays it saved with bench_outputs().
+
+    ``hierarchical=True`` generates repeated blocks (``rtl.hier.instance``) once each: use it
+    for designs with many identical large blocks (the default chip, big meshes)."""
 
     params = dict(params or {})
     waves = waves_enabled() if waves is None else waves
-    bdir = build(name, toplevel, make, params, sim, waves)
+    bdir = build(name, toplevel, make, params, sim, waves, hierarchical=hierarchical)
     run_id = f"{tag}-{os.getpid()}-{time.monotonic_ns()}"
     tdir = bdir / "runs" / run_id
     tdir.mkdir(parents=True)

@@ -9,7 +9,7 @@ chip and one ``maia200`` cluster are in ``LARGE_VERILOG_TOPS`` (slow to generate
 
 from __future__ import annotations
 
-from rtl.chip.axi_sram import AxiDecoder, AxiSram, PortMerge
+from rtl.axi_sram import AxiDecoder, AxiSram, PortMerge
 from rtl.chip.cluster import Cluster
 from rtl.chip.cp import CommandProcessor
 from rtl.chip.nic_port import AxiLiteDecoder, AxiMerge, AxiUpsizer

@@ -8,7 +8,7 @@ from amaranth.lib.wiring import In, Out
 
 from rtl import hier
 from rtl.axi import AXI4LiteSignature, AXI4Signature
-from rtl.chip.axi_sram import AxiDecoder, AxiSram, PortMerge
+from rtl.axi_sram import AxiDecoder, AxiSram, PortMerge
 from rtl.dma import DMAEngine
 from rtl.tile import Tile
 from rtl.tile.tsram import TSRAM, WORD_BITS

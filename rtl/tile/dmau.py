@@ -17,10 +17,6 @@ Latency: about 16 cycles of CSR traffic around the engine's own time (docs/dma.m
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 from amaranth import Array, Const, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
@@ -32,19 +28,6 @@ from spec import dma as D
 from spec import tile as T
 
 __all__ = ["TileDMA"]
-
-
-def _axi_sram_glue():
-    """rtl/chip/axi_sram.py's AxiDecoder and AxiSram. Importing ``rtl.chip.axi_sram`` runs
-    ``rtl/chip/__init__`` (the whole chip, which imports this tile): load the file on its
-    own unless the chip package is already loaded."""
-    mod = sys.modules.get("rtl.chip.axi_sram")
-    if mod is None:
-        path = Path(__file__).resolve().parents[1] / "chip" / "axi_sram.py"
-        spec = importlib.util.spec_from_file_location("rtl_tile_axi_sram", path)
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-    return mod.AxiDecoder, mod.AxiSram
 
 
 class TileDMA(wiring.Component):
@@ -68,7 +51,9 @@ class TileDMA(wiring.Component):
         })
 
     def elaborate(self, platform):
-        AxiDecoder, AxiSram = _axi_sram_glue()
+        # rtl.axi_sram needs rtl.tile.tsram: imported here, once the tile package is loaded
+        from rtl.axi_sram import AxiDecoder, AxiSram
+
         m = Module()
         cfg = self._cfg
         dma = m.submodules.engine = DMAEngine(channels=1, data_width=T.DMA_DATA_WIDTH,

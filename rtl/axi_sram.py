@@ -1,5 +1,6 @@
 """AXI4 subordinate in front of a word-wide SRAM (CSRAM banks, a tile's TSRAM ``ext`` port),
-and the 1-to-N AXI4 address decoder that joins a cluster DMA to its memories."""
+and the 1-to-N AXI4 address decoder that joins a DMA engine to its memories. Shared by the
+tile (its DMA unit) and the chip (clusters)."""
 
 from __future__ import annotations
 
