@@ -14,7 +14,8 @@ Every block's co-simulation goes through :func:`run_bench`:
 
 The cocotb test module reads its inputs with :func:`bench_inputs` and hands results back
 with :func:`bench_outputs`; the caller gets them as a dict of numpy arrays. Generated Verilog
-is cached by the rtl/ + spec/ sources and ``params``; simulator builds are cached under
+is cached by ``params`` and the sources the factory reaches through static imports (its own
+module and rtl/, spec/, cosim/ modules: :func:`source_fingerprint`); simulator builds are cached under
 ``build/sim/<name>-<sim>-<hash>/`` keyed by the Verilog text, and guarded by a file lock so
 parallel pytest workers share them. Verilator models expose only the top module's ports.
 
@@ -167,6 +168,94 @@ def rtl_fingerprint() -> str:
     return h.hexdigest()
 
 
+# packages whose modules can shape generated Verilog; golden/ never does (rtl must not import
+# it) and tests/ only through the factory's own module
+_DEP_PACKAGES = ("rtl", "spec", "cosim")
+
+
+def _source_of(module: str) -> Path | None:
+    parts = module.split(".")
+    if parts[0] not in _DEP_PACKAGES and module != "__main__":
+        return None
+    base = ROOT.joinpath(*parts)
+    for cand in (base.with_suffix(".py"), base / "__init__.py"):
+        if cand.is_file():
+            return cand
+    return None
+
+
+def _imports_of(path: Path) -> set[str]:
+    """Dotted module names a file imports (anywhere in it, including inside functions);
+    ``from pkg import name`` yields both ``pkg`` and ``pkg.name`` (name may be a module);
+    relative imports are resolved against the file's package."""
+    import ast
+
+    try:
+        rel = path.resolve().relative_to(ROOT).with_suffix("").parts
+    except ValueError:
+        rel = ()
+    package = list(rel[:-1])  # the package holding the file (a package's own for __init__)
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                if node.level - 1 > len(package):
+                    continue
+                base = package[:len(package) - (node.level - 1)]
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module
+            if not module:
+                continue
+            names.add(module)
+            names.update(f"{module}.{a.name}" for a in node.names)
+    out = set()
+    for n in names:  # a submodule import runs every package __init__ above it
+        parts = n.split(".")
+        out.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
+    return out
+
+
+def source_files(make: Callable) -> list[Path] | None:
+    """The files ``make`` can depend on: its own module's file plus every module of rtl/,
+    spec/ and cosim/ reached from it through static imports; None when that cannot be known
+    (the factory's module is unknown, or a reached file imports by name at run time)."""
+    mod = getattr(make, "__module__", None)
+    start = Path(getattr(sys.modules.get(mod or ""), "__file__", "") or "")
+    if not mod or not start.is_file():
+        return None
+    seen: dict[Path, None] = {}
+    todo = [start.resolve()]
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen[path] = None
+        text = path.read_text()
+        if "import_module(" in text or "__import__(" in text:
+            return None
+        for name in _imports_of(path):
+            src = _source_of(name)
+            if src is not None and src.resolve() not in seen:
+                todo.append(src.resolve())
+    return sorted(seen)
+
+
+def source_fingerprint(make: Callable) -> str:
+    """Hash of :func:`source_files` (or of all rtl/ and spec/ when they cannot be known)."""
+    files = source_files(make)
+    if files is None:
+        return rtl_fingerprint()
+    h = hashlib.sha256()
+    for path in files:
+        h.update(path.relative_to(ROOT).as_posix().encode() if path.is_relative_to(ROOT)
+                 else str(path).encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
 def to_verilog(component, name: str) -> str:
     from amaranth.back import verilog
 
@@ -208,12 +297,13 @@ def file_lock(path: Path):
 
 def _verilog_for(name: str, toplevel: str, make: Callable[[], object], params: Mapping,
                  hierarchical: bool = False) -> str:
-    """Generated Verilog text, cached by (name, params, rtl/ + spec/ sources).
+    """Generated Verilog text, cached by (name, params, the sources ``make`` can depend on:
+    :func:`source_fingerprint`).
 
     ``hierarchical``: generate through ``rtl.hier.generate_hierarchical``, so blocks built
     with ``rtl.hier.instance`` (tiles, routers) are generated once each and instantiated."""
     blob = json.dumps({"name": name, "top": toplevel, "params": params,
-                       "rtl": rtl_fingerprint(), "hier": hierarchical},
+                       "src": source_fingerprint(make), "hier": hierarchical},
                       sort_keys=True, default=str)
     key = hashlib.sha256(blob.encode()).hexdigest()[:16]
     path = BUILD / "sim" / "verilog" / f"{name}-{key}.v"
