@@ -15,8 +15,9 @@ help:
 	@echo "make run        main job: set up, generate Verilog, run the demonstration"
 	@echo "make test       default test run (what CI runs)"
 	@echo "make test-long  long regressions (exhaustive RTL sweeps, big configurations)"
-	@echo "make verilog    write every block's Verilog to build/verilog/"
-	@echo "make verilog-large  also the large tops (default chip, maia200 cluster; minutes)"
+	@echo "make verilog    write every block's Verilog to build/verilog/, the large tops too"
+	@echo "                (default chip, maia200 cluster, tray: ~20 min the first time)"
+	@echo "make verilog-large  only the large tops"
 	@echo "make lint       ruff + Verilator lint of the generated Verilog"
 	@echo "make lint-large Verilator lint of the large tops"
 	@echo "make sim        cocotb benches only [SIM=icarus|verilator] [WAVES=1]"
@@ -39,7 +40,7 @@ test-long: $(STAMP)
 	$(PY) -m pytest -n $(JOBS) -m slow tests
 
 verilog: $(STAMP)
-	$(PY) -m cosim.verilog
+	$(PY) -m cosim.verilog --all
 
 verilog-large: $(STAMP)
 	$(PY) -m cosim.verilog --large

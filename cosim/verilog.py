@@ -1,10 +1,14 @@
-"""`python -m cosim.verilog [--large] [NAME ...]`: write every block's Verilog to build/verilog/.
+"""`python -m cosim.verilog [--large | --all] [NAME ...]`: write every block's Verilog to build/verilog/.
 
 Blocks are found by importing every module of the ``rtl`` package and collecting its
 ``VERILOG_TOPS`` dict ({verilog_name: zero-argument factory}). ``LARGE_VERILOG_TOPS`` (same
 form) holds designs that take minutes to generate (the default chip, a maia200 cluster):
 they are written only with ``--large`` (`make verilog-large`) or when named, and
-hierarchically (rtl.hier: each distinct tile is generated once and instantiated)."""
+hierarchically (rtl.hier: each distinct tile is generated once and instantiated). ``--all``
+writes both sets (`make verilog`: the chip top in its default and maia200 configurations).
+
+A top is regenerated only when the sources its factory reaches through static imports changed
+(``cosim.sim.source_fingerprint``; the key sits beside the file as ``.<name>.key``)."""
 
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from cosim.sim import BUILD, to_verilog, write_if_changed
+from cosim.sim import BUILD, source_fingerprint, to_verilog, write_if_changed
 from rtl import hier
 
 OUT = BUILD / "verilog"
@@ -37,13 +41,14 @@ def discover(large: bool = False) -> dict:
 
 
 def generate(names=None, out: Path = OUT, quiet: bool = False,
-             large: bool = False) -> dict[str, Path]:
+             large: bool | None = False) -> dict[str, Path]:
     """Write the named tops (default: every regular top; with ``large`` only the large
-    ones). Names may be regular or large tops."""
+    ones; ``large=None``: both). Names may be regular or large tops. Tops whose sources did
+    not change since they were last written are kept."""
     tops = discover(large=True)
     if not names:
         small = discover()
-        names = [n for n in tops if (n not in small) == large]
+        names = [n for n in tops if large is None or (n not in small) == large]
     if names:
         unknown = sorted(set(names) - set(tops))
         if unknown:
@@ -53,6 +58,14 @@ def generate(names=None, out: Path = OUT, quiet: bool = False,
     written = {}
     for name, factory in tops.items():
         t0 = time.monotonic()
+        path = out / f"{name}.v"
+        stamp = out / f".{name}.key"
+        key = f"{source_fingerprint(factory)} hier={name in large_names}\n"
+        if path.exists() and stamp.exists() and stamp.read_text() == key:
+            written[name] = path
+            if not quiet:
+                print(f"  {name:<28} unchanged sources, kept {path.relative_to(BUILD.parent)}")
+            continue
         if name in large_names:
             # large tops: every distinct repeated block (rtl.hier.instance: the tiles) is
             # generated once and instantiated, instead of once per instance
@@ -64,7 +77,8 @@ def generate(names=None, out: Path = OUT, quiet: bool = False,
                                                               flush=True))
         else:
             text = to_verilog(factory(), name)
-        path = write_if_changed(out / f"{name}.v", text)
+        path = write_if_changed(path, text)
+        stamp.write_text(key)
         written[name] = path
         if not quiet:
             lines = path.read_text().count("\n")
@@ -76,11 +90,14 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("names", nargs="*", help="Verilog tops to write (default: all regular "
                     "tops)")
-    ap.add_argument("--large", action="store_true", help="write the large tops "
-                    "(LARGE_VERILOG_TOPS) instead")
+    group = ap.add_mutually_exclusive_group()
+    group.add_argument("--large", action="store_true", help="write the large tops "
+                       "(LARGE_VERILOG_TOPS) instead")
+    group.add_argument("--all", action="store_true", help="write the regular and the large "
+                       "tops")
     args = ap.parse_args(argv)
     print(f"Writing Verilog to {OUT.relative_to(BUILD.parent)}/")
-    generate(args.names, large=args.large)
+    generate(args.names, large=None if args.all else args.large)
     return 0
 
 
