@@ -40,6 +40,10 @@ def discover(large: bool = False) -> dict:
     return tops
 
 
+def _show(path: Path) -> str:
+    return str(path.relative_to(BUILD.parent) if path.is_relative_to(BUILD.parent) else path)
+
+
 def generate(names=None, out: Path = OUT, quiet: bool = False,
              large: bool | None = False) -> dict[str, Path]:
     """Write the named tops (default: every regular top; with ``large`` only the large
@@ -64,7 +68,7 @@ def generate(names=None, out: Path = OUT, quiet: bool = False,
         if path.exists() and stamp.exists() and stamp.read_text() == key:
             written[name] = path
             if not quiet:
-                print(f"  {name:<28} unchanged sources, kept {path.relative_to(BUILD.parent)}")
+                print(f"  {name:<28} unchanged sources, kept {_show(path)}")
             continue
         if name in large_names:
             # large tops: every distinct repeated block (rtl.hier.instance: the tiles) is
@@ -82,7 +86,7 @@ def generate(names=None, out: Path = OUT, quiet: bool = False,
         written[name] = path
         if not quiet:
             lines = path.read_text().count("\n")
-            print(f"  {name:<28} {lines:>7} lines  {time.monotonic() - t0:5.1f} s  -> {path.relative_to(BUILD.parent)}")
+            print(f"  {name:<28} {lines:>7} lines  {time.monotonic() - t0:5.1f} s  -> {_show(path)}")
     return written
 
 
