@@ -14,6 +14,7 @@ that touches the same bytes is ordered by FENCE or SEM_WAIT (docs/chip.md "Order
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -110,10 +111,16 @@ class PerfModel:
 class GoldenChip:
     """Run host queues on a chip memory image (see the module docstring)."""
 
-    def __init__(self, cfg: C.ChipConfig | None = None, perf: PerfModel | None = None):
+    def __init__(self, cfg: C.ChipConfig | None = None, perf: PerfModel | None = None, *,
+                 rank: int = 0, trays: int = 1):
         cfg = cfg or C.DEFAULT
         if not isinstance(cfg, C.ChipConfig):
             raise TypeError(f"cfg: must be a spec.chip.ChipConfig, got {type(cfg).__name__}")
+        if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < 8:
+            raise ValueError(f"rank: must be an int in 0..7 (REG_TRAY_RANK), got {rank!r}")
+        if trays not in (1, 2):
+            raise ValueError(f"trays: must be 1 or 2 (REG_TRAY_RANK), got {trays!r}")
+        self.rank, self.trays = rank, trays      # what the host wrote to REG_TRAY_RANK
         self.cfg = cfg
         self.perf = perf or PerfModel()
         self.tile = GoldenTile(cfg.tile)
@@ -187,7 +194,7 @@ class GoldenChip:
                     outcome = "FETCH"
                 else:
                     e = C.Entry.decode(bytes(mem[addr:addr + C.ENTRY_BYTES]))
-                    chk = C.check_entry(e, cfg)
+                    chk = C.check_entry(e, cfg, self.rank, self.trays)
                     if chk:
                         record(qi, seq, chk, 0)
                         retire(qi, e.irq)
@@ -215,6 +222,15 @@ class GoldenChip:
                         else:
                             t_cp -= t_entry
                             continue          # blocked: try the other queues
+                    elif e.opcode == C.OP_COLLECTIVE:
+                        est = self._collective(mem, e)
+                        retire(qi, e.irq)
+                        outcome = "ok"
+                        key = ("coll", 0, 0)
+                        t0 = max(t_cp, unit_free.get(key, 0)) + pm.tile_dispatch
+                        t_cp = t0
+                        unit_free[key] = t0 + est
+                        unit_owner[key] = qi
                     elif e.opcode == C.OP_DMA:
                         outcome = self._dma(mem, e, sems, record, qi, seq)
                         mem = outcome[1]
@@ -270,6 +286,22 @@ class GoldenChip:
         regs["MACS_HI"] = (macs >> 32) & 0xFFFF_FFFF
         return ChipResult(mem=mem, queues=qres, regs=regs, sems=(sems & 0xFF).astype(np.uint8),
                           est_cycles=int(t_end), ttu_busy=ttu_busy, deadlock=deadlock, log=log)
+
+    def _collective(self, mem, e) -> int:
+        """A COLLECTIVE entry that passed the static checks (docs/tray.md). A one-rank group
+        (the chip's own rank only) is executed here; a group with other ranks needs the
+        other chips' images: golden.tray.run is the tray's golden model."""
+        from spec import tray as TR
+
+        d, _ = TR.decode(struct.pack("<8I", *e.words))
+        if d.n != 1:
+            raise ValueError(f"queues: a COLLECTIVE entry over ranks {d.group} needs the other "
+                             "chips; golden.chip runs one-rank groups only (use golden.tray.run)")
+        words = 0
+        for src, dst, nb in TR.local_jobs(d):
+            mem[dst:dst + nb] = mem[src:src + nb].copy()
+            words += -(-nb // C.ENTRY_BYTES)
+        return 2 * words + self.perf.dma_extra
 
     def _dma(self, mem, e, sems, record, qi, seq):
         cfg = self.cfg

@@ -122,6 +122,11 @@ def run(mems: dict, entry: bytes, p: T.TrayParams | None = None) -> dict:
         return status
     g, n = d.group, d.n
     cb, sb = d.code_bytes(d.chunk), d.scale_bytes(d.chunk)
+    if n == 1:                 # one-rank group: dst = src (docs/tray.md "One-rank groups")
+        m = mems[g[0]]
+        for src, dst, nb in T.local_jobs(d):
+            m[dst:dst + nb] = m[src:src + nb].copy()
+        return status
     if d.kind in (T.KIND_ALL_REDUCE, T.KIND_REDUCE_SCATTER):
         srcs = [_rd(mems[r], d.src, cb * n).copy() for r in g]
         xs = [s.view("<u4") for s in srcs]

@@ -41,8 +41,11 @@ ENTRY_BYTES = 32
 ENTRY_WORDS = ENTRY_BYTES // 4
 
 OP_NOP, OP_DMA, OP_TILE, OP_FENCE, OP_SEM_WAIT, OP_WAIT = 0, 1, 2, 3, 4, 5
+# COLLECTIVE: the tray's collective engine (docs/tray.md; layout and checks in spec.tray).
+# Only chips with NIC ports have the engine: without them the opcode is BAD_OPCODE.
+OP_COLLECTIVE = 0x10
 OPCODES = {"NOP": OP_NOP, "DMA": OP_DMA, "TILE": OP_TILE, "FENCE": OP_FENCE,
-           "SEM_WAIT": OP_SEM_WAIT, "WAIT": OP_WAIT}
+           "SEM_WAIT": OP_SEM_WAIT, "WAIT": OP_WAIT, "COLLECTIVE": OP_COLLECTIVE}
 WAIT_DMA, WAIT_TILE = 0, 1
 OPCODE_NAMES = {v: k for k, v in OPCODES.items()}
 
@@ -62,9 +65,10 @@ ERR_BAD_ADDRESS = 4   # DMA head / tile command list misaligned or outside its m
 ERR_FETCH = 5         # the entry itself could not be read (outside HBM or bus error)
 ERR_DMA = 6           # the dispatched DMA chain stopped with an error (detail = DMA code)
 ERR_TILE = 7          # the dispatched tile list stopped with an error (detail = tile status)
+ERR_COLLECTIVE = 8    # a started COLLECTIVE failed (detail = spec.tray.detail: peer, cause)
 ERRORS = {"NONE": ERR_NONE, "BAD_OPCODE": ERR_BAD_OPCODE, "BAD_ENTRY": ERR_BAD_ENTRY,
           "BAD_UNIT": ERR_BAD_UNIT, "BAD_ADDRESS": ERR_BAD_ADDRESS, "FETCH": ERR_FETCH,
-          "DMA": ERR_DMA, "TILE": ERR_TILE}
+          "DMA": ERR_DMA, "TILE": ERR_TILE, "COLLECTIVE": ERR_COLLECTIVE}
 ERROR_NAMES = {v: k for k, v in ERRORS.items()}
 
 # --- CSR map (host AXI4-Lite, 32-bit registers) ---------------------------------------------
@@ -95,6 +99,10 @@ REG_MACS_LO = 0x024     # RO  sum of tile macs counters of finished tile lists (
 REG_MACS_HI = 0x028
 REG_TTU_BUSY = 0x02C    # RO  sum of tile ttu_busy counters of finished tile lists
 REG_SEM_BASE = 0x040    # RO  cluster c semaphore s at REG_SEM_BASE + 4*(c*n_sems + s)
+# Only with NIC ports (the collective engine; not in GLOBAL_REGS): the chip's place in the
+# tray system, written by the host before COLLECTIVE entries (docs/tray.md).
+REG_TRAY_RANK = 0x030   # RW  [2:0] rank (spec.tray.rank_of)  [3] two trays (8 ranks)
+TRAY_RANK_TWO_TRAYS = 1 << 3
 GLOBAL_REGS = {"ID": REG_ID, "CONFIG": REG_CONFIG, "STATUS": REG_STATUS,
                "IRQ_STATUS": REG_IRQ_STATUS, "IRQ_ENABLE": REG_IRQ_ENABLE,
                "CYCLES": REG_CYCLES, "BUSY_CYCLES": REG_BUSY_CYCLES,
@@ -453,10 +461,16 @@ class Entry:
     arg = property(lambda s: s.words[1])
 
 
-def check_entry(e: Entry, cfg: ChipConfig) -> int:
+def check_entry(e: Entry, cfg: ChipConfig, rank: int = 0, trays: int = 1) -> int:
     """Static checks the command processor makes when it takes an entry, in this order;
-    returns ERR_NONE or the first error code (docs/chip.md "Errors")."""
-    if e.opcode not in OPCODE_NAMES:
+    returns ERR_NONE or the first error code (docs/chip.md "Errors"). ``rank`` and
+    ``trays``: the chip's REG_TRAY_RANK (used by COLLECTIVE entries only, whose checks are
+    spec.tray.check_chip's; a chip without NIC ports has no collective engine)."""
+    if e.opcode == OP_COLLECTIVE and cfg.nic_ports:
+        from spec import tray  # spec.tray builds on this module
+
+        return tray.check_chip(struct.pack("<8I", *e.words), rank, cfg, trays)
+    if e.opcode not in OPCODE_NAMES or e.opcode == OP_COLLECTIVE:
         return ERR_BAD_OPCODE
     unused = e.words[2:] if e.opcode in (OP_DMA, OP_TILE, OP_SEM_WAIT, OP_WAIT) \
         else e.words[1:]

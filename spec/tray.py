@@ -33,8 +33,8 @@ from spec import nic as N
 
 # --- command ------------------------------------------------------------------------------
 
-# The chip's opcodes are 0..5 (spec.chip.OPCODES); 0x10 leaves 6..15 for the chip's own growth.
-OP_COLLECTIVE = 0x10
+# spec.chip lists it among the chip's opcodes (0..5 and 0x10: 6..15 left for the chip's growth)
+OP_COLLECTIVE = C.OP_COLLECTIVE
 
 KIND_ALL_REDUCE, KIND_REDUCE_SCATTER, KIND_ALL_GATHER, KIND_BROADCAST = 0, 1, 2, 3
 KINDS = {"all_reduce": KIND_ALL_REDUCE, "reduce_scatter": KIND_REDUCE_SCATTER,
@@ -58,8 +58,8 @@ W1_RESERVED_MASK = 0xFF00_F800
 BUF_ALIGN = 32           # every buffer address: one 256-bit DMA word
 MAX_RANKS = 8
 
-# queue error code of a failed collective (next free spec.chip error code) and its detail
-ERR_COLLECTIVE = 8
+# queue error code of a failed collective (spec.chip.ERR_COLLECTIVE) and its detail
+ERR_COLLECTIVE = C.ERR_COLLECTIVE
 DETAIL_PEER = (0, 8)       # the peer rank involved
 DETAIL_CAUSE = (8, 4)      # CAUSE_* below
 DETAIL_CQ_STATUS = (12, 8)  # the NIC completion status (spec.nic.CQ_*) for CAUSE_NIC
@@ -191,7 +191,9 @@ class TrayParams:
         req(self.trays in (1, 2), "trays", "must be 1 or 2")
         if not isinstance(self.nic, N.NicParams):
             raise TypeError(f"nic: must be a spec.nic.NicParams, got {type(self.nic).__name__}")
-        req(self.nic.n_qps >= CHIPS_PER_TRAY, "nic", "needs n_qps >= 4 (one per remote chip)")
+        # two trays need nic.n_qps >= 4 (route(): one uplink queue pair per remote chip);
+        # check_chip reports a chip that lacks them as BAD_UNIT, the transport model
+        # (cosim/tray) refuses such parameters
         req(self.ring_base % BUF_ALIGN == 0 and
             self.ring_base + PORTS * self.nic.n_qps * RING_STRIDE <= self.mem_bytes,
             "ring_base", f"must be {BUF_ALIGN}-byte aligned with room for the rings below "
@@ -351,7 +353,7 @@ def check(raw: bytes, rank: int, p: TrayParams) -> int:
         return C.ERR_BAD_ENTRY
     if (w[0] >> C.W0_CLUSTER[0]) & 0xFFF:   # cluster and unit must be 0
         return C.ERR_BAD_UNIT
-    if (d.n < 2 or any(r >= p.n_ranks for r in d.group) or rank not in d.group
+    if (d.n < 1 or any(r >= p.n_ranks for r in d.group) or rank not in d.group
             or (d.kind == KIND_BROADCAST and d.root not in d.group)):
         return C.ERR_BAD_UNIT
     if d.count == 0 or d.count % count_multiple(d.fmt, d.n):
@@ -365,6 +367,56 @@ def check(raw: bytes, rank: int, p: TrayParams) -> int:
     if any(a[1] > b[0] for a, b in zip(spans, spans[1:])):
         return C.ERR_BAD_ADDRESS          # buffers must not overlap
     return C.ERR_NONE
+
+
+def chip_params(cfg: C.ChipConfig, trays: int = 1) -> TrayParams:
+    """The TrayParams of a tray built from chips of configuration ``cfg`` (the collective
+    engine in the chip RTL, docs/tray.md "Collective engine in the chip"): HBM =
+    ``hbm_window``, the NIC rings of every (port, queue pair) in the top
+    ``PORTS * nic_qps * RING_STRIDE`` bytes of it, the chip's NIC parameters, WRITEs of at
+    most ``nic_max_msg`` bytes."""
+    if not isinstance(cfg, C.ChipConfig):
+        raise ValueError(f"cfg: must be a spec.chip.ChipConfig, got {type(cfg).__name__}")
+    if cfg.nic_ports < 1:
+        raise ValueError(f"cfg: configuration {cfg.name!r} has no NIC ports")
+    if trays not in (1, 2):
+        raise ValueError(f"trays: must be 1 or 2, got {trays!r}")
+    rings = PORTS * cfg.nic_qps * RING_STRIDE
+    return TrayParams(trays=trays, mem_bytes=cfg.hbm_window, ring_base=cfg.hbm_window - rings,
+                      nic=cfg.nic_params, wqe_max=cfg.nic_max_msg)
+
+
+def check_chip(raw: bytes, rank: int, cfg: C.ChipConfig, trays: int = 1) -> int:
+    """:func:`check` with :func:`chip_params` as the chip's command processor makes it, plus
+    one check of the chip's ports: every other rank of the group must be reachable through
+    a NIC port and queue pair the chip has (``route(...).port < cfg.nic_ports``, both ends'
+    queue pairs < ``cfg.nic_qps``), else BAD_UNIT. An invalid
+    ``rank`` (beyond ``4 * trays``) makes every entry BAD_UNIT."""
+    p = chip_params(cfg, trays)
+    if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < MAX_RANKS:
+        raise ValueError(f"rank: must be an int in 0..{MAX_RANKS - 1}, got {rank!r}")
+    err = check(raw, rank, p)
+    if err != C.ERR_NONE:
+        return err
+    d, _ = decode(raw)
+    for r in d.group:
+        if r != rank:
+            rt = route(rank, r, p.n_ranks)
+            if rt.port >= cfg.nic_ports or max(rt.qp, rt.peer_qp) >= cfg.nic_qps:
+                return C.ERR_BAD_UNIT
+    return C.ERR_NONE
+
+
+def local_jobs(d: Collective) -> list[tuple[int, int, int]]:
+    """The engine's work for a one-rank group (only the rank itself): (src, dst, bytes)
+    copies; the result of every kind is its src: codes (and MX scales) copied to dst. No
+    addition takes place, so bit patterns are kept as they are (NaN payloads included)."""
+    if d.n != 1:
+        raise ValueError(f"d: a one-rank group expected, got group {d.group}")
+    jobs = [(d.src, d.dst, d.code_bytes(d.count))]
+    if d.mx:
+        jobs.append((d.src_scales, d.dst_scales, d.scale_bytes(d.count)))
+    return jobs
 
 
 # --- algorithms: transfer plans --------------------------------------------------------------

@@ -188,6 +188,9 @@ class Network:
 
     def __init__(self, p: T.TrayParams, *, seed: int = 0, faults: dict | None = None,
                  cut=(), on_rx=None):
+        if p.trays == 2 and p.nic.n_qps < T.CHIPS_PER_TRAY:
+            raise ValueError(f"p: two trays need nic.n_qps >= {T.CHIPS_PER_TRAY} (one uplink "
+                             f"queue pair per remote chip), got {p.nic.n_qps}")
         self.p = p
         self.sim = Sim()
         faults = dict(faults or {})
