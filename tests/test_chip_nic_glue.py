@@ -221,3 +221,120 @@ def test_host_decoder_routes_blocks_and_answers_decerr_elsewhere():
                        ("r", 0x3004, RESP_DECERR, 0), ("r", 0x0FFC, RESP_OKAY, 0xFFC)], results
     assert seen == [(0, "w", 0x010, 0x11), (2, "w", 0x008, 0x22), (1, "r", 0xABC, None),
                     (0, "r", 0xFFC, None)], seen
+
+
+async def _pipelined_memory(ctx, port, mem: bytearray, stats: dict, latency: int = 6):
+    """AXI4 read subordinate (256-bit) that accepts every AR at once and answers the bursts
+    in order, each ``latency`` cycles after its AR at the earliest (so several are in flight
+    when the manager issues them back to back). stats["max_out"]: most bursts in flight."""
+    from collections import deque
+
+    ctx.set(port.arready, 1)
+    q, t, beat = deque(), 0, 0
+    while True:
+        if q and q[0][2] <= t:
+            addr, n, _, rid = q[0]
+            a = addr + 32 * beat
+            ctx.set(port.rdata, int.from_bytes(mem[a:a + 32], "little"))
+            ctx.set(port.rlast, beat == n - 1)
+            ctx.set(port.rid, rid)
+            ctx.set(port.rvalid, 1)
+        else:
+            ctx.set(port.rvalid, 0)
+        _, _, arv, ara, arl, arid, rv, rr = await ctx.tick().sample(
+            port.arvalid, port.araddr, port.arlen, port.arid, port.rvalid, port.rready)
+        t += 1
+        if rv and rr:
+            beat += 1
+            if beat == q[0][1]:
+                q.popleft()
+                beat = 0
+        if arv:
+            q.append((ara, arl + 1, t + latency, arid))
+        stats["max_out"] = max(stats.get("max_out", 0), len(q))
+
+
+async def _reader(ctx, port, reads, got: list, rid: int = 0):
+    """Issue every (addr, beats) AR back to back, then collect the R beats (rready held)."""
+    async def collect(ctx):
+        ctx.set(port.rready, 1)
+        while sum(len(b) for b in got) < sum(n for _, n in reads):
+            _, _, rv, rd, rl, i = await ctx.tick().sample(port.rvalid, port.rdata, port.rlast,
+                                                          port.rid)
+            if rv:
+                cur = got[-1] if got and len(got[-1]) < reads[len(got) - 1][1] else None
+                if cur is None:
+                    got.append([])
+                    cur = got[-1]
+                cur.append(rd)
+                k = len(got) - 1
+                assert i == rid, f"read {k}: rid {i} expected {rid}"
+                assert rl == (len(cur) == reads[k][1]), f"read {k}: rlast on beat {len(cur)}"
+    return collect
+
+
+def test_upsizer_and_merge_keep_several_reads_in_flight():
+    """Back-to-back narrow reads through AxiUpsizer -> AxiMerge (second manager also reading)
+    -> a pipelined memory: more than one burst is in flight at the memory, and every
+    manager gets its own bytes, in order, with its ID and rlast on the last beat."""
+    from amaranth import Module
+    from amaranth.lib import wiring
+
+    from rtl.axi import AXI4Signature
+    from rtl.chip.nic_port import AxiMerge
+
+    rng = np.random.default_rng(12)
+    print("seed=12")
+    mem = bytearray(rng.integers(0, 256, MEM, dtype=np.uint8).tobytes())
+    sig = AXI4Signature(addr_width=32, data_width=256, id_width=1)
+    m = Module()
+    m.submodules.up = up = AxiUpsizer(addr_width=32, narrow=64, wide=256, narrow_id_width=4,
+                                      wide_id_width=1)
+    m.submodules.merge = merge = AxiMerge(2, sig)
+    wiring.connect(m, up.m_axi, merge.s1)
+    stats, got_n, got_w = {}, [], []
+    narrow_reads = [(8, 32), (264, 32), (520, 31), (4040, 6)]
+    wide_reads = [(2048, 4), (3072, 2)]
+    sim = Simulator(m)
+    sim.add_clock(1e-8)
+
+    async def serve(ctx):
+        await _pipelined_memory(ctx, merge.m_axi, mem, stats)
+
+    async def issue(ctx, port, reads, rid):
+        for addr, n in reads:
+            ctx.set(port.araddr, addr)
+            ctx.set(port.arlen, n - 1)
+            ctx.set(port.arid, rid)
+            ctx.set(port.arvalid, 1)
+            await ctx.tick().until(port.arready)
+        ctx.set(port.arvalid, 0)
+
+    async def narrow(ctx):
+        await issue(ctx, up.s_axi, narrow_reads, 5)
+
+    async def wide(ctx):
+        await issue(ctx, merge.s0, wide_reads, 0)
+
+    sim.add_testbench(serve, background=True)
+    sim.add_testbench(narrow)
+    sim.add_testbench(wide)
+    sim.add_testbench(_reader_tb(up.s_axi, narrow_reads, got_n, 5))
+    sim.add_testbench(_reader_tb(merge.s0, wide_reads, got_w, 0))
+    sim.run_until(2e-5)
+    assert stats["max_out"] >= 2, f"at most {stats['max_out']} burst(s) in flight"
+    for what, reads, got, size in (("narrow", narrow_reads, got_n, 8),
+                                   ("wide", wide_reads, got_w, 32)):
+        assert len(got) == len(reads), f"{what}: {len(got)} of {len(reads)} reads returned"
+        for (addr, n), beats in zip(reads, got):
+            want = [int.from_bytes(mem[addr + size * k:addr + size * (k + 1)], "little")
+                    for k in range(n)]
+            assert beats == want, (f"{what} read {addr:#x}+{n}: first bad beat "
+                                   f"{next(k for k in range(n) if beats[k] != want[k])}")
+
+
+def _reader_tb(port, reads, got, rid):
+    async def tb(ctx):
+        collect = await _reader(ctx, port, reads, got, rid)
+        await collect(ctx)
+    return tb

@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 from amaranth import Cat, Const, Module, Mux, Signal
-from amaranth.lib import wiring
+from amaranth.lib import fifo, wiring
 from amaranth.lib.wiring import In, Out
 
 from rtl.axi import BURST_INCR, RESP_DECERR, AXI4LiteSignature, AXI4Signature
@@ -28,20 +28,25 @@ class AxiUpsizer(wiring.Component):
     not cross a 4 KiB boundary (then neither does the wide one). IDs are returned unchanged
     to the narrow side; the wide side uses ID 0.
 
-    One read and one write burst at a time: a new AR (AW) is accepted after the last R
-    beat (the B response) of the previous one. Read data pass through combinationally (one
-    narrow beat per cycle, the wide beat is released after its last narrow lane); write
+    Reads: up to ``outstanding`` bursts in flight (the subordinate answers them in order:
+    the wide side uses one ID); an AR is registered (one cycle) and accepted while fewer are
+    outstanding. Read data pass through combinationally (one narrow beat per cycle, the wide
+    beat is released after its last narrow lane). Writes: one burst at a time (a new AW
+    after the B response of the previous one); write
     beats are collected into the wide word, which is offered with the narrow beat that
     completes it (no extra cycle). Wide W beats start only after the wide AW was accepted.
     """
 
     def __init__(self, *, addr_width: int = 32, narrow: int = 64, wide: int = 256,
-                 narrow_id_width: int = 4, wide_id_width: int = 1):
+                 narrow_id_width: int = 4, wide_id_width: int = 1, outstanding: int = 4):
         if wide % narrow or wide <= narrow:
             raise ValueError(f"wide: must be a multiple of narrow ({narrow}) above it, "
                              f"got {wide}")
         self._aw, self._n, self._w = addr_width, narrow, wide
         self._nidw = narrow_id_width
+        if not isinstance(outstanding, int) or outstanding < 1:
+            raise ValueError(f"outstanding: must be a positive int, got {outstanding!r}")
+        self._out = outstanding
         super().__init__({
             "s_axi": In(AXI4Signature(addr_width=addr_width, data_width=narrow,
                                       id_width=narrow_id_width)),
@@ -70,30 +75,37 @@ class AxiUpsizer(wiring.Component):
                          getattr(w, ch + "burst").eq(BURST_INCR),
                          getattr(w, ch + "id").eq(0)]
 
-        # ---------------- reads ----------------
-        r_busy, ar_pend = Signal(), Signal()
-        r_lane = Signal(lane_bits)
-        r_left = Signal(8)
-        r_id = Signal(self._nidw)
+        # ---------------- reads (up to ``outstanding`` bursts, answered in order) --------
+        # per accepted narrow burst: (first lane, narrow arlen, ID), in issue order
+        m.submodules.rq = rq = fifo.SyncFIFO(width=lane_bits + 8 + self._nidw,
+                                             depth=self._out)
+        ar_pend = Signal()
         ar_addr, ar_len = Signal(self._aw), Signal(8)
-        m.d.comb += s.arready.eq(~r_busy)
-        with m.If(s.arvalid & ~r_busy):
-            m.d.sync += [r_busy.eq(1), ar_pend.eq(1), r_id.eq(s.arid), r_left.eq(s.arlen),
-                         r_lane.eq(s.araddr[nbyte_bits:nbyte_bits + lane_bits]),
+        m.d.comb += [s.arready.eq(~ar_pend & rq.w_rdy),
+                     rq.w_data.eq(Cat(s.araddr[nbyte_bits:nbyte_bits + lane_bits], s.arlen,
+                                      s.arid)),
+                     rq.w_en.eq(s.arvalid & s.arready)]
+        with m.If(s.arvalid & s.arready):
+            m.d.sync += [ar_pend.eq(1),
                          ar_addr.eq(wide_addr(s.araddr)), ar_len.eq(wide_len(s.araddr, s.arlen)),
                          w.arlock.eq(s.arlock), w.arcache.eq(s.arcache), w.arprot.eq(s.arprot)]
         m.d.comb += [w.arvalid.eq(ar_pend), w.araddr.eq(ar_addr), w.arlen.eq(ar_len)]
         with m.If(w.arvalid & w.arready):
             m.d.sync += ar_pend.eq(0)
-        r_last = r_left == 0
-        m.d.comb += [s.rvalid.eq(r_busy & ~ar_pend & w.rvalid),
+        h_lane0 = rq.r_data[:lane_bits]
+        h_len = rq.r_data[lane_bits:lane_bits + 8]
+        h_id = rq.r_data[lane_bits + 8:]
+        r_cnt = Signal(8)                      # narrow beats of the head burst delivered
+        r_lane = Signal(lane_bits)
+        m.d.comb += r_lane.eq(h_lane0 + r_cnt)
+        r_last = r_cnt == h_len
+        m.d.comb += [s.rvalid.eq(rq.r_rdy & w.rvalid),
                      s.rdata.eq(w.rdata.word_select(r_lane, self._n)),
-                     s.rresp.eq(w.rresp), s.rid.eq(r_id), s.rlast.eq(r_last),
-                     w.rready.eq(r_busy & ~ar_pend & s.rready & ((r_lane == last_lane) | r_last))]
+                     s.rresp.eq(w.rresp), s.rid.eq(h_id), s.rlast.eq(r_last),
+                     w.rready.eq(rq.r_rdy & s.rready & ((r_lane == last_lane) | r_last))]
         with m.If(s.rvalid & s.rready):
-            m.d.sync += [r_lane.eq(r_lane + 1), r_left.eq(r_left - 1)]
-            with m.If(r_last):
-                m.d.sync += r_busy.eq(0)
+            m.d.sync += r_cnt.eq(Mux(r_last, 0, r_cnt + 1))
+            m.d.comb += rq.r_en.eq(r_last)
 
         # ---------------- writes ----------------
         w_busy, aw_pend, w_done = Signal(), Signal(), Signal()
@@ -154,16 +166,19 @@ class AxiMerge(wiring.Component):
     """``n`` AXI4 managers (``s{i}``) onto one subordinate port (``m_axi``), all of the same
     signature.
 
-    Reads and writes are arbitrated independently, round robin, one burst at a time per
-    direction: a read is granted, its AR passed, and its R beats returned to it up to the
-    last; a write is granted, its AW passed, then its W beats, then its B response. The
-    grant costs one cycle per burst; data beats pass combinationally. IDs pass unchanged.
+    Reads and writes are arbitrated independently, round robin. Reads: up to
+    ``outstanding`` bursts in flight (from any managers, all with one ID, so the subordinate
+    answers them in order); each manager gets its R beats in the order of its grants.
+    Writes: one burst at a time (AW, its W beats, its B response). A grant costs one cycle
+    per burst; data beats pass combinationally. IDs pass unchanged.
     """
 
-    def __init__(self, n: int, signature: AXI4Signature):
+    def __init__(self, n: int, signature: AXI4Signature, outstanding: int = 4):
         if not isinstance(n, int) or n < 1:
             raise ValueError(f"n: must be a positive int, got {n!r}")
-        self._n = n
+        if not isinstance(outstanding, int) or outstanding < 1:
+            raise ValueError(f"outstanding: must be a positive int, got {outstanding!r}")
+        self._n, self._out = n, outstanding
         ports = {f"s{i}": In(signature) for i in range(n)}
         ports["m_axi"] = Out(signature)
         super().__init__(ports)
@@ -176,8 +191,14 @@ class AxiMerge(wiring.Component):
         ar_f = ("arid", "araddr", "arlen", "arsize", "arburst", "arlock", "arcache", "arprot")
         aw_f = ("awid", "awaddr", "awlen", "awsize", "awburst", "awlock", "awcache", "awprot")
 
-        # ---- reads ----
+        # ---- reads: up to ``outstanding`` bursts in flight, answered in order ----
+        # An AR is granted (round robin, one cycle) and passed; its manager's index joins
+        # the owner FIFO, whose head receives the R beats up to rlast. A read is passed while
+        # others are in flight only with their ID (AXI keeps one ID's reads in order).
+        m.submodules.rown = own = fifo.SyncFIFO(width=max(1, (n - 1).bit_length()),
+                                                depth=self._out)
         r_own = Signal(range(max(2, n)))
+        r_id = Signal.like(o.arid)
         anyr, pickr = _rr_pick(m, [s.arvalid for s in subs], r_own, "ar")
         with m.FSM(name="rd"):
             with m.State("IDLE"):
@@ -187,16 +208,19 @@ class AxiMerge(wiring.Component):
             with m.State("AR"):
                 for i, s in enumerate(subs):
                     with m.If(r_own == i):
+                        ok = own.w_rdy & (~own.r_rdy | (s.arid == r_id))
                         m.d.comb += [getattr(o, f).eq(getattr(s, f)) for f in ar_f]
-                        m.d.comb += [o.arvalid.eq(s.arvalid), s.arready.eq(o.arready)]
+                        m.d.comb += [o.arvalid.eq(s.arvalid & ok),
+                                     s.arready.eq(o.arready & ok)]
+                m.d.comb += [own.w_data.eq(r_own), own.w_en.eq(o.arvalid & o.arready)]
                 with m.If(o.arvalid & o.arready):
-                    m.next = "R"
-            with m.State("R"):
-                for i, s in enumerate(subs):
-                    with m.If(r_own == i):
-                        m.d.comb += [s.rvalid.eq(o.rvalid), o.rready.eq(s.rready)]
-                with m.If(o.rvalid & o.rready & o.rlast):
+                    m.d.sync += r_id.eq(o.arid)
                     m.next = "IDLE"
+        head = own.r_data
+        for i, s in enumerate(subs):
+            with m.If(own.r_rdy & (head == i)):
+                m.d.comb += [s.rvalid.eq(o.rvalid), o.rready.eq(s.rready)]
+        m.d.comb += own.r_en.eq(o.rvalid & o.rready & o.rlast)
         for s in subs:
             m.d.comb += [s.rdata.eq(o.rdata), s.rresp.eq(o.rresp), s.rid.eq(o.rid),
                          s.rlast.eq(o.rlast)]
