@@ -6,10 +6,12 @@ cycle estimate from the documented performance model.
 
 It composes the block twins: ``golden.dma.run`` executes a cluster DMA chain on the chip
 address space (with the windows the command processor programs), ``golden.tile.GoldenTile``
-runs a tile's command list on its TSRAM. Dispatched work is executed atomically when it is
-dispatched, in queue order, queues taken round-robin one entry at a time. The hardware runs
-units concurrently, so the result is the hardware's when the program is race-free: work
-that touches the same bytes is ordered by FENCE or SEM_WAIT (docs/chip.md "Ordering").
+runs a tile's command list on its TSRAM, with HBM ``[0, tile.ext_bytes)`` as the external
+memory of its tile DMA (docs/chip.md "Tile DMA window"). Dispatched work is executed
+atomically when it is dispatched, in queue order, queues taken round-robin one entry at a
+time. The hardware runs units concurrently, so the result is the hardware's when the
+program is race-free: work that touches the same bytes is ordered by FENCE or SEM_WAIT
+(docs/chip.md "Ordering").
 """
 
 from __future__ import annotations
@@ -246,8 +248,11 @@ class GoldenChip:
                     else:   # TILE
                         base = cfg.tsram_base(e.cluster, e.unit)
                         view = mem[base:base + cfg.tile.tsram_bytes]
-                        res = self.tile.run(view, e.arg)
+                        # the tile DMA's external window is HBM [0, tile.ext_bytes)
+                        ext_n = cfg.tile.ext_bytes
+                        res = self.tile.run(view, e.arg, ext=mem[:ext_n])
                         mem[base:base + cfg.tile.tsram_bytes] = res.tsram
+                        mem[:ext_n] = res.ext
                         regs["TILE_DISPATCH"] += 1
                         c = res.counters
                         macs += c["macs_lo"] | c["macs_hi"] << 32

@@ -240,6 +240,10 @@ class ChipConfig:
         req(self.local_base + self.clusters * self.cluster_stride <= 1 << 32, "hbm_window",
             "HBM window plus the cluster apertures must fit in 32 address bits")
         req(self.hbm_bytes_per_cycle > 0, "hbm_bytes_per_cycle", "must be positive")
+        if self.tile.ext_bytes > self.hbm_window:   # the tile-DMA window is HBM [0, ext_bytes)
+            raise ValueError(f"tile: tile.ext_bytes ({self.tile.ext_bytes}) must be <= "
+                             f"hbm_window ({self.hbm_window}): a tile DMA's external window "
+                             "maps onto HBM")
 
     # derived sizes
     clusters = property(lambda s: s.mesh_x * s.mesh_y)

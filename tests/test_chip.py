@@ -15,8 +15,10 @@ from cosim.chip.fuzz import random_program
 from cosim.chip.program import ChipProgram, compare, random_gemm
 from cosim.sim import default_sims
 from golden import chip as G
+from golden import tile as gtile
 from spec import chip as C
 from spec import dma as D
+from spec import tile as T
 
 TINY = C.TINY
 
@@ -223,6 +225,97 @@ def test_rtl_random_programs_match_golden_without_noc(seed):
 def test_rtl_random_programs_long(seed):
     print(f"random program seed {seed}, no NoC")
     _check(random_program(TINY.with_(noc=False), seed, steps=80), "verilator")
+
+
+# ------------------------------------------------------------- tile DMA external window ----
+
+def _tile_window_program(cfg, small=False):
+    """Tile DMA through its external window (HBM, docs/chip.md "Tile DMA window"): HBM ->
+    TSRAM (aligned and element-mode bytes), TSRAM -> HBM (2D), HBM -> HBM, while the cluster
+    DMA copies other bytes on queue 1; then an out-of-window access (SRC_WINDOW: the tile
+    list stops, queue error TILE) and later work that still completes. Returns the program
+    and the expected bytes, computed from the inputs with numpy: [(addr, bytes), ...]."""
+    E = T.DMA_EXT_BASE
+    p = ChipProgram(cfg)
+    rng = np.random.default_rng(7)
+    n_al, n_el, n_big = (256, 9, 1024) if small else (1024, 40, 8192)
+    src = p.put(rng.integers(0, 256, n_al + 64 + n_el, dtype=np.uint8))
+    data = p.hbm[src:src + n_al + 64 + n_el].copy()
+    big = p.put(rng.integers(0, 256, n_big, dtype=np.uint8))
+    big_data = p.hbm[big:big + n_big].copy()
+    big_dst = p.alloc(n_big)
+    rows, row_b, t_pitch, h_pitch = (2 if small else 4), 64, 128, 96
+    out_2d = p.alloc(rows * h_pitch)
+    out_ts = p.alloc(n_al + 64)
+    out_hh = p.alloc(256)
+    tp = gtile.Program(cfg.tile, max_commands=16)
+    buf = tp.alloc(n_al + 64)
+    tsram = np.zeros(n_al + 64, dtype=np.uint8)   # what the tile DMA leaves in buf
+    tsram[:n_al] = data[:n_al]
+    tsram[n_al + 7:n_al + 7 + n_el] = data[n_al + 64:]
+    h_in = tp.put_dma_chain([ChipProgram.copy(E + src, buf, n_al),             # row mode
+                             ChipProgram.copy(E + src + n_al + 64, buf + n_al + 7, n_el)])
+    h_out = tp.put_dma_chain([ChipProgram.copy2d(buf, E + out_2d, row_b, rows, t_pitch,
+                                                 h_pitch)])
+    for c in (T.cmd_dma(h_in), T.cmd_barrier(), T.cmd_dma(h_out), T.cmd_barrier(),
+              T.cmd_end()):
+        tp.cmd(c)
+    bad_list = tp.new_list()     # source runs past the window's end: SRC_WINDOW
+    h_bad = tp.put_dma_chain([ChipProgram.copy(E + cfg.tile.ext_bytes - 32, buf, 64)])
+    tp.cmd(T.cmd_dma(h_bad))
+    tp.cmd(T.cmd_end())
+    ok_list = tp.new_list()      # external -> external
+    h_hh = tp.put_dma_chain([ChipProgram.copy(E + src + 32, E + out_hh, 256)])
+    tp.cmd(T.cmd_dma(h_hh))
+    tp.cmd(T.cmd_end())
+    p.load_tile(0, 0, tp)
+    p.dma(0, [p.copy(big, big_dst, n_big)], channel=1, queue=1)   # concurrent, other queue
+    p.tile(0, 0, 0)
+    p.wait(0, 0, True)
+    p.dma(0, [p.copy(cfg.tsram_base(0, 0) + buf, out_ts, n_al + 64)])   # TSRAM read back
+    p.wait(0, 0, False)
+    p.tile(0, 0, bad_list)       # seq 6 of queue 0
+    p.wait(0, 0, True)
+    p.tile(0, 0, ok_list)
+    p.fence_all()
+    expect = [(out_ts, tsram), (out_hh, data[32:288]), (big_dst, big_data)]
+    # out_2d: only the strided rows are written
+    expect += [(out_2d + r * h_pitch, tsram[r * t_pitch:r * t_pitch + row_b])
+               for r in range(rows)]
+    return p, expect, 6
+
+
+def _check_tile_window(res, expect, bad_seq):
+    for addr, want in expect:
+        got = res.read(addr, want.size)
+        bad = np.flatnonzero(got != want)
+        assert bad.size == 0, (f"{res.backend}: {bad.size} bytes differ at {addr:#x}, first "
+                               f"+{bad[0]}: expected {want[bad[0]]:#04x} got {got[bad[0]]:#04x}")
+    q = res.queues[0]
+    detail = T.ST_ERROR | (T.ERR_DMA | D.ERR_SRC_WINDOW) << 8 | 0 << 16   # command 0
+    assert (q["ERROR"], q["ERR_SEQ"], q["ERR_DETAIL"], q["ERR_COUNT"]) == (
+        C.ERR_TILE, bad_seq, detail, 1), f"{res.backend}: queue 0 error registers {q}"
+    assert res.queues[1]["ERR_COUNT"] == 0
+
+
+def test_golden_tile_dma_window_is_hbm():
+    p, expect, bad_seq = _tile_window_program(TINY)
+    _check_tile_window(p.run("golden"), expect, bad_seq)
+
+
+def test_tile_window_must_fit_hbm():
+    with pytest.raises(ValueError, match="tile"):
+        C.TINY.with_(tile=T.TileConfig(rows=1, cols=1, banks=4, tsram_bytes=16384, window=2,
+                                        max_k=256, n_sems=4, ext_bytes=2 << 20))
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("sim", default_sims())
+def test_rtl_tile_dma_window_matches_golden(sim):
+    p, expect, bad_seq = _tile_window_program(TINY, small=sim == "icarus")
+    g, r = _check(p, sim)
+    _check_tile_window(r, expect, bad_seq)
+    print(f"{sim}: tile DMA window program, RTL {r.cycles} cycles, golden estimate {g.cycles}")
 
 
 def test_checker_catches_corruption():

@@ -138,6 +138,21 @@ class ChipProgram:
              irq: bool = False) -> int:
         return self.entry(C.entry_tile(cluster, tile, cmd_addr, irq), queue)
 
+    def load_tile(self, cluster: int, tile: int, prog: gtile.Program, channel: int = 0,
+                  queue: int = 0) -> None:
+        """Copy the used part of a golden.tile.Program image (command lists, descriptors,
+        data: TSRAM bytes ``[0, prog.top)``) into the TSRAM of (cluster, tile) with the
+        cluster DMA and wait for it; then ``tile(cluster, tile, addr)`` runs a list."""
+        if not isinstance(prog, gtile.Program):
+            raise ValueError(f"prog: must be a golden.tile.Program, got {type(prog).__name__}")
+        if prog.cfg != self.cfg.tile:
+            raise ValueError("prog: built for another tile configuration than cfg.tile")
+        n = -(-prog.top // T.WORD_BYTES) * T.WORD_BYTES
+        src = self.put(prog.img[:n])
+        self.dma(cluster, [self.copy(src, self.cfg.tsram_base(cluster, tile), n)],
+                 channel=channel, queue=queue)
+        self.wait(cluster, channel, False, queue=queue)
+
     def fence(self, queue: int = 0, irq: bool = False) -> int:
         return self.entry(C.entry_fence(irq), queue)
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from amaranth import Module, Signal
+from amaranth import Cat, Const, Module, Signal
 from amaranth.lib import wiring
+from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from rtl import hier
@@ -16,7 +17,7 @@ from spec import chip as C
 from spec import dma as D
 from spec import tile as T
 
-__all__ = ["Cluster", "csram_config"]
+__all__ = ["Cluster", "AxiIdMerge", "csram_config", "cluster_id_width"]
 
 
 def csram_config(cfg: C.ChipConfig) -> T.TileConfig:
@@ -24,6 +25,124 @@ def csram_config(cfg: C.ChipConfig) -> T.TileConfig:
     rtl.tile.tsram.TSRAM takes (same word-interleaved lib.memory banks)."""
     return T.TileConfig(rows=1, cols=1, banks=cfg.csram_banks, tsram_bytes=cfg.csram_bytes,
                         window=1, max_k=64, n_sems=1)
+
+
+def cluster_id_width(cfg: C.ChipConfig) -> int:
+    """AXI ID bits of a cluster's ``m_axi``: the cluster DMA's channel ID (or a tile DMA's
+    1-bit ID) plus the source tag of the AxiIdMerge (0 = cluster DMA, 1 + t = tile t)."""
+    dma = max(1, (cfg.dma_channels - 1).bit_length())
+    return max(dma, 1) + cfg.tiles.bit_length()
+
+
+class AxiIdMerge(wiring.Component):
+    """``len(id_widths)`` AXI4 managers ``s{i}`` (32-bit address, 256-bit data, ID width
+    ``id_widths[i]``) onto one manager port ``m_axi`` whose ID is the source's ID
+    (zero-extended to ``max(id_widths)`` bits) with the source index above it, so every
+    response goes back to its source by its ID alone (any order, any number outstanding).
+
+    ``masks[i]`` (default all ones) is ANDed into source i's AW/AR addresses: the cluster
+    clears the tile-DMA external-window bit (spec.tile.DMA_EXT_BASE) with it.
+
+    AR and AW: round-robin among the valid sources, no bubble; a presented request is
+    held (address, ID and source) until it is accepted. W: beats pass from the source of
+    the oldest accepted AW whose last beat has not passed (a 4-deep FIFO of sources, so
+    up to 4 AWs may be ahead of their data; W beats start the cycle after their AW). R
+    and B pass combinationally to the source named by the ID's top bits.
+    """
+
+    def __init__(self, id_widths, masks=None):
+        id_widths = [int(w) for w in id_widths]
+        if not id_widths or any(w < 1 for w in id_widths):
+            raise ValueError(f"id_widths: one positive width per source, got {id_widths!r}")
+        masks = [0xFFFF_FFFF] * len(id_widths) if masks is None else [int(x) for x in masks]
+        if len(masks) != len(id_widths):
+            raise ValueError(f"masks: one per source ({len(id_widths)}), got {len(masks)}")
+        self._iw, self._masks = id_widths, masks
+        self._base = max(id_widths)
+        self._tag = max(1, (len(id_widths) - 1).bit_length())
+        ports = {f"s{i}": In(AXI4Signature(addr_width=32, data_width=WORD_BITS, id_width=w))
+                 for i, w in enumerate(id_widths)}
+        ports["m_axi"] = Out(AXI4Signature(addr_width=32, data_width=WORD_BITS,
+                                           id_width=self._base + self._tag))
+        super().__init__(ports)
+
+    def elaborate(self, platform):
+        m = Module()
+        n = len(self._iw)
+        srcs = [getattr(self, f"s{i}") for i in range(n)]
+        o = self.m_axi
+        B = self._base
+
+        def arbiter(ch):
+            """Round-robin source choice for channel ``ch`` ("ar"/"aw"), held while the
+            presented request waits for ready."""
+            last = Signal(range(max(2, n)), name=f"{ch}_last")
+            held = Signal(range(max(2, n)), name=f"{ch}_held")
+            locked = Signal(name=f"{ch}_locked")
+            pick = Signal(range(max(2, n)), name=f"{ch}_pick")
+            valids = [getattr(s, f"{ch}valid") for s in srcs]
+            for off in reversed(range(1, n + 1)):     # the last assignment wins
+                for cur in range(n):
+                    idx = (cur + off) % n
+                    with m.If((last == cur) & valids[idx]):
+                        m.d.comb += pick.eq(idx)
+            sel = Signal(range(max(2, n)), name=f"{ch}_sel")
+            m.d.comb += sel.eq(pick)
+            with m.If(locked):
+                m.d.comb += sel.eq(held)
+            return sel, last, held, locked
+
+        def request(ch, sel, gate):
+            for i, s in enumerate(srcs):
+                with m.If(sel == i):
+                    m.d.comb += [getattr(o, f"{ch}id").eq(Cat(getattr(s, f"{ch}id"),
+                                                              Const(0, B - self._iw[i]),
+                                                              Const(i, self._tag))),
+                                 getattr(o, f"{ch}addr").eq(getattr(s, f"{ch}addr")
+                                                            & self._masks[i]),
+                                 getattr(o, f"{ch}valid").eq(getattr(s, f"{ch}valid") & gate),
+                                 getattr(s, f"{ch}ready").eq(getattr(o, f"{ch}ready") & gate)]
+                    for f in ("len", "size", "burst", "lock", "cache", "prot"):
+                        m.d.comb += getattr(o, f"{ch}{f}").eq(getattr(s, f"{ch}{f}"))
+            fire = getattr(o, f"{ch}valid") & getattr(o, f"{ch}ready")
+            return fire
+
+        # ---- reads ----
+        rsel, rlast_, rheld, rlocked = arbiter("ar")
+        ar_fire = request("ar", rsel, Const(1))
+        m.d.sync += [rheld.eq(rsel), rlocked.eq(o.arvalid & ~o.arready)]
+        with m.If(ar_fire):
+            m.d.sync += rlast_.eq(rsel)
+        rtag = o.rid[B:]
+        for i, s in enumerate(srcs):
+            m.d.comb += [s.rid.eq(o.rid[:self._iw[i]]), s.rdata.eq(o.rdata),
+                         s.rresp.eq(o.rresp), s.rlast.eq(o.rlast),
+                         s.rvalid.eq(o.rvalid & (rtag == i))]
+            with m.If(rtag == i):
+                m.d.comb += o.rready.eq(s.rready)
+
+        # ---- writes ----
+        order = m.submodules.w_order = SyncFIFO(width=self._tag, depth=4)
+        wsel, wlast_, wheld, wlocked = arbiter("aw")
+        aw_fire = request("aw", wsel, order.w_rdy)
+        m.d.sync += [wheld.eq(wsel), wlocked.eq(o.awvalid & ~o.awready)]
+        m.d.comb += [order.w_en.eq(aw_fire), order.w_data.eq(wsel)]
+        with m.If(aw_fire):
+            m.d.sync += wlast_.eq(wsel)
+        head = order.r_data
+        for i, s in enumerate(srcs):
+            with m.If(head == i):
+                m.d.comb += [o.wdata.eq(s.wdata), o.wstrb.eq(s.wstrb), o.wlast.eq(s.wlast),
+                             o.wvalid.eq(order.r_rdy & s.wvalid),
+                             s.wready.eq(order.r_rdy & o.wready)]
+        m.d.comb += order.r_en.eq(o.wvalid & o.wready & o.wlast)
+        btag = o.bid[B:]
+        for i, s in enumerate(srcs):
+            m.d.comb += [s.bid.eq(o.bid[:self._iw[i]]), s.bresp.eq(o.bresp),
+                         s.bvalid.eq(o.bvalid & (btag == i))]
+            with m.If(btag == i):
+                m.d.comb += o.bready.eq(s.bready)
+        return m
 
 
 class Cluster(wiring.Component):
@@ -39,7 +158,10 @@ class Cluster(wiring.Component):
 
     Ports
     -----
-    m_axi : AXI4 manager, 256-bit, to HBM (ID = DMA channel).
+    m_axi : AXI4 manager, 256-bit, to HBM; ID = source ID + source tag above it
+        (``cluster_id_width(cfg)`` bits; AxiIdMerge: tag 0 the cluster DMA, ID = its
+        channel; tag 1 + t tile t's DMA, whose external window
+        ``[DMA_EXT_BASE, DMA_EXT_BASE + tile.ext_bytes)`` is HBM ``[0, ext_bytes)``).
     s_axil : the DMA engine's AXI4-Lite CSRs (spec.dma CSR map).
     tile{t}_start, tile{t}_cmd, tile{t}_status, tile{t}_macs_lo/hi, tile{t}_ttu_busy:
         start pulse, command-list address, status word and counters of tile t.
@@ -56,7 +178,7 @@ class Cluster(wiring.Component):
         self._idw = max(1, (cfg.dma_channels - 1).bit_length())
         ports = {
             "m_axi": Out(AXI4Signature(addr_width=32, data_width=WORD_BITS,
-                                       id_width=self._idw)),
+                                       id_width=cluster_id_width(cfg))),
             "s_axil": In(AXI4LiteSignature(addr_width=D.CSR_ADDR_WIDTH,
                                            data_width=D.CSR_DATA_WIDTH)),
             "take": In(1), "take_sem": In(range(max(2, cfg.n_sems))), "take_count": In(8),
@@ -84,7 +206,13 @@ class Cluster(wiring.Component):
         regions += [(cfg.tsram_base(c, t), cfg.slot) for t in range(cfg.tiles)]
         dec = m.submodules.dec = AxiDecoder(regions=regions, id_width=self._idw)
         wiring.connect(m, dma.m_axi, dec.s_axi)
-        wiring.connect(m, dec.m0, wiring.flipped(self.m_axi))
+        # HBM-bound bursts: the cluster DMA's (decoder port 0) and every tile DMA's external
+        # window (tile address DMA_EXT_BASE + o -> HBM address o: the window bit cleared)
+        hbm = m.submodules.hbm_merge = AxiIdMerge(
+            [self._idw] + [1] * cfg.tiles,
+            masks=[0xFFFF_FFFF] + [0xFFFF_FFFF & ~T.DMA_EXT_BASE] * cfg.tiles)
+        wiring.connect(m, dec.m0, hbm.s0)
+        wiring.connect(m, hbm.m_axi, wiring.flipped(self.m_axi))
 
         # CSRAM: banked SRAM, lane 0 = AXI writes, lane 1 = AXI reads
         ccfg = csram_config(cfg)
@@ -107,6 +235,7 @@ class Cluster(wiring.Component):
             wiring.connect(m, ax.wr, mg.wr)
             wiring.connect(m, ax.rd, mg.rd)
             wiring.connect(m, mg.o, tile.ext)
+            wiring.connect(m, tile.m_axi, getattr(hbm, f"s{1 + t}"))
             m.d.comb += [tile.start.eq(getattr(self, f"tile{t}_start")),
                          tile.cmd_addr.eq(getattr(self, f"tile{t}_cmd")),
                          getattr(self, f"tile{t}_status").eq(tile.status),

@@ -7,7 +7,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from rtl.axi import AXI4LiteSignature, AXI4Signature
-from rtl.chip.cluster import Cluster
+from rtl.chip.cluster import Cluster, cluster_id_width
 from rtl.chip.cp import CommandProcessor
 from rtl.chip.nic_port import AxiLiteDecoder, AxiMerge, AxiUpsizer
 from rtl.nic.core import NicCore
@@ -57,7 +57,7 @@ class Chip(wiring.Component):
         if not isinstance(cfg, C.ChipConfig):
             raise TypeError(f"cfg: must be a spec.chip.ChipConfig, got {type(cfg).__name__}")
         self._cfg = cfg
-        self._idw = max(1, (cfg.dma_channels - 1).bit_length())
+        self._idw = cluster_id_width(cfg)    # the clusters' merged AXI IDs (rtl.chip.cluster)
         sig = AXI4Signature(addr_width=32, data_width=WORD_BITS, id_width=self._idw)
         ports = {"s_axil": In(AXI4LiteSignature(addr_width=cfg.host_addr_width, data_width=32)),
                  "irq": Out(1)}
