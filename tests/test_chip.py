@@ -318,6 +318,192 @@ def test_rtl_tile_dma_window_matches_golden(sim):
     print(f"{sim}: tile DMA window program, RTL {r.cycles} cycles, golden estimate {g.cycles}")
 
 
+def _merge_run(seed, n_bursts=12, corrupt=None):
+    """Cycle-level Amaranth simulation of rtl.chip.cluster.AxiIdMerge with three sources
+    (ID widths 2, 1, 1; sources 1 and 2 have the window bit 24 masked off) and a
+    subordinate that holds up to 6 bursts and answers them in random order, with random
+    ready/valid on every side. Returns the list of problems found (empty when correct).
+    ``corrupt``: "rid" flips the ID of one read response (checker self-test)."""
+    from amaranth.sim import Simulator
+
+    from rtl.chip.cluster import AxiIdMerge
+
+    rng = np.random.default_rng(seed)
+    iw = [2, 1, 1]
+    masks = [0xFFFF_FFFF, 0xFFFF_FFFF & ~(1 << 24), 0xFFFF_FFFF & ~(1 << 24)]
+    dut = AxiIdMerge(iw, masks)
+    srcs = [getattr(dut, f"s{i}") for i in range(3)]
+    o = dut.m_axi
+    B = max(iw)
+    # per source: bursts (kind, id, addr, beats); addresses encode (source, burst)
+    plan = []
+    for i in range(3):
+        bs = []
+        for j in range(n_bursts):
+            base = (1 << 24) * (i > 0) + (i << 16) + (j << 10)
+            bs.append(("r" if rng.random() < 0.5 else "w", int(rng.integers(0, 1 << iw[i])),
+                       base, int(rng.integers(1, 5))))
+        plan.append(bs)
+    problems = []
+
+    def word(addr, k):        # read data of beat k of a burst at (translated) addr
+        return (addr + 32 * k) * 0x9E3779B1 & ((1 << 64) - 1)
+
+    async def tb(ctx):
+        ar_next = [0] * 3          # next read burst index per source (into its read list)
+        reads = [[b for b in bs if b[0] == "r"] for bs in plan]
+        writes = [[b for b in bs if b[0] == "w"] for bs in plan]
+        aw_next = [0] * 3
+        w_beat = [0] * 3           # beats sent of the current write of each source
+        w_cur = [0] * 3            # write index whose data the source presents
+        r_got = [dict() for _ in range(3)]   # (id, addr) -> beats
+        r_expect = [list() for _ in range(3)]   # accepted reads, in order per id
+        b_got = [0] * 3
+        pend_r = []                # subordinate: [id, addr, beats, sent]
+        pend_w = []                # [id, addr, beats, received, source]
+        w_order = []               # AWs whose W beats are still expected, in order
+        held = None
+        flipped = False
+        ar_pres, aw_pres = [False] * 3, [False] * 3
+        for _cycle in range(3000):
+            # ---- source outputs ----
+            for i, s in enumerate(srcs):
+                # a presented request stays (valid and payload) until it is accepted
+                if not ar_pres[i] and ar_next[i] < len(reads[i]) and rng.random() < 0.7:
+                    _, bid, addr, n = reads[i][ar_next[i]]
+                    ar_pres[i] = True
+                    ctx.set(s.arid, bid)
+                    ctx.set(s.araddr, addr)
+                    ctx.set(s.arlen, n - 1)
+                ctx.set(s.arvalid, int(ar_pres[i]))
+                if not aw_pres[i] and aw_next[i] < len(writes[i]) and rng.random() < 0.7:
+                    _, bid, addr, n = writes[i][aw_next[i]]
+                    aw_pres[i] = True
+                    ctx.set(s.awid, bid)
+                    ctx.set(s.awaddr, addr)
+                    ctx.set(s.awlen, n - 1)
+                ctx.set(s.awvalid, int(aw_pres[i]))
+                has_w = w_cur[i] < aw_next[i]
+                ctx.set(s.wvalid, int(has_w and rng.random() < 0.8))
+                if has_w:
+                    _, _, addr, n = writes[i][w_cur[i]]
+                    ctx.set(s.wdata, (i << 40) | (addr << 8) | w_beat[i])
+                    ctx.set(s.wlast, int(w_beat[i] == n - 1))
+                ctx.set(s.rready, int(rng.random() < 0.8))
+                ctx.set(s.bready, int(rng.random() < 0.8))
+            # ---- subordinate outputs ----
+            ctx.set(o.arready, int(len(pend_r) < 6 and rng.random() < 0.7))
+            ctx.set(o.awready, int(len(pend_w) < 6 and rng.random() < 0.7))
+            ctx.set(o.wready, int(rng.random() < 0.8))
+            cur_r = next((r for r in pend_r if r[3] > 0), None)
+            if cur_r is None and pend_r and rng.random() < 0.6:
+                cur_r = pend_r[int(rng.integers(0, len(pend_r)))]
+            if cur_r is not None:
+                rid = cur_r[0]
+                if corrupt == "rid" and not flipped:
+                    rid ^= 1 << B            # answer to the wrong source
+                ctx.set(o.rvalid, 1)
+                ctx.set(o.rid, rid)
+                ctx.set(o.rdata, word(cur_r[1], cur_r[3]))
+                ctx.set(o.rlast, int(cur_r[3] == cur_r[2] - 1))
+            else:
+                ctx.set(o.rvalid, 0)
+            done_w = [w for w in pend_w if w[3] == w[2]]
+            cur_b = done_w[int(rng.integers(0, len(done_w)))] if done_w and \
+                rng.random() < 0.6 else None
+            ctx.set(o.bvalid, int(cur_b is not None))
+            if cur_b is not None:
+                ctx.set(o.bid, cur_b[0])
+            # ---- settle and sample every handshake ----
+            if ctx.get(o.arvalid):
+                now = (ctx.get(o.arid), ctx.get(o.araddr))
+                if held is not None and held != now:
+                    problems.append(f"AR changed while waiting: {held} -> {now}")
+                held = None if ctx.get(o.arready) else now
+            for i, s in enumerate(srcs):
+                if ctx.get(s.arvalid) and ctx.get(s.arready):
+                    _, bid, addr, n = reads[i][ar_next[i]]
+                    want = (bid | i << B, addr & masks[i], n - 1)
+                    got = (ctx.get(o.arid), ctx.get(o.araddr), ctx.get(o.arlen))
+                    if not (ctx.get(o.arvalid) and ctx.get(o.arready)) or got != want:
+                        problems.append(f"AR of source {i}: expected {want}, got {got}")
+                    pend_r.append([got[0], got[1], n, 0])
+                    r_expect[i].append((bid, addr & masks[i], n))
+                    ar_next[i] += 1
+                    ar_pres[i] = False
+                if ctx.get(s.awvalid) and ctx.get(s.awready):
+                    _, bid, addr, n = writes[i][aw_next[i]]
+                    want = (bid | i << B, addr & masks[i], n - 1)
+                    got = (ctx.get(o.awid), ctx.get(o.awaddr), ctx.get(o.awlen))
+                    if got != want:
+                        problems.append(f"AW of source {i}: expected {want}, got {got}")
+                    rec = [got[0], got[1], n, 0, i]
+                    pend_w.append(rec)
+                    w_order.append(rec)
+                    aw_next[i] += 1
+                    aw_pres[i] = False
+                if ctx.get(s.wvalid) and ctx.get(s.wready):
+                    w_beat[i] += 1
+                    if w_beat[i] == writes[i][w_cur[i]][3]:
+                        w_beat[i], w_cur[i] = 0, w_cur[i] + 1
+                if ctx.get(s.rvalid) and ctx.get(s.rready):
+                    key = (ctx.get(s.rid), )
+                    r_got[i].setdefault(key, []).append(ctx.get(s.rdata))
+                if ctx.get(s.bvalid) and ctx.get(s.bready):
+                    b_got[i] += 1
+            if ctx.get(o.wvalid) and ctx.get(o.wready):
+                data = ctx.get(o.wdata)
+                if not w_order:
+                    problems.append(f"W beat {data:#x} with no AW outstanding")
+                else:
+                    rec = w_order[0]
+                    want = (rec[4] << 40) | ((rec[1] | (1 << 24) * (rec[4] > 0)) << 8) | rec[3]
+                    if data != want or ctx.get(o.wlast) != (rec[3] == rec[2] - 1):
+                        problems.append(f"W beat: expected {want:#x}, got {data:#x}")
+                    rec[3] += 1
+                    if rec[3] == rec[2]:
+                        w_order.pop(0)
+            if cur_r is not None and ctx.get(o.rready):
+                cur_r[3] += 1
+                flipped = flipped or corrupt == "rid"
+                if cur_r[3] == cur_r[2]:
+                    pend_r.remove(cur_r)
+            if cur_b is not None and ctx.get(o.bready):
+                pend_w.remove(cur_b)
+            await ctx.tick()
+        # ---- final checks: every read's beats reached its source with its ID ----
+        for i in range(3):
+            want_beats = {}
+            for bid, addr, n in r_expect[i]:
+                want_beats.setdefault((bid,), []).append([word(addr, k) for k in range(n)])
+            for key, bursts in want_beats.items():
+                got = r_got[i].get(key, [])
+                if sorted(got) != sorted(x for b in bursts for x in b):
+                    problems.append(f"source {i} id {key[0]}: read data {len(got)} beats "
+                                    f"differ from the {sum(map(len, bursts))} expected")
+            if ar_next[i] != len(reads[i]) or aw_next[i] != len(writes[i]):
+                problems.append(f"source {i}: not every request was accepted")
+            if b_got[i] != len(writes[i]):
+                problems.append(f"source {i}: {b_got[i]} of {len(writes[i])} B responses")
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    return problems
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_axi_id_merge_routes_responses_by_id_and_writes_in_order(seed):
+    print(f"seed={seed}")
+    problems = _merge_run(seed)
+    assert not problems, "\n".join(problems[:10])
+
+
+def test_axi_id_merge_checker_catches_a_misrouted_response():
+    assert _merge_run(1, corrupt="rid"), "a read beat sent to the wrong source went unnoticed"
+
+
 def test_checker_catches_corruption():
     p, outs = _error_program(TINY)
     g = p.run("golden")
