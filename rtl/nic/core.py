@@ -266,6 +266,20 @@ class NicCore(wiring.Component):
         words_left = Signal(14)
         ar_addr = Signal(aw)
         ar_left = Signal(14)
+        # payload read-ahead (docs/nic.md "TX engine"): payload words land in pfifo; while
+        # one frame is sent, the payload of the frame predicted to follow (the next segment
+        # of the same WQE / READ response) is already requested.
+        pf_depth = 2 * (p.mtu // 8)
+        m.submodules.pfifo = pfifo = fifo.SyncFIFOBuffered(width=64, depth=pf_depth)
+        inflight = Signal(range(pf_depth + 1))   # payload words requested, not yet landed
+        drop = Signal(range(2 * pf_depth + 1))   # words at the FIFO head to discard
+        pf_valid, pf_addr, pf_words = Signal(), Signal(aw), Signal(14)   # requested ahead
+        nx_valid, nx_addr, nx_words = Signal(), Signal(aw), Signal(14)   # to request next
+        dec_valid, dec_addr, dec_words = Signal(), Signal(aw), Signal(14)  # frame decided now
+        dec_nvalid, dec_naddr, dec_nwords = Signal(), Signal(aw), Signal(14)  # its successor
+        pay_take = Signal()
+        iss_idle = (ar_left == 0) & ~nx_valid
+        pf_kill = Signal()
         # fetch
         fq = Signal(range(max(nq, 2)))
         f_new = Signal()
@@ -363,15 +377,21 @@ class NicCore(wiring.Component):
         m.d.comb += [txs.payload.keep.eq(0xFF)]
         with m.FSM(name="tx"):
             with m.State("IDLE"):
-                with m.If(resp_f.r_rdy & enable):
+                with m.If(~iss_idle | pf_kill):
+                    pass                    # the payload read issuer is still busy
+                with m.Elif(resp_f.r_rdy & enable):
                     r = resp_head
                     with m.If(r.read):
                         # one READ response frame; the entry leaves the FIFO with the last one
                         m.d.sync += [f_qp.eq(r.qp), f_op.eq(rs_op),
                                      f_psn.eq(r.psn + (rs_off >> mtu_log2)[:24]), f_ackreq.eq(0),
                                      f_syn.eq(S.AETH_ACK), f_msn.eq(r.msn), f_plen.eq(rs_n),
-                                     ar_addr.eq(r.va + rs_off), ar_left.eq(rs_n >> 3),
                                      words_left.eq(rs_n >> 3), hb.eq(0)]
+                        rs_nn = rs_rem - rs_n
+                        m.d.comb += [dec_valid.eq(1), dec_addr.eq(r.va + rs_off),
+                                     dec_words.eq(rs_n >> 3), dec_nvalid.eq(~rs_last),
+                                     dec_naddr.eq(r.va + rs_off + rs_n),
+                                     dec_nwords.eq(Mux(rs_nn > p.mtu, p.mtu, rs_nn) >> 3)]
                         with m.If(rs_last):
                             m.d.comb += resp_f.r_en.eq(1)
                             m.d.sync += rs_off.eq(0)
@@ -393,10 +413,11 @@ class NicCore(wiring.Component):
                 with m.Elif(enable & can_fetch_a[tx_rr]):
                     idx = Mux(A["err"][tx_rr], A["sq_cons"][tx_rr], A["seg_idx"][tx_rr])
                     slot = idx & ((Const(1, 32) << A["sq_log2"][tx_rr]) - 1)
-                    m.d.sync += [fq.eq(tx_rr), f_new.eq(idx == A["sq_cons"][tx_rr]),
-                                 f_psn0.eq(A["psn_next"][tx_rr]), fcount.eq(0),
-                                 ar_addr.eq(A["sq_base"][tx_rr] + (slot << 5))]
-                    m.next = "FETCH_AR"
+                    with m.If(inflight == 0):    # the WQE's R beats must not follow payload
+                        m.d.sync += [fq.eq(tx_rr), f_new.eq(idx == A["sq_cons"][tx_rr]),
+                                     f_psn0.eq(A["psn_next"][tx_rr]), fcount.eq(0),
+                                     ar_addr.eq(A["sq_base"][tx_rr] + (slot << 5))]
+                        m.next = "FETCH_AR"
                 with m.Elif(enable & can_send_a[tx_rr]):
                     qset(tx_rr, "psn_next", (s_psn + s_npsn)[:24])
                     qset(tx_rr, "seg_off", s_off + s_n)
@@ -422,9 +443,13 @@ class NicCore(wiring.Component):
                                      f_rkey.eq(A["seg_rkey"][tx_rr]), f_dlen.eq(s_len),
                                      f_plen.eq(Mux(s_is_read, 0, s_n)),
                                      f_paddr.eq(A["seg_local"][tx_rr] + s_off),
-                                     ar_addr.eq(A["seg_local"][tx_rr] + s_off),
-                                     ar_left.eq(Mux(s_is_read, 0, s_n >> 3)),
                                      words_left.eq(Mux(s_is_read, 0, s_n >> 3)), hb.eq(0)]
+                        s_nn = s_rem - s_n
+                        m.d.comb += [dec_valid.eq(~s_is_read),
+                                     dec_addr.eq(A["seg_local"][tx_rr] + s_off),
+                                     dec_words.eq(s_n >> 3), dec_nvalid.eq(~s_done),
+                                     dec_naddr.eq(A["seg_local"][tx_rr] + s_off + s_n),
+                                     dec_nwords.eq(Mux(s_nn > p.mtu, p.mtu, s_nn) >> 3)]
                         count("retransmits", s_retx)
                         m.next = "HDR"
                 with m.Else():
@@ -482,11 +507,12 @@ class NicCore(wiring.Component):
                         with m.Else():
                             m.next = "PAY"
             with m.State("PAY"):
-                rd = axi.rdata
-                m.d.comb += [txs.valid.eq(axi.rvalid), axi.rready.eq(txs.ready),
+                rd = pfifo.r_data
+                have = pfifo.r_rdy & (drop == 0)
+                m.d.comb += [txs.valid.eq(have), pay_take.eq(txs.ready),
                              txs.payload.data.eq(Mux(r6, Cat(carry[:48], rd[:16]),
                                                      Cat(carry[:16], rd[:48])))]
-                with m.If(axi.rvalid & txs.ready):
+                with m.If(have & txs.ready):
                     m.d.sync += [carry.eq(Mux(r6, rd[16:64], rd[48:64])), words_left.eq(words_left - 1)]
                     with m.If(words_left == 1):
                         m.next = "TAIL"
@@ -496,11 +522,49 @@ class NicCore(wiring.Component):
                 with m.If(txs.ready):
                     m.next = "IDLE"
 
-        # payload AR issue: whenever ar_left != 0 (only during HDR/PAY of a request frame)
-        with m.If(ar_left != 0):
+        # payload AR issue: whenever ar_left != 0 and the FIFO has room for the burst
+        ar_take = Signal()
+        credit_ok = (pfifo.level + inflight + blen) <= pf_depth
+        with m.If((ar_left != 0) & credit_ok):
             m.d.comb += [axi.arvalid.eq(1), axi.araddr.eq(ar_addr), axi.arlen.eq(blen - 1)]
             with m.If(axi.arready):
+                m.d.comb += ar_take.eq(1)
+        # payload R beats into the FIFO (a WQE fetch only starts with none in flight)
+        r_push = Signal()
+        with m.If(inflight != 0):
+            m.d.comb += [axi.rready.eq(pfifo.w_rdy), pfifo.w_en.eq(axi.rvalid),
+                         pfifo.w_data.eq(axi.rdata), r_push.eq(axi.rvalid & pfifo.w_rdy)]
+        m.d.sync += inflight.eq(inflight + Mux(ar_take, blen, 0) - r_push)
+        drop_pop = (drop != 0) & pfifo.r_rdy
+        m.d.comb += pfifo.r_en.eq(Mux(drop != 0, 1, pay_take))
+        drop_add = Signal.like(drop)
+        m.d.sync += drop.eq(drop + drop_add - drop_pop)
+        # a frame with payload decided in IDLE (the issuer is idle then): if its payload is
+        # the one requested ahead, request its successor at once; otherwise discard the
+        # words requested ahead, request this one and queue the successor behind it.
+        # Re-initialising a queue pair discards the words requested ahead (the buffers may be
+        # rewritten before the queue pair is used again).
+        m.d.comb += pf_kill.eq(Cat(*qp_init).any() & (pf_valid | nx_valid))
+        match = pf_valid & (pf_addr == dec_addr) & (pf_words == dec_words)
+        with m.If(pf_kill):
+            m.d.comb += drop_add.eq(Mux(pf_valid, pf_words, 0))
+            m.d.sync += [pf_valid.eq(0), nx_valid.eq(0)]
+            with m.If(ar_take):
                 m.d.sync += [ar_addr.eq(ar_addr + (blen << 3)), ar_left.eq(ar_left - blen)]
+        with m.Elif(dec_valid & match):
+            m.d.sync += [ar_addr.eq(dec_naddr), ar_left.eq(Mux(dec_nvalid, dec_nwords, 0)),
+                         pf_valid.eq(dec_nvalid), pf_addr.eq(dec_naddr),
+                         pf_words.eq(dec_nwords)]
+        with m.Elif(dec_valid):
+            m.d.comb += drop_add.eq(Mux(pf_valid, pf_words, 0))
+            m.d.sync += [ar_addr.eq(dec_addr), ar_left.eq(dec_words), pf_valid.eq(0),
+                         nx_valid.eq(dec_nvalid), nx_addr.eq(dec_naddr),
+                         nx_words.eq(dec_nwords)]
+        with m.Elif(ar_take):
+            m.d.sync += [ar_addr.eq(ar_addr + (blen << 3)), ar_left.eq(ar_left - blen)]
+        with m.Elif((ar_left == 0) & nx_valid):
+            m.d.sync += [ar_addr.eq(nx_addr), ar_left.eq(nx_words), nx_valid.eq(0),
+                         pf_valid.eq(1), pf_addr.eq(nx_addr), pf_words.eq(nx_words)]
 
         # ================================ RX engine ==========================================
         h = [Signal(64, name=f"rx_h{k}") for k in range(9)]
@@ -1051,7 +1115,7 @@ class NicCore(wiring.Component):
                 | (Q["err"][q] & have_new[q]) | rec[q].r_rdy))
         m.d.comb += self.idle.eq(~Cat(*busy_q).any() & ~resp_f.r_rdy & ~rcqe_f.r_rdy
                                  & ~rxs.valid & (wlock == 0) & ~txs.valid & ~mtx.o.valid
-                                 & (ar_left == 0))
+                                 & (ar_left == 0) & ~nx_valid & (inflight == 0) & (drop == 0))
         return m
 
     @staticmethod
