@@ -30,6 +30,9 @@ class CommandProcessor(wiring.Component):
     * FENCE: retires when no unit dispatched by this queue is in flight.
     * SEM_WAIT: retires when the cluster semaphore >= count, subtracting count.
     * NOP: retires at once.
+    * COLLECTIVE (only with NIC ports): when the collective engine (rtl.chip.collective) is
+      idle, start it on the entry (asynchronous, one more unit; its static checks are the
+      engine's ``coll_check``; REG_TRAY_RANK feeds ``coll_rank``/``coll_two_trays``).
 
     An entry that cannot proceed stays in its register and the CP moves on to other
     queues (queues never block each other). A dispatched DMA chain or tile list retires
@@ -58,6 +61,11 @@ class CommandProcessor(wiring.Component):
         if cfg.nic_ports:
             ports["nic_idle"] = In(cfg.nic_ports)     # STATUS bit 2: every NIC port idle
             ports["nic_cq"] = In(cfg.nic_ports)       # a CQE written: IRQ_STATUS bit 16 + p
+            # the collective engine (rtl.chip.collective; docs/tray.md): the entry and its
+            # static check, the start pulse, busy, the result; REG_TRAY_RANK
+            ports.update({"coll_entry": Out(WORD_BITS), "coll_check": In(8),
+                          "coll_start": Out(1), "coll_busy": In(1), "coll_err": In(8),
+                          "coll_detail": In(32), "coll_rank": Out(3), "coll_two_trays": Out(1)})
         for c in range(cfg.clusters):
             ports[f"dma{c}"] = Out(AXI4LiteSignature(addr_width=D.CSR_ADDR_WIDTH,
                                                      data_width=32))
@@ -81,6 +89,9 @@ class CommandProcessor(wiring.Component):
         NC, NT, NCH, NQ, NS = cfg.clusters, cfg.tiles, cfg.dma_channels, cfg.queues, cfg.n_sems
         n_dma, n_tile = NC * NCH, NC * NT
         n_units = n_dma + n_tile
+        coll_u = n_units              # the collective engine: the last unit (NIC ports only)
+        if cfg.nic_ports:
+            n_units += 1
 
         # ---------------- per-queue state ----------------
         def qarr(name, width, init=0):
@@ -258,6 +269,12 @@ class CommandProcessor(wiring.Component):
             m.d.comb += chk.eq(C.ERR_BAD_ADDRESS)
         with m.Elif((op == C.OP_TILE) & ~tile_addr_ok):
             m.d.comb += chk.eq(C.ERR_BAD_ADDRESS)
+        if cfg.nic_ports:   # COLLECTIVE: the engine's checks (spec.tray.check_chip)
+            tray_rank = Signal(4)
+            m.d.comb += [self.coll_entry.eq(ent), self.coll_rank.eq(tray_rank[:3]),
+                         self.coll_two_trays.eq(tray_rank[3])]
+            with m.If(op == C.OP_COLLECTIVE):
+                m.d.comb += chk.eq(self.coll_check)
 
         dma_u = Signal(range(max(2, n_units)))
         tile_u = Signal(range(max(2, n_tile)))
@@ -328,7 +345,14 @@ class CommandProcessor(wiring.Component):
 
             # --- polling a dispatched unit ---
             with m.State("POLL"):
-                with m.If(cur_u >= n_dma):
+                tile_branch = m.If
+                if cfg.nic_ports:     # the collective engine: done when no longer busy
+                    with m.If(cur_u == coll_u):
+                        with m.If(~self.coll_busy):
+                            complete_unit(coll_u, self.coll_err, self.coll_detail)
+                        m.next = "SCHED"
+                    tile_branch = m.Elif
+                with tile_branch(cur_u >= n_dma):
                     tu = Signal(range(max(2, n_tile)))
                     m.d.comb += tu.eq(cur_u - n_dma)
                     st = tile_status[tu]
@@ -428,6 +452,12 @@ class CommandProcessor(wiring.Component):
                         m.d.sync += tile_disp.eq(tile_disp + 1)
                         dispatch(n_dma + tile_u)
                     m.next = "SCHED"
+                if cfg.nic_ports:
+                    with m.Elif(op == C.OP_COLLECTIVE):
+                        with m.If(~u_fly[coll_u]):
+                            m.d.comb += self.coll_start.eq(1)
+                            dispatch(coll_u)
+                        m.next = "SCHED"
                 with m.Else():   # DMA
                     with m.If(~u_fly[dma_u]):
                         m.d.sync += [ax_c.eq(ecl), ax_we.eq(1),
@@ -472,6 +502,9 @@ class CommandProcessor(wiring.Component):
             for i in range(NC * NS):
                 with m.Case(C.REG_SEM_BASE + 4 * i):
                     m.d.comb += [rd_data.eq(sems[i]), rd_ok.eq(1)]
+            if cfg.nic_ports:
+                with m.Case(C.REG_TRAY_RANK):
+                    m.d.comb += [rd_data.eq(tray_rank), rd_ok.eq(1)]
             for q in range(NQ):
                 for name, off in C.Q_REGS.items():
                     with m.Case(C.q_reg(q, off)):
@@ -504,6 +537,10 @@ class CommandProcessor(wiring.Component):
                 m.d.sync += irq_enable.eq(wd)
             with m.If(full & (wa == C.REG_IRQ_STATUS)):
                 m.d.comb += w_ok.eq(1)
+            if cfg.nic_ports:
+                with m.If(full & (wa == C.REG_TRAY_RANK)):
+                    m.d.comb += w_ok.eq(1)
+                    m.d.sync += tray_rank.eq(wd[:4])
             for q in range(NQ):
                 with m.If(full & (wa == C.q_reg(q, C.Q_RING))):
                     m.d.comb += w_ok.eq(1)

@@ -8,6 +8,7 @@ from amaranth.lib.wiring import In, Out
 
 from rtl.axi import AXI4LiteSignature, AXI4Signature
 from rtl.chip.cluster import Cluster, cluster_id_width
+from rtl.chip.collective import CollectiveEngine
 from rtl.chip.cp import CommandProcessor
 from rtl.chip.nic_port import AxiLiteDecoder, AxiMerge, AxiUpsizer
 from rtl.nic.core import NicCore
@@ -113,8 +114,15 @@ class Chip(wiring.Component):
                                                      block_bits=C.CSR_ADDR_WIDTH)
         wiring.connect(m, wiring.flipped(self.s_axil), dec.s_axil)
         wiring.connect(m, dec.m0, cp.s_axil)
-        m.submodules.hbm_merge = merge = AxiMerge(1 + n, self._sig)
+        m.submodules.hbm_merge = merge = AxiMerge(2 + n, self._sig)
         wiring.connect(m, cp.m_axi, merge.s0)
+        # the collective engine (docs/tray.md): behind the CP, its HBM manager merged last
+        m.submodules.collective = coll = CollectiveEngine(cfg, self._sig)
+        wiring.connect(m, coll.m_axi, getattr(merge, f"s{n + 1}"))
+        m.d.comb += [coll.entry.eq(cp.coll_entry), coll.rank.eq(cp.coll_rank),
+                     coll.two_trays.eq(cp.coll_two_trays), coll.start.eq(cp.coll_start),
+                     cp.coll_check.eq(coll.check), cp.coll_busy.eq(coll.busy),
+                     cp.coll_err.eq(coll.err), cp.coll_detail.eq(coll.detail)]
         idle, cq = [], []
         for p in range(n):
             nic = NicCore(cfg.nic_params, mem_bytes=cfg.hbm_window)
