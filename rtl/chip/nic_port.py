@@ -31,8 +31,8 @@ class AxiUpsizer(wiring.Component):
     Reads: up to ``outstanding`` bursts in flight (the subordinate answers them in order:
     the wide side uses one ID); an AR is registered (one cycle) and accepted while fewer are
     outstanding. Read data pass through combinationally (one narrow beat per cycle, the wide
-    beat is released after its last narrow lane). Writes: one burst at a time (a new AW
-    after the B response of the previous one); write
+    beat is released after its last narrow lane). Writes: a new AW is accepted after the
+    last W beat of the previous burst, up to ``outstanding`` B responses awaited; write
     beats are collected into the wide word, which is offered with the narrow beat that
     completes it (no extra cycle). Wide W beats start only after the wide AW was accepted.
     """
@@ -107,15 +107,17 @@ class AxiUpsizer(wiring.Component):
             m.d.sync += r_cnt.eq(Mux(r_last, 0, r_cnt + 1))
             m.d.comb += rq.r_en.eq(r_last)
 
-        # ---------------- writes ----------------
-        w_busy, aw_pend, w_done = Signal(), Signal(), Signal()
+        # ---------------- writes (a new burst after the last W beat of the previous one;
+        # up to ``outstanding`` B responses awaited, in order) ----------------
+        m.submodules.bq = bq = fifo.SyncFIFO(width=self._nidw, depth=self._out)
+        w_busy, aw_pend = Signal(), Signal()
         w_lane = Signal(lane_bits)
-        w_id = Signal(self._nidw)
         aw_addr, aw_len = Signal(self._aw), Signal(8)
         acc_d, acc_s = Signal(self._w), Signal(self._w // 8)
-        m.d.comb += s.awready.eq(~w_busy)
-        with m.If(s.awvalid & ~w_busy):
-            m.d.sync += [w_busy.eq(1), aw_pend.eq(1), w_done.eq(0), w_id.eq(s.awid),
+        m.d.comb += [s.awready.eq(~w_busy & bq.w_rdy), bq.w_data.eq(s.awid),
+                     bq.w_en.eq(s.awvalid & s.awready)]
+        with m.If(s.awvalid & s.awready):
+            m.d.sync += [w_busy.eq(1), aw_pend.eq(1),
                          w_lane.eq(s.awaddr[nbyte_bits:nbyte_bits + lane_bits]),
                          aw_addr.eq(wide_addr(s.awaddr)), aw_len.eq(wide_len(s.awaddr, s.awlen)),
                          acc_d.eq(0), acc_s.eq(0),
@@ -128,10 +130,9 @@ class AxiUpsizer(wiring.Component):
         lane_s = Signal(self._w // 8)
         m.d.comb += [lane_d.eq(s.wdata << (w_lane * self._n)),
                      lane_s.eq(s.wstrb << (w_lane * (self._n // 8)))]
-        taking = w_busy & ~w_done
-        m.d.comb += [w.wvalid.eq(taking & ~aw_pend & s.wvalid & complete),
+        m.d.comb += [w.wvalid.eq(w_busy & ~aw_pend & s.wvalid & complete),
                      w.wdata.eq(acc_d | lane_d), w.wstrb.eq(acc_s | lane_s), w.wlast.eq(s.wlast),
-                     s.wready.eq(taking & Mux(complete, ~aw_pend & w.wready, 1))]
+                     s.wready.eq(w_busy & Mux(complete, ~aw_pend & w.wready, 1))]
         with m.If(s.wvalid & s.wready):
             m.d.sync += w_lane.eq(w_lane + 1)
             with m.If(complete):
@@ -139,11 +140,9 @@ class AxiUpsizer(wiring.Component):
             with m.Else():
                 m.d.sync += [acc_d.eq(acc_d | lane_d), acc_s.eq(acc_s | lane_s)]
             with m.If(s.wlast):
-                m.d.sync += w_done.eq(1)
-        m.d.comb += [s.bvalid.eq(w_done & w.bvalid), s.bresp.eq(w.bresp), s.bid.eq(w_id),
-                     w.bready.eq(w_done & s.bready)]
-        with m.If(s.bvalid & s.bready):
-            m.d.sync += [w_busy.eq(0), w_done.eq(0)]
+                m.d.sync += w_busy.eq(0)
+        m.d.comb += [s.bvalid.eq(bq.r_rdy & w.bvalid), s.bresp.eq(w.bresp), s.bid.eq(bq.r_data),
+                     w.bready.eq(bq.r_rdy & s.bready), bq.r_en.eq(s.bvalid & s.bready)]
         return m
 
 
@@ -169,8 +168,9 @@ class AxiMerge(wiring.Component):
     Reads and writes are arbitrated independently, round robin. Reads: up to
     ``outstanding`` bursts in flight (from any managers, all with one ID, so the subordinate
     answers them in order); each manager gets its R beats in the order of its grants.
-    Writes: one burst at a time (AW, its W beats, its B response). A grant costs one cycle
-    per burst; data beats pass combinationally. IDs pass unchanged.
+    Writes: one W burst at a time (AW, then its W beats), up to ``outstanding`` B responses
+    awaited (one ID), each returned to its manager. A grant costs one cycle per burst; data
+    beats pass combinationally. IDs pass unchanged.
     """
 
     def __init__(self, n: int, signature: AXI4Signature, outstanding: int = 4):
@@ -225,8 +225,11 @@ class AxiMerge(wiring.Component):
             m.d.comb += [s.rdata.eq(o.rdata), s.rresp.eq(o.rresp), s.rid.eq(o.rid),
                          s.rlast.eq(o.rlast)]
 
-        # ---- writes ----
+        # ---- writes: one W burst at a time, up to ``outstanding`` B responses awaited ----
+        m.submodules.bown = bown = fifo.SyncFIFO(width=max(1, (n - 1).bit_length()),
+                                                 depth=self._out)
         w_own = Signal(range(max(2, n)))
+        w_id = Signal.like(o.awid)
         anyw, pickw = _rr_pick(m, [s.awvalid for s in subs], w_own, "aw")
         with m.FSM(name="wr"):
             with m.State("IDLE"):
@@ -236,9 +239,13 @@ class AxiMerge(wiring.Component):
             with m.State("AW"):
                 for i, s in enumerate(subs):
                     with m.If(w_own == i):
+                        ok = bown.w_rdy & (~bown.r_rdy | (s.awid == w_id))
                         m.d.comb += [getattr(o, f).eq(getattr(s, f)) for f in aw_f]
-                        m.d.comb += [o.awvalid.eq(s.awvalid), s.awready.eq(o.awready)]
+                        m.d.comb += [o.awvalid.eq(s.awvalid & ok),
+                                     s.awready.eq(o.awready & ok)]
+                m.d.comb += [bown.w_data.eq(w_own), bown.w_en.eq(o.awvalid & o.awready)]
                 with m.If(o.awvalid & o.awready):
+                    m.d.sync += w_id.eq(o.awid)
                     m.next = "W"
             with m.State("W"):
                 for i, s in enumerate(subs):
@@ -247,13 +254,12 @@ class AxiMerge(wiring.Component):
                                      o.wlast.eq(s.wlast), o.wvalid.eq(s.wvalid),
                                      s.wready.eq(o.wready)]
                 with m.If(o.wvalid & o.wready & o.wlast):
-                    m.next = "B"
-            with m.State("B"):
-                for i, s in enumerate(subs):
-                    with m.If(w_own == i):
-                        m.d.comb += [s.bvalid.eq(o.bvalid), o.bready.eq(s.bready)]
-                with m.If(o.bvalid & o.bready):
                     m.next = "IDLE"
+        bhead = bown.r_data
+        for i, s in enumerate(subs):
+            with m.If(bown.r_rdy & (bhead == i)):
+                m.d.comb += [s.bvalid.eq(o.bvalid), o.bready.eq(s.bready)]
+        m.d.comb += bown.r_en.eq(o.bvalid & o.bready)
         for s in subs:
             m.d.comb += [s.bresp.eq(o.bresp), s.bid.eq(o.bid)]
         return m
