@@ -4,7 +4,7 @@ tile (its DMA unit) and the chip (clusters)."""
 
 from __future__ import annotations
 
-from amaranth import Module, Mux, Signal
+from amaranth import Module, Mux, Signal, Value
 from amaranth.lib import data, fifo, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -144,7 +144,9 @@ class AxiDecoder(wiring.Component):
     """One AXI4 manager (``s_axi``) to ``len(regions)`` subordinates (``m{i}``) by address.
 
     ``regions`` is a list of (base, size); an address outside every region goes to
-    subordinate 0 (the HBM port). Reads and writes are routed independently. A burst to a
+    subordinate 0 (the HBM port). A base may be an Amaranth value (a cluster whose index is
+    an input port computes its apertures' bases from it). Reads and writes are routed
+    independently. A burst to a
     different subordinate than the outstanding ones waits until those have completed (last
     R beat / B response), so responses never need reordering; bursts to the same
     subordinate stream back to back. W beats follow their AW (all outstanding writes target
@@ -152,7 +154,7 @@ class AxiDecoder(wiring.Component):
     """
 
     def __init__(self, *, regions, id_width: int, data_width: int = WORD_BITS):
-        self._regions = [(int(b), int(s)) for b, s in regions]
+        self._regions = [(b if isinstance(b, Value) else int(b), int(s)) for b, s in regions]
         self._sig = AXI4Signature(addr_width=32, data_width=data_width, id_width=id_width)
         ports = {"s_axi": In(self._sig)}
         for i in range(len(self._regions)):
@@ -164,7 +166,10 @@ class AxiDecoder(wiring.Component):
         for i, (b, sz) in enumerate(self._regions):
             if i == 0:
                 continue
-            inside = (addr < b + sz) if b == 0 else (addr >= b) & (addr < b + sz)
+            if isinstance(b, int) and b == 0:
+                inside = addr < b + sz
+            else:
+                inside = (addr >= b) & (addr < b + sz)
             with m.If(inside):  # (no addr >= 0 compare: lint UNSIGNED)
                 m.d.comb += t.eq(i)
         return t

@@ -148,6 +148,12 @@ class AxiIdMerge(wiring.Component):
 class Cluster(wiring.Component):
     """Cluster ``index`` of a chip configured by ``cfg`` (spec.chip.ChipConfig).
 
+    ``index=None`` builds a cluster that takes its index from the input port ``cluster_id``
+    (the bases of its CSRAM and TSRAM apertures are computed from it): every cluster of a
+    chip is then the same module, so hierarchical generation (rtl.hier) writes and compiles
+    it once. The chip top builds its clusters that way and drives ``cluster_id`` with a
+    constant.
+
     Inside: ``cfg.tiles`` tiles (rtl.tile.Tile), the CSRAM (``csram_banks`` word-interleaved
     lib.memory banks; its AXI side writes and reads in the same cycle when they hit different
     banks), the cluster DMA (rtl.dma.DMAEngine, ``dma_channels`` channels, 256-bit data, one
@@ -170,10 +176,11 @@ class Cluster(wiring.Component):
         ``take_sem``/``take_count`` subtracts (modulo 256).
     """
 
-    def __init__(self, cfg: C.ChipConfig, index: int = 0):
+    def __init__(self, cfg: C.ChipConfig, index: int | None = 0):
         if not isinstance(cfg, C.ChipConfig):
             raise TypeError(f"cfg: must be a spec.chip.ChipConfig, got {type(cfg).__name__}")
-        cfg.cluster_base(index)   # validates index
+        if index is not None:
+            cfg.cluster_base(index)   # validates index
         self._cfg, self._index = cfg, index
         self._idw = max(1, (cfg.dma_channels - 1).bit_length())
         ports = {
@@ -183,6 +190,8 @@ class Cluster(wiring.Component):
                                            data_width=D.CSR_DATA_WIDTH)),
             "take": In(1), "take_sem": In(range(max(2, cfg.n_sems))), "take_count": In(8),
         }
+        if index is None:
+            ports["cluster_id"] = In(range(max(2, cfg.clusters)))
         for t in range(cfg.tiles):
             ports.update({f"tile{t}_start": In(1), f"tile{t}_cmd": In(32),
                           f"tile{t}_status": Out(32), f"tile{t}_macs_lo": Out(32),
@@ -202,8 +211,13 @@ class Cluster(wiring.Component):
                                            max_burst=cfg.dma_max_burst,
                                            windows=2 + cfg.tiles)
         wiring.connect(m, wiring.flipped(self.s_axil), dma.s_axil)
-        regions = [(0, cfg.hbm_window), (cfg.csram_base(c), cfg.slot)]
-        regions += [(cfg.tsram_base(c, t), cfg.slot) for t in range(cfg.tiles)]
+        if c is None:   # apertures of the cluster named by the cluster_id port
+            base = cfg.local_base + self.cluster_id * cfg.cluster_stride
+            regions = [(0, cfg.hbm_window), (base, cfg.slot)]
+            regions += [(base + (t + 1) * cfg.slot, cfg.slot) for t in range(cfg.tiles)]
+        else:
+            regions = [(0, cfg.hbm_window), (cfg.csram_base(c), cfg.slot)]
+            regions += [(cfg.tsram_base(c, t), cfg.slot) for t in range(cfg.tiles)]
         dec = m.submodules.dec = AxiDecoder(regions=regions, id_width=self._idw)
         wiring.connect(m, dma.m_axi, dec.s_axi)
         # HBM-bound bursts: the cluster DMA's (decoder port 0) and every tile DMA's external

@@ -6,6 +6,7 @@ from amaranth import Cat, Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from rtl import hier
 from rtl.axi import AXI4LiteSignature, AXI4Signature
 from rtl.chip.cluster import Cluster, cluster_id_width
 from rtl.chip.collective import CollectiveEngine
@@ -82,7 +83,9 @@ class Chip(wiring.Component):
             wiring.connect(m, wiring.flipped(self.s_axil), cp.s_axil)
             cp_axi = cp.m_axi
         m.d.comb += self.irq.eq(cp.irq)
-        clusters = [Cluster(cfg, c) for c in range(cfg.clusters)]
+        # every cluster is the same module (its index is the cluster_id input), generated
+        # once under hierarchical generation (rtl.hier)
+        clusters = [hier.instance(Cluster, cfg, None) for _ in range(cfg.clusters)]
         if cfg.noc:
             self._noc(m, cp_axi, clusters)
         else:
@@ -100,7 +103,8 @@ class Chip(wiring.Component):
                     m.d.comb += getattr(cp, p + n).eq(getattr(cl, f"tile{t}_{n}"))
             for s in range(cfg.n_sems):
                 m.d.comb += getattr(cp, f"c{c}_sem{s}").eq(getattr(cl, f"sem{s}"))
-            m.d.comb += [cl.take.eq(getattr(cp, f"c{c}_take")),
+            m.d.comb += [cl.cluster_id.eq(c),
+                         cl.take.eq(getattr(cp, f"c{c}_take")),
                          cl.take_sem.eq(getattr(cp, f"c{c}_take_sem")),
                          cl.take_count.eq(getattr(cp, f"c{c}_take_count"))]
         return m
