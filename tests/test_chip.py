@@ -504,6 +504,29 @@ def test_axi_id_merge_checker_catches_a_misrouted_response():
     assert _merge_run(1, corrupt="rid"), "a read beat sent to the wrong source went unnoticed"
 
 
+# ------------------------------------------------------------- the default chip on RTL ----
+
+@pytest.mark.sim
+@pytest.mark.slow
+def test_rtl_default_chip_gemm_matches_golden():
+    # The default configuration (2 x 2 clusters, 8 tiles of 2 x 2 cells), generated
+    # hierarchically (cosim.chip.hierarchical) and built for Verilator: many minutes the
+    # first time, so outside the default run. A GEMM spread over all 8 tiles, then the
+    # tile DMA window program on cluster 0 tile 0.
+    p, h, ref = random_gemm(C.DEFAULT, 96, 128, 256, "e4m3", "e4m3", seed=5, bn=16)
+    g, r = _check(p, "verilator")
+    got = h.read(r)
+    bad = np.argwhere(got != ref)
+    assert bad.size == 0, (f"{len(bad)} elements differ, first {tuple(bad[0])}: expected "
+                           f"{ref[tuple(bad[0])]:#010x} got {got[tuple(bad[0])]:#010x}")
+    assert r.regs["TILE_DISPATCH"] >= 8
+    print(f"default chip: 96x128x256 GEMM, RTL {r.cycles} cycles, golden estimate {g.cycles}, "
+          f"{r.cycles / max(r.wall_s, 1e-9):.0f} cycles/s")
+    p, expect, bad_seq = _tile_window_program(C.DEFAULT)
+    g, r = _check(p, "verilator")
+    _check_tile_window(r, expect, bad_seq)
+
+
 def test_checker_catches_corruption():
     p, outs = _error_program(TINY)
     g = p.run("golden")

@@ -13,10 +13,27 @@ from spec import chip as C
 BENCH_MODULE = "cosim.chip.bench"
 
 
+def hierarchical(cfg: C.ChipConfig) -> bool:
+    """Whether the chip's Verilog is generated hierarchically (rtl.hier: the tile module
+    written once and instantiated): chips with more than one tile. One-tile chips (tiny,
+    tiny_4m) keep flat Verilog."""
+    return cfg.n_tiles > 1
+
+
+def build(cfg: C.ChipConfig, sim: str = "verilator"):
+    """Generate and compile the chip for ``sim`` (cached); returns the build directory."""
+    from cosim.sim import build as sim_build
+    from rtl.chip import Chip
+
+    return sim_build(f"chip_{cfg.name}", "chip", lambda: Chip(cfg), cfg.asdict(), sim,
+                     hierarchical=hierarchical(cfg))
+
+
 def run(cfg: C.ChipConfig, hbm, queues, sim: str = "verilator", max_cycles: int = 5_000_000,
         poll: int = 256, tag: str = "chip") -> dict:
     """Run queue submissions (``queues``: sequence indexed by queue, each a golden.chip.Queue
-    or None) on the RTL chip with HBM image ``hbm`` (uint8 [cfg.hbm_window])."""
+    or None) on the RTL chip with HBM image ``hbm`` (uint8 [cfg.hbm_window]). Chips with
+    more than one tile are generated hierarchically (``hierarchical``)."""
     from cosim.sim import run_bench
     from rtl.chip import Chip
 
@@ -30,6 +47,7 @@ def run(cfg: C.ChipConfig, hbm, queues, sim: str = "verilator", max_cycles: int 
         raise ValueError("queues: at least one queue must be submitted")
     out = run_bench(name=f"chip_{cfg.name}", toplevel="chip", make=lambda: Chip(cfg),
                     params=cfg.asdict(), test_module=BENCH_MODULE, sim=sim, tag=tag,
+                    hierarchical=hierarchical(cfg),
                     inputs={"hbm": img, "queues": np.array(rows, dtype=np.int64),
                             "max_cycles": np.array(max_cycles), "poll": np.array(poll)})
     qregs = [{n: int(v) for n, v in zip(C.Q_REGS, row)} for row in out["qregs"]]

@@ -205,7 +205,7 @@ class ChipProgram:
 
         ``steps`` maps (cluster, tile) to a list of (phase_a, phase_b) action lists; an
         action is ("dma", c, channel, descs, q), ("wait", c, unit, is_tile, q) or
-        ("tile", c, t, q). Round k emits every unit's phase A of step k (loads, start),
+        ("tile", c, t, q[, cmd_addr]). Round k emits every unit's phase A of step k (loads, start),
         then every unit's phase B (drain), so one tile computes while others load."""
         if not steps:
             return
@@ -221,7 +221,7 @@ class ChipProgram:
                         elif s[0] == "wait":
                             self.wait(s[1], s[2], s[3], queue=s[4])
                         else:
-                            self.tile(s[1], s[2], 0, queue=s[3])
+                            self.tile(s[1], s[2], s[4] if len(s) > 4 else 0, queue=s[3])
 
     def fence_all(self) -> None:
         """A FENCE at the end of every queue that has entries."""
@@ -240,7 +240,7 @@ class ChipProgram:
 
     # --- GEMM -------------------------------------------------------------------------------
     def gemm(self, a, sa, fa: str, b, sb, fb: str, *, bm: int | None = None,
-             bn: int | None = None) -> GemmHandle:
+             bn: int | None = None, double_buffer: bool | None = None) -> GemmHandle:
         """C = A x B (A: M x K codes ``a`` with scales ``sa`` (M x K/32), B: K x N codes
         ``b`` with scales ``sb`` (K/32 x N)), binary32 C in HBM (row pitch
         ``f32_row_words(N)*32``). Output blocks of ``bm x bn`` are dealt to the tiles
@@ -249,7 +249,14 @@ class ChipProgram:
         channel 0, C out on channel 1 when there are two). K larger than the tile's
         ``max_k`` is split into chunks of ``max_k`` accumulated in TSRAM (MATMUL with
         accumulate), which gives the same bits as one pass over K (the contract rounds
-        block by block in K order)."""
+        block by block in K order).
+
+        ``double_buffer`` (default: on when K is one chunk, K <= max_k): two sets of A, A
+        scale, C and command list in TSRAM, so the DMA of row block i+1 into one set runs
+        while the tile computes block i from the other, and C of block i leaves while block
+        i+1 computes. Per tile and step: DMA in (set s % 2), WAIT it, WAIT the tile (step
+        s-1), DMA out of C (step s-1; the entry is dispatched only once the previous out
+        chain has finished, so C of set s % 2 is free), TILE (step s)."""
         cfg = self.cfg
         tc = cfg.tile
         a, b = np.asarray(a, dtype=np.uint8), np.asarray(b, dtype=np.uint8)
@@ -295,14 +302,24 @@ class ChipProgram:
         if bn % 8 and bn != N:
             raise ValueError(f"bn: must be a multiple of 8 (C rows are word aligned), got {bn}")
 
-        def layout(bm_, bn_):
-            cmd = 0
-            b0 = 2 * 32
+        if double_buffer is None:
+            double_buffer = len(chunks) == 1
+        if double_buffer and len(chunks) > 1:
+            raise ValueError(f"double_buffer: needs K <= max_k ({tc.max_k}), got K={K}")
+        nset = 2 if double_buffer else 1
+
+        def layout(bm_, bn_, k=0):
+            """TSRAM layout of buffer set k: (cmd, b0, sb0, a0, sa0, c0, end); ``end`` is
+            the end of the last set. Lists (2 commands) first, then the B panel, then the
+            A / A scale / C sets."""
+            cmd = k * 2 * 32
+            b0 = nset * 2 * 32
             sb0 = b0 + bn_ * bw
-            a0 = sb0 + bn_ * sw
+            size = bm_ * aw + bm_ * sw + bm_ * T.f32_row_words(bn_) * 32
+            a0 = sb0 + bn_ * sw + k * size
             sa0 = a0 + bm_ * aw
             c0 = sa0 + bm_ * sw
-            end = c0 + bm_ * T.f32_row_words(bn_) * 32
+            end = sb0 + bn_ * sw + nset * size
             return cmd, b0, sb0, a0, sa0, c0, end
         auto = bm_given is None and bn_given is None
         while auto and layout(bm, bn)[-1] > tc.tsram_bytes and (bm > 1 or bn > 8):
@@ -327,6 +344,10 @@ class ChipProgram:
             tb = cfg.tsram_base(c, t)
             q = c % cfg.queues
             seq = []
+            if double_buffer:
+                steps[(c, t)] = self._gemm_db_steps(c, t, q, panels, row_blocks, layout,
+                                                    hbm[0], pc, cw, fa, fb, K)
+                continue
             for (j, nb) in panels:
                 for (i, mb) in row_blocks:
                     cmd, b0, sb0, a0, sa0, c0, _ = layout(mb, nb)
@@ -354,6 +375,43 @@ class ChipProgram:
         self.emit_rounds(steps)
         self.fence_all()
         return GemmHandle(pc, M, N, cw)
+
+    def _gemm_db_steps(self, c, t, q, panels, row_blocks, layout, chunk, pc, cw, fa, fb, K):
+        """Double-buffered steps of one tile (gemm's docstring): a list of (phase A, phase
+        B) action lists for emit_rounds, one per block plus a final drain."""
+        cfg = self.cfg
+        tb = cfg.tsram_base(c, t)
+        pa, psa, pb, psb, kn, kaw, kbw, ksw = chunk
+        ch_in, ch_out = self.channels()
+        seq, prev_out, s = [], None, 0
+        for (j, nb) in panels:
+            for bi, (i, mb) in enumerate(row_blocks):
+                k = s % 2
+                cmd, b0, sb0, a0, sa0, c0, _ = layout(mb, nb, k)
+                lst = T.cmd_matmul(a0, sa0, b0, sb0, c0, mb, nb, kn, fa, fb) + T.cmd_end()
+                pl = self.put(np.frombuffer(lst, dtype=np.uint8), 64)
+                descs = [self.copy(pa + i * kaw, tb + a0, mb * kaw),
+                         self.copy(psa + i * ksw, tb + sa0, mb * ksw),
+                         self.copy(pl, tb + cmd, len(lst))]
+                phase_a = []
+                if bi == 0:   # a new B panel: the tile must be done with the old one
+                    if s > 0:
+                        phase_a += [("wait", c, t, True, q)]
+                    descs = [self.copy(pb + j * kbw, tb + b0, nb * kbw),
+                             self.copy(psb + j * ksw, tb + sb0, nb * ksw)] + descs
+                phase_a += [("dma", c, ch_in, descs, q), ("wait", c, ch_in, False, q)]
+                phase_b = [("wait", c, t, True, q)] if s > 0 else []
+                if prev_out is not None:
+                    phase_b.append(("dma", c, ch_out, [prev_out], q))
+                phase_b.append(("tile", c, t, q, cmd))
+                seq.append((phase_a, phase_b))
+                prev_out = self.copy2d(tb + c0, pc + i * cw + j * 4, nb * 4, mb,
+                                       T.f32_row_words(nb) * 32, cw)
+                self.macs += mb * nb * K
+                s += 1
+        if prev_out is not None:
+            seq.append(([], [("wait", c, t, True, q), ("dma", c, ch_out, [prev_out], q)]))
+        return seq
 
     # --- layers (cosim.chip.layers) ----------------------------------------------------------
     def softmax(self, x, **kw):
