@@ -147,8 +147,10 @@ def peer_scenario(seed: int, small: bool) -> dict:
                 p.hbm[local:local + n] = rng.integers(0, 256, n, dtype=np.uint8)
             remote = rings[other]["win"] + off
             wr_id = (0x100 if me == "a" else 0x200) + i
+            # the peer's own WQEs are unsignaled: its CQ then holds only the receive CQE of
+            # chip a's SEND (send and receive CQEs share a ring; their order is timing's)
             nics[me].post(0, kind, local_addr=local, length=n, remote_addr=remote,
-                          rkey=keys[other], wr_id=wr_id)
+                          rkey=keys[other], wr_id=wr_id, signaled=me == "a")
             posted.append(dict(side=me, kind=kind, local=local, len=n, remote=remote,
                                wr_id=wr_id))
     img_a, qa = pa.image()
