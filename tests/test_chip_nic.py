@@ -297,3 +297,39 @@ def test_rtl_chip_with_python_peer_matches_golden(sim):
     check.assert_frames_valid(res["a"]["frames"][0], "RTL frame")
     assert res["a"]["irq"] == 1
     assert res["a"]["regs"]["IRQ_STATUS"] >> C.IRQ_NIC_BASE & 1
+
+
+def test_golden_peer_error_scenario_reports_each_error():
+    from cosim.chippair import peer as P
+
+    sc = P.peer_error_scenario(14)
+    g = P.golden_peer_run(sc)
+    errs = P.peer_error_checks(sc, g)
+    assert not errs, "\n".join(errs)
+    c = g["a"]["counters"][0]
+    assert (c["tx_nak_access"], c["wqe_done"]) == (1, 4), c
+    # the checker fails when a refused WRITE's bytes land anyway
+    bad = P.golden_peer_run(P.peer_error_scenario(14))
+    w = next(x for x in sc["posted"] if x["status"] == S.CQ_REMOTE_ACCESS_ERR)
+    bad["a"]["hbm"][w["remote"] + 1] ^= 0x40
+    assert any("refused" in e for e in P.peer_error_checks(sc, bad))
+
+
+@pytest.mark.sim
+@pytest.mark.skipif("verilator" not in default_sims(), reason="MAIA_SIM excludes verilator")
+def test_rtl_chip_nic_error_paths_match_golden():
+    """Chip-level NIC errors against golden (one chip + the Python peer, Verilator): WQEs
+    naming buffers past / beyond the end of HBM complete BAD_WQE and later work still runs;
+    a peer WRITE with a wrong R_Key gets NAK remote access error and writes nothing; the
+    peer's next WQE is flushed. Frames, memories, counters, completions equal golden's."""
+    from cosim.chippair import peer as P
+
+    seed = 14
+    print(f"seed={seed}")
+    want = P.golden_peer_run(P.peer_error_scenario(seed))
+    sc = P.peer_error_scenario(seed)
+    res = P.run_peer(P.CFG, chippair.Side(sc["img_a"], sc["qa"], [sc["nics"]["a"]]),
+                     sc["nics"]["b"], tag="peer-errors")
+    errs = P.peer_mismatches(want, res) + P.peer_error_checks(sc, res)
+    assert not errs, "RTL (verilator) vs golden:\n" + "\n".join(errs)
+    assert res["a"]["counters"][0]["tx_nak_access"] == 1

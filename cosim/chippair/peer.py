@@ -266,3 +266,91 @@ def peer_independent_checks(sc, res) -> list[str]:
         if any(cqe[k] != v for k, v in want_cqe.items()):
             errs.append(f"chip a CQE {i}: {cqe} expected fields {want_cqe}")
     return errs
+
+
+def peer_error_scenario(seed: int) -> dict:
+    """Error paths at chip level. Chip a posts a good WRITE, a WRITE whose local buffer runs
+    past the end of HBM and a READ whose local buffer lies beyond HBM (both CQ_BAD_WQE,
+    nothing sent for them, the queue pair keeps working), then a good WRITE. The peer WRITEs
+    to chip a's window with a wrong R_Key (chip a answers NAK remote access error and
+    writes nothing; the peer's WQE completes REMOTE_ACCESS_ERR) and then posts a good READ
+    (FLUSHED by the peer's queue pair in error, IB semantics)."""
+    rng = np.random.default_rng(seed)
+    pa, pb = ChipProgram(CFG, ring_slots=64), ChipProgram(CFG, ring_slots=64)
+    data = rng.integers(0, 256, 128, dtype=np.uint8)
+    src, dst = pa.put(data), pa.alloc(128)
+    pa.dma(0, [pa.copy(src, dst, 128)])
+    pa.wait(0, 0, False)
+    nics, rings = {}, {}
+    for name, p, mac, ip in (("a", pa, MAC_A, IP_A), ("b", pb, MAC_B, IP_B)):
+        nics[name] = G.chip_nic(CFG, p.hbm, mac=mac, ip=ip)
+        rings[name] = dict(sq=p.alloc(16 * S.WQE_BYTES), cq=p.alloc(64 * S.CQE_BYTES),
+                           rq=p.alloc(4 << 10, align=1024), win=p.alloc(4096, align=4096))
+        p.hbm[rings[name]["win"]:rings[name]["win"] + 4096] = rng.integers(
+            0, 256, 4096, dtype=np.uint8)
+    keys = {"a": KEY_A, "b": KEY_B}
+    for me, other in (("a", "b"), ("b", "a")):
+        r = rings[me]
+        nics[me].setup_qp(0, dest_qpn=S.QPN_BASE, dest_mac=nics[other].mac,
+                          dest_ip=nics[other].ip, sq_base=r["sq"], sq_log2=4, cq_base=r["cq"],
+                          cq_log2=6, rq_base=r["rq"], rq_log2=2, rq_slot_log2=10,
+                          sq_psn=PSN0, rq_psn=PSN0)
+        nics[me].set_window(0, base=r["win"], length=4096, key=keys[me],
+                            perm=S.PERM_VALID | S.PERM_REMOTE_WRITE | S.PERM_REMOTE_READ)
+    hbm_end = CFG.hbm_window
+    posted = []
+
+    def post(me, p, kind, n, off, wr_id, local=None, rkey=None, status=S.CQ_OK):
+        other = "b" if me == "a" else "a"
+        if local is None:
+            local = p.alloc(n)
+            if kind != S.WR_READ:
+                p.hbm[local:local + n] = rng.integers(0, 256, n, dtype=np.uint8)
+        remote = rings[other]["win"] + off
+        nics[me].post(0, kind, local_addr=local, length=n, remote_addr=remote,
+                      rkey=keys[other] if rkey is None else rkey, wr_id=wr_id,
+                      signaled=me == "a", check=False)
+        posted.append(dict(side=me, kind=kind, local=local, len=n, remote=remote, wr_id=wr_id,
+                           status=status))
+
+    post("a", pa, S.WR_WRITE, 64, 0, 0x100)
+    post("a", pa, S.WR_WRITE, 64, 64, 0x101, local=hbm_end - 32, status=S.CQ_BAD_WQE)
+    post("a", pa, S.WR_READ, 64, 2048, 0x102, local=hbm_end + 4096, status=S.CQ_BAD_WQE)
+    post("a", pa, S.WR_WRITE, 64, 128, 0x103)   # (no SEND: the peer's CQ order stays fixed)
+    post("b", pb, S.WR_WRITE, 64, 512, 0x200, rkey=KEY_A ^ 0x5A5A, status=S.CQ_REMOTE_ACCESS_ERR)
+    post("b", pb, S.WR_READ, 64, 1024, 0x201, status=S.CQ_FLUSHED)
+    img_a, qa = pa.image()
+    return dict(img_a=img_a, qa=qa, img_b=pb.hbm.copy(), nics=nics, rings=rings,
+                posted=posted, gemm=None, ref=None, copy=(dst, data))
+
+
+def peer_error_checks(sc, res) -> list[str]:
+    """Independent checks of the error scenario: chip a's completions carry the expected
+    statuses in order, the good transfers landed, nothing of the refused ones did."""
+    errs = []
+    mem = {"a": res["a"]["hbm"], "b": res["peer"]["mem"]}
+    init = {"a": sc["img_a"], "b": sc["img_b"]}
+    d, want = sc["copy"]
+    if not np.array_equal(mem["a"][d:d + want.size], want):
+        errs.append("chip a DMA copy lost")
+    cq = sc["rings"]["a"]["cq"]
+    mine = [w for w in sc["posted"] if w["side"] == "a"]
+    for i, w in enumerate(mine):
+        cqe = S.unpack_fields(S.CQE_FIELDS, bytes(mem["a"][cq + 16 * i:cq + 16 * i + 16]))
+        if (cqe["wr_id"], cqe["status"], cqe["valid"]) != (w["wr_id"], w["status"], 1):
+            errs.append(f"chip a CQE {i}: wr_id {cqe['wr_id']:#x} status {cqe['status']} "
+                        f"valid {cqe['valid']}, expected wr_id {w['wr_id']:#x} status "
+                        f"{w['status']}")
+    for w in sc["posted"]:
+        n, me = w["len"], w["side"]
+        other = "b" if me == "a" else "a"
+        ok = w["status"] == S.CQ_OK
+        if w["kind"] == S.WR_WRITE:
+            now = mem[other][w["remote"]:w["remote"] + n]
+            want = init[me][w["local"]:w["local"] + n] if ok else init[other][
+                w["remote"]:w["remote"] + n]
+            if not np.array_equal(now, want):
+                errs.append(f"{me} wr {w['wr_id']:#x} WRITE ({'landed' if ok else 'refused'}): "
+                            f"{other}'s bytes at {w['remote']:#x} are not the "
+                            f"{'source' if ok else 'original'} bytes")
+    return errs
