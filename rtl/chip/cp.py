@@ -124,9 +124,8 @@ class CommandProcessor(wiring.Component):
 
         pending = Signal(NQ)
         for q in range(NQ):
-            owned = Const(0)
-            for u in range(n_units):
-                owned = owned | (u_fly[u] & (u_owner[u] == q))
+            # a reduction, not a chain of ORs: maia200 has 640 tiles (expression depth)
+            owned = Cat(u_fly[u] & (u_owner[u] == q) for u in range(n_units)).any()
             m.d.comb += pending[q].eq((q_head[q] != q_tail[q]) | owned)
         m.d.sync += [cycles.eq(cycles + 1), busy_cycles.eq(busy_cycles + pending.any())]
         m.d.comb += self.irq.eq((irq_status & irq_enable).any())
