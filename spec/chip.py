@@ -98,7 +98,11 @@ REG_TILE_DISPATCH = 0x020  # RO TILE commands dispatched
 REG_MACS_LO = 0x024     # RO  sum of tile macs counters of finished tile lists (64-bit)
 REG_MACS_HI = 0x028
 REG_TTU_BUSY = 0x02C    # RO  sum of tile ttu_busy counters of finished tile lists
-REG_SEM_BASE = 0x040    # RO  cluster c semaphore s at REG_SEM_BASE + 4*(c*n_sems + s)
+REG_SEM_BASE = 0x040    # RO  cluster c semaphore s at REG_SEM_BASE + 4*(c*n_sems + s), for
+#                             the first SEM_DIRECT_MAX semaphores (index c*n_sems + s)
+REG_SEM_INDEX = 0x034   # RW  any semaphore: write its index c*n_sems + s here (wraps modulo
+REG_SEM_VALUE = 0x038   # RO  the register width), read its value at REG_SEM_VALUE (0 when
+#                             the index is past the last semaphore)
 # Only with NIC ports (the collective engine; not in GLOBAL_REGS): the chip's place in the
 # tray system, written by the host before COLLECTIVE entries (docs/tray.md).
 REG_TRAY_RANK = 0x030   # RW  [2:0] rank (spec.tray.rank_of)  [3] two trays (8 ranks)
@@ -110,6 +114,8 @@ GLOBAL_REGS = {"ID": REG_ID, "CONFIG": REG_CONFIG, "STATUS": REG_STATUS,
                "MACS_LO": REG_MACS_LO, "MACS_HI": REG_MACS_HI, "TTU_BUSY": REG_TTU_BUSY}
 
 Q_BASE = 0x800          # queue q registers at Q_BASE + Q_STRIDE*q + offset
+# semaphores with a direct register below the queue registers (maia200 has 160 x 16)
+SEM_DIRECT_MAX = (Q_BASE - REG_SEM_BASE) // 4
 Q_STRIDE = 0x40
 Q_RING = 0x00           # RW  ring base address in HBM (32-byte aligned)
 Q_SIZE = 0x04           # RW  ring size in entries (1..65535); 0 disables the queue
@@ -141,7 +147,13 @@ def q_reg(q: int, offset: int) -> int:
 
 
 def sem_reg(cfg: ChipConfig, cluster: int, sem: int) -> int:
-    return REG_SEM_BASE + 4 * (cluster * cfg.n_sems + sem)
+    """Direct CSR of a cluster semaphore (only the first SEM_DIRECT_MAX have one; the others
+    are read through REG_SEM_INDEX / REG_SEM_VALUE)."""
+    i = cluster * cfg.n_sems + sem
+    if i >= SEM_DIRECT_MAX:
+        raise ValueError(f"cluster/sem: semaphore index {i} has no direct register (first "
+                         f"{SEM_DIRECT_MAX} only); read it through REG_SEM_INDEX/REG_SEM_VALUE")
+    return REG_SEM_BASE + 4 * i
 
 
 def _pow2(n: int) -> int:

@@ -538,3 +538,18 @@ def test_checker_catches_corruption():
         mutate(bad)
         errs = compare(g, bad)
         assert errs and what in errs[0], f"corrupted {what} not reported: {errs}"
+
+
+def test_semaphore_csrs_fit_every_configuration():
+    """Direct semaphore registers stop below the queue registers; past SEM_DIRECT_MAX
+    (maia200: 160 clusters x 16) they are read through SEM_INDEX/SEM_VALUE."""
+    for cfg in C.CONFIGS.values():
+        n = min(cfg.clusters * cfg.n_sems, C.SEM_DIRECT_MAX)
+        last = C.sem_reg(cfg, (n - 1) // cfg.n_sems, (n - 1) % cfg.n_sems)
+        assert last + 4 <= C.Q_BASE, cfg.name
+    assert C.MAIA200.clusters * C.MAIA200.n_sems > C.SEM_DIRECT_MAX
+    with pytest.raises(ValueError, match="SEM_INDEX"):
+        C.sem_reg(C.MAIA200, C.MAIA200.clusters - 1, 0)
+    regs = set(C.GLOBAL_REGS.values()) | {C.REG_TRAY_RANK}
+    assert not {C.REG_SEM_INDEX, C.REG_SEM_VALUE} & regs
+    assert C.REG_SEM_VALUE < C.REG_SEM_BASE

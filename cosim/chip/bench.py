@@ -99,8 +99,14 @@ async def run_chip(dut):
     qregs = [[await read_reg(host, C.q_reg(q, off)) for off in C.Q_REGS.values()]
              for q in range(cfg.queues)]
     gregs = [await read_reg(host, a) for a in C.GLOBAL_REGS.values()]
-    sems = [await read_reg(host, C.REG_SEM_BASE + 4 * i)
-            for i in range(cfg.clusters * cfg.n_sems)]
+    sems = []
+    for i in range(cfg.clusters * cfg.n_sems):   # through SEM_INDEX/SEM_VALUE, and directly
+        await write_reg(host, C.REG_SEM_INDEX, i)
+        v = await read_reg(host, C.REG_SEM_VALUE)
+        if i < C.SEM_DIRECT_MAX:
+            d = await read_reg(host, C.REG_SEM_BASE + 4 * i)
+            assert d == v, f"semaphore {i}: direct register {d:#x} != SEM_VALUE {v:#x}"
+        sems.append(v)
     await RisingEdge(dut.clk)
     irq = int(dut.irq.value)
     dut._log.info("chip bench: %d queues, %d cycles (CSR CYCLES delta %d) in %.2f s",

@@ -485,6 +485,7 @@ class CommandProcessor(wiring.Component):
         s = self.s_axil
         rd_data = Signal(32)
         rd_ok = Signal()
+        sem_index = Signal(range(max(2, NC * NS)))   # REG_SEM_INDEX
         ra = s.araddr
         with m.Switch(ra):
             for name, reg in C.GLOBAL_REGS.items():
@@ -498,9 +499,15 @@ class CommandProcessor(wiring.Component):
                            "TILE_DISPATCH": tile_disp, "MACS_LO": macs[:32],
                            "MACS_HI": macs[32:], "TTU_BUSY": ttu_busy}[name]
                     m.d.comb += [rd_data.eq(val), rd_ok.eq(1)]
-            for i in range(NC * NS):
+            for i in range(min(NC * NS, C.SEM_DIRECT_MAX)):
                 with m.Case(C.REG_SEM_BASE + 4 * i):
                     m.d.comb += [rd_data.eq(sems[i]), rd_ok.eq(1)]
+            with m.Case(C.REG_SEM_INDEX):
+                m.d.comb += [rd_data.eq(sem_index), rd_ok.eq(1)]
+            with m.Case(C.REG_SEM_VALUE):
+                with m.If(sem_index < NC * NS):
+                    m.d.comb += rd_data.eq(sems[sem_index])
+                m.d.comb += rd_ok.eq(1)
             if cfg.nic_ports:
                 with m.Case(C.REG_TRAY_RANK):
                     m.d.comb += [rd_data.eq(tray_rank), rd_ok.eq(1)]
@@ -536,6 +543,9 @@ class CommandProcessor(wiring.Component):
                 m.d.sync += irq_enable.eq(wd)
             with m.If(full & (wa == C.REG_IRQ_STATUS)):
                 m.d.comb += w_ok.eq(1)
+            with m.If(full & (wa == C.REG_SEM_INDEX)):
+                m.d.comb += w_ok.eq(1)
+                m.d.sync += sem_index.eq(wd)
             if cfg.nic_ports:
                 with m.If(full & (wa == C.REG_TRAY_RANK)):
                     m.d.comb += w_ok.eq(1)
