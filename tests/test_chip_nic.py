@@ -320,8 +320,8 @@ def test_golden_peer_error_scenario_reports_each_error():
 def test_rtl_chip_nic_error_paths_match_golden():
     """Chip-level NIC errors against golden (one chip + the Python peer, Verilator): WQEs
     naming buffers past / beyond the end of HBM complete BAD_WQE and later work still runs;
-    a peer WRITE with a wrong R_Key gets NAK remote access error and writes nothing; the
-    peer's next WQE is flushed. Frames, memories, counters, completions equal golden's."""
+    a peer WRITE with a wrong R_Key gets NAK remote access error and writes nothing.
+    Frames, memories, counters, completions equal golden's."""
     from cosim.chippair import peer as P
 
     seed = 14
