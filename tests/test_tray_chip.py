@@ -226,25 +226,44 @@ def test_rtl_collective_entries_match_golden(sim):
 
 @pytest.mark.sim
 @pytest.mark.skipif("verilator" not in default_sims(), reason="MAIA_SIM excludes verilator")
-def test_rtl_multi_rank_group_reports_unsupported_and_work_continues():
-    """This build's engine runs one-rank groups only: a valid two-rank entry (rank 1 of a
-    pair, REG_TRAY_RANK = 1) ends with ERR_COLLECTIVE, cause UNSUPPORTED, peer 0, and
-    writes nothing; the next (one-rank) entry completes."""
+def test_rtl_unsupported_and_lone_chip_collectives_end_in_errors():
+    """Rank 1 of a pair (REG_TRAY_RANK = 1) whose peer never answers (no NIC set-up, idle
+    wire). Queue 0: a two-rank BROADCAST (not in this build's engine) ends at once with
+    ERR_COLLECTIVE cause UNSUPPORTED, peer 0, and writes nothing; the next entry (one-rank
+    all-reduce) completes. Queue 1: a two-rank ALL_REDUCE starts, nothing ever arrives, and
+    it ends with cause TIMEOUT, peer 0, after the engine timeout instead of hanging."""
     from cosim.tray import chip as tc
 
-    two = coll(0, 0, (0, 1), 64)
+    bcast = coll(T.KIND_BROADCAST, 0, (0, 1), 64)
     one = coll(0, 0, (1,), 64)
-    assert T.check_chip(two, 1, CFG) == C.ERR_NONE
-    hbm = image([two, one], 13)
-    got = tc.run(CFG, hbm, [G.Queue(RING, QSIZE, 2)], rank=1, sim="verilator")
-    q = got["queues"][0]
+    two = coll(0, 0, (0, 1), 64, dst=DST + 0x1000, scratch=SCRATCH + 0x1000)
+    for e in (bcast, one, two):
+        assert T.check_chip(e, 1, CFG) == C.ERR_NONE
+    ring1 = RING + 0x1000
+    hbm = image([bcast, one], 13)
+    hbm[ring1:ring1 + 32] = np.frombuffer(two, np.uint8)
+    got = tc.run(CFG, hbm, [G.Queue(RING, QSIZE, 2), G.Queue(ring1, QSIZE, 1)], rank=1,
+                 sim="verilator")
     assert got["tray_rank"] == 1
-    want_detail = T.detail(T.CAUSE_UNSUPPORTED, 0)
-    assert (q["ERROR"], q["ERR_SEQ"], q["ERR_DETAIL"]) == (C.ERR_COLLECTIVE, 0, want_detail), \
-        {k: hex(v) for k, v in q.items()}
-    assert (q["ERR_COUNT"], q["DONE_COUNT"], q["HEAD"]) == (1, 2, 2), q
-    err = hbm_mismatch("HBM", local_reference(hbm, one), got["hbm"])
+    q0, q1 = got["queues"][0], got["queues"][1]
+    want0 = (C.ERR_COLLECTIVE, 0, T.detail(T.CAUSE_UNSUPPORTED, 0), 1, 2)
+    want1 = (C.ERR_COLLECTIVE, 0, T.detail(T.CAUSE_TIMEOUT, 0), 1, 1)
+    for what, q, want in (("queue 0", q0, want0), ("queue 1", q1, want1)):
+        have = (q["ERROR"], q["ERR_SEQ"], q["ERR_DETAIL"], q["ERR_COUNT"], q["DONE_COUNT"])
+        assert have == want, f"{what}: (ERROR, ERR_SEQ, ERR_DETAIL, ERR_COUNT, DONE_COUNT) " \
+                             f"= {have}, expected {want} (details {have[2]:#x} / {want[2]:#x})"
+    exp = local_reference(hbm, one)
+    err = hbm_mismatch("HBM below the rings", exp[:P.ring_base], got["hbm"][:P.ring_base])
     assert err is None, err
+    print(f"cycles {got['cycles']} (engine timeout {P.engine_timeout_cycles})")
+    # chunks of 8 bytes (count 4 over two ranks): not whole 32-byte beats, UNSUPPORTED at once
+    small = coll(0, 0, (0, 1), 4)
+    assert T.check_chip(small, 1, CFG) == C.ERR_NONE
+    got = tc.run(CFG, image([small], 14), [G.Queue(RING, QSIZE, 1)], rank=1, sim="verilator",
+                 max_cycles=20_000)
+    q = got["queues"][0]
+    assert (q["ERROR"], q["ERR_DETAIL"], q["DONE_COUNT"]) == (
+        C.ERR_COLLECTIVE, T.detail(T.CAUSE_UNSUPPORTED, 0), 1), q
 
 
 MUTATIONS = ("none", "w0 reserved", "w1 reserved", "kind", "fmt", "mx reduce", "scales",
@@ -356,3 +375,135 @@ def test_rtl_static_check_equals_spec(cfg):
     assert seen >= {C.ERR_NONE, C.ERR_BAD_ENTRY, C.ERR_BAD_UNIT, C.ERR_BAD_ADDRESS}, seen
     print({C.ERROR_NAMES[k]: sum(T.check_chip(r, k2, cfg, t) == k for r, k2, t in cases)
            for k in sorted(seen)})
+
+
+def _ref_sum(parts) -> np.ndarray:
+    """((p0 + p1) + p2) + ... in numpy float32, NaN results as the canonical 0x7FC00000."""
+    acc = parts[0].view(np.float32).copy()
+    with np.errstate(all="ignore"):
+        for x in parts[1:]:
+            acc = (acc + x.view(np.float32)).astype(np.float32)
+    bits = acc.view(np.uint32).copy()
+    bits[np.isnan(acc)] = 0x7FC00000
+    return bits
+
+
+def test_rtl_reduce_unit_sums_in_input_order_bit_exact():
+    """rtl.chip.collective.ReduceUnit (Amaranth simulator, a stalling AXI memory model
+    here): copies and 2..8-input binary32 sums with specials and subnormals, unaligned to
+    4 KiB, partial last words; results against a numpy float32 reference; no burst crosses
+    4 KiB; bytes after a job's end untouched."""
+    from amaranth.sim import Simulator
+
+    from cosim.tray.scenario import fp32_values
+    from rtl.axi import AXI4Signature
+    from rtl.chip.collective import ReduceUnit
+
+    seed = 23
+    rng = np.random.default_rng(seed)
+    print(f"seed={seed}")
+    mem = bytearray(rng.integers(0, 256, 64 * 1024, dtype=np.uint8).tobytes())
+    jobs = []        # (n_inputs, inputs, out, nbytes)
+    for n_in, nbytes, base in ((1, 200, 0x0FA0), (2, 1016, 0x1F80), (3, 72, 0x3000),
+                               (8, 264, 0x4FE0), (1, 8, 0x7000), (5, 520, 0x8F40)):
+        ins = [base + i * 0x1000 for i in range(n_in)]
+        for a in ins:
+            mem[a:a + nbytes] = fp32_values(rng, nbytes // 4).tobytes()
+        jobs.append((n_in, ins, 0xE000 + 0x400 * len(jobs) - 0x60, nbytes))
+    before = bytes(mem)
+    axi = AXI4Signature(addr_width=32, data_width=256, id_width=1)
+    dut = ReduceUnit(axi)
+    ax = dut.m_axi
+    crossings, stats = [], {"beats": 0}
+
+    async def reads(ctx):
+        queue = []
+        while True:
+            go = bool(queue) and rng.random() < 0.8
+            if go:
+                a, n = queue[0]
+                ctx.set(ax.rdata, int.from_bytes(mem[a:a + 32], "little"))
+                ctx.set(ax.rlast, n == 1)
+            ctx.set(ax.rvalid, go)
+            ctx.set(ax.arready, 1)
+            _, _, arv, ara, arl, rr = await ctx.tick().sample(ax.arvalid, ax.araddr, ax.arlen,
+                                                               ax.rready)
+            if go and rr:
+                a, n = queue[0]
+                queue[0] = (a + 32, n - 1)
+                if n == 1:
+                    queue.pop(0)
+            if arv:
+                queue.append((ara, arl + 1))
+                if ara // 4096 != (ara + 32 * (arl + 1) - 1) // 4096:
+                    crossings.append(("AR", hex(ara), arl + 1))
+
+    async def writes(ctx):
+        aws, bq = [], 0
+        while True:
+            wr = rng.random() < 0.8
+            ctx.set(ax.awready, 1)
+            ctx.set(ax.wready, wr)
+            ctx.set(ax.bvalid, bq > 0)
+            _, _, awv, awa, awl, wv, wd, ws, wl, br = await ctx.tick().sample(
+                ax.awvalid, ax.awaddr, ax.awlen, ax.wvalid, ax.wdata, ax.wstrb, ax.wlast,
+                ax.bready)
+            if bq and br:
+                bq -= 1
+            if wv and wr:
+                a, n = aws[0]
+                data = wd.to_bytes(32, "little")
+                for i in range(32):
+                    if ws >> i & 1:
+                        mem[a + i] = data[i]
+                assert bool(wl) == (n == 1), f"wlast {wl} with {n} beats left"
+                stats["beats"] += 1
+                aws[0] = [a + 32, n - 1]
+                if n == 1:
+                    aws.pop(0)
+                    bq += 1
+            if awv:
+                aws.append([awa, awl + 1])
+                if awa // 4096 != (awa + 32 * (awl + 1) - 1) // 4096:
+                    crossings.append(("AW", hex(awa), awl + 1))
+
+    async def bench(ctx):
+        p = dut.job.payload
+        for n_in, ins, out, nbytes in jobs:
+            ctx.set(p.n_inputs, n_in)
+            for i, a in enumerate(ins):
+                ctx.set(p.inputs[i], a)
+            ctx.set(p.out, out)
+            ctx.set(p.nbytes, nbytes)
+            ctx.set(dut.job.valid, 1)
+            await ctx.tick().until(dut.job.ready)
+            ctx.set(dut.job.valid, 0)
+            await ctx.tick()
+            await ctx.tick().until(~dut.busy)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(reads, background=True)
+    sim.add_testbench(writes, background=True)
+    sim.add_testbench(bench)
+    sim.run()
+    assert not crossings, f"bursts across 4 KiB: {crossings}"
+    exp = bytearray(before)
+    for n_in, ins, out, nbytes in jobs:
+        parts = [np.frombuffer(before[a:a + nbytes], "<u4") for a in ins]
+        res = parts[0] if n_in == 1 else _ref_sum(parts)
+        exp[out:out + nbytes] = np.asarray(res, "<u4").tobytes()
+    got = np.frombuffer(bytes(mem), np.uint8)
+    want = np.frombuffer(bytes(exp), np.uint8)
+    bad = np.flatnonzero(got != want)
+    if bad.size:
+        i = int(bad[0]) & ~3
+        job = next(j for j in jobs if j[2] <= i < j[2] + j[3] + 32)
+        k = i - job[2]
+        ins = " ".join(f"{int.from_bytes(before[a + k:a + k + 4], 'little'):#010x}"
+                       for a in job[1])
+        raise AssertionError(f"{bad.size} bytes differ, first word at {i:#x} (job {job[:1]} "
+                             f"out {job[2]:#x}): inputs {ins} expected "
+                             f"{int.from_bytes(exp[i:i + 4], 'little'):#010x} got "
+                             f"{int.from_bytes(mem[i:i + 4], 'little'):#010x}")
+    assert stats["beats"] == sum(-(-j[3] // 32) for j in jobs)

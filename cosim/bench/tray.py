@@ -1,9 +1,11 @@
 """Tray collective benchmarks (`make bench BENCH=tray`).
 
 SOURCE: the transport-level model (cosim/tray: golden NICs per chip port moving real RoCEv2
-frames over event-driven links and the switch, the collective engine at transaction level).
-NOT RTL: the chip has no NIC ports yet. Figures are in NIC clock cycles (8 bytes per cycle
-is the raw link rate, the 64-bit MAC), so host load does not change them.
+frames over event-driven links and the switch, the collective engine at transaction level),
+NOT RTL, except the ``rtl_*`` rows: with MAIA_TRAY_RTL=1, two RTL chips (chip_pair of
+``tiny_nic``, Verilator; the collective engine and NICs in RTL, the chip-pair bench's
+lossless link) run an all-reduce. Figures are in NIC clock cycles (8 bytes per cycle is the
+raw link rate, the 64-bit MAC), so host load does not change them.
 
 Definitions (docs/tray.md "Figures"):
 * busbw (NCCL): algbw * 2(n-1)/n for all-reduce, algbw = bytes per chip (1 MiB of binary32)
@@ -18,6 +20,8 @@ Definitions (docs/tray.md "Figures"):
 """
 
 from __future__ import annotations
+
+import os
 
 from cosim.tray import Tray
 from cosim.tray import scenario as SC
@@ -43,6 +47,43 @@ def _run(n: int, kind: int = T.KIND_ALL_REDUCE, faults=None, seed: int = 1,
     return dict(cycles=res.cycles, busbw=busbw, frac=busbw / est["ideal_busbw"],
                 over_link=busbw / est["link_limit"], est=est, retransmits=res.retransmits,
                 timeouts=res.timeouts, faults=res.faults)
+
+
+RTL_COUNT = 32 * 1024           # 128 KiB of binary32 per chip (tiny_nic's HBM is 1 MiB)
+
+
+def _rtl_pair_allreduce() -> dict:
+    """All-reduce of RTL_COUNT binary32 on two RTL chips; checked against golden."""
+    import numpy as np
+
+    from cosim.tray import pair
+    from cosim.tray.scenario import fp32_values
+    from spec import chip as C
+
+    cfg = C.TINY_NIC
+    p = T.chip_params(cfg)
+    src, dst, scratch = 0x00000, 0x40000, 0xA0000      # the queue ring is at 0x80000
+    raw = T.entry_collective(T.KIND_ALL_REDUCE, T.FMT_FP32, src=src, dst=dst,
+                             count=RTL_COUNT, group=(0, 1), scratch=scratch)
+    rng = np.random.default_rng(5)
+    imgs = {}
+    for r in (0, 1):
+        imgs[r] = np.zeros(cfg.hbm_window, np.uint8)
+        imgs[r][src:src + 4 * RTL_COUNT] = fp32_values(rng, RTL_COUNT).view(np.uint8)
+    want = {r: imgs[r].copy() for r in (0, 1)}
+    GT.run(want, raw, p)
+    res = pair.run(cfg, imgs, {0: [raw], 1: [raw]}, poll=64, tag="bench-tray")
+    for r in (0, 1):
+        if not np.array_equal(res[r]["hbm"][dst:dst + 4 * RTL_COUNT],
+                              want[r][dst:dst + 4 * RTL_COUNT]):
+            raise RuntimeError(f"tray bench: RTL all-reduce result of rank {r} differs from "
+                               "golden")
+        if res[r]["queues"][0]["ERROR"]:
+            raise RuntimeError(f"tray bench: RTL all-reduce failed on rank {r}: "
+                               f"{res[r]['queues'][0]}")
+    lim = GT.link_limit(p)
+    busbw = 4 * RTL_COUNT / res["cycles"] * T.bus_factor(T.KIND_ALL_REDUCE, 2)
+    return dict(cycles=res["cycles"], busbw=busbw, lim=lim, est=GT.estimate(raw, p))
 
 
 def run() -> dict:
@@ -87,7 +128,17 @@ def run() -> dict:
             "value": round(r["frac"], 4), "unit": "of bound",
             "note": f"busbw/link {r['over_link']:.3f}, bound "
                     f"{r['est']['ideal_busbw'] / lim:.2f}"}
-    out["notes"] = ("Every figure comes from the transport model, not from RTL: golden NICs "
+    if os.environ.get("MAIA_TRAY_RTL", "0") not in ("", "0"):
+        r = _rtl_pair_allreduce()
+        out["rtl_allreduce_2chip_128KiB_busbw_over_link"] = {
+            "value": round(r["busbw"] / r["lim"], 4), "unit": "x one link",
+            "note": f"RTL chip_pair tiny_nic (MTU 256, WRITEs of 4 KiB: link limit "
+                    f"{r['lim']:.3f} B/cycle), bound 1.0; cycles from the doorbells to both "
+                    f"chips idle (bench poll granularity 64)"}
+        out["rtl_allreduce_2chip_128KiB_cycles"] = {
+            "value": r["cycles"], "unit": "cycles",
+            "note": f"golden estimate for the tiny_nic parameters {r['est']['cycles']:.0f}"}
+    out["notes"] = ("Every figure but the rtl_* rows comes from the transport model: golden NICs "
                     "(frames, ACKs, go-back-N) timed by an event model at 8 B/cycle per link, "
                     f"link latency {p.link_latency}, switch latency {p.switch_latency}, "
                     f"reduce {p.reduce_bytes_per_cycle} B/cycle, phase overhead "

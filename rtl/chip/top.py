@@ -9,7 +9,7 @@ from amaranth.lib.wiring import In, Out
 from rtl import hier
 from rtl.axi import AXI4LiteSignature, AXI4Signature
 from rtl.chip.cluster import Cluster, cluster_id_width
-from rtl.chip.collective import CollectiveEngine
+from rtl.chip.collective import AxiLiteWriteJoin, CollectiveEngine
 from rtl.chip.cp import CommandProcessor
 from rtl.chip.nic_port import AxiLiteDecoder, AxiMerge, AxiUpsizer
 from rtl.nic.core import NicCore
@@ -134,7 +134,11 @@ class Chip(wiring.Component):
             up = m.submodules[f"nic{p}_up"] = AxiUpsizer(
                 addr_width=32, narrow=64, wide=WORD_BITS,
                 narrow_id_width=nic.m_axi.signature.id_width, wide_id_width=self._idw)
-            wiring.connect(m, getattr(dec, f"m{p + 1}"), nic.s_axil)
+            # the host (decoder) and the collective engine's doorbells share the NIC's CSRs
+            join = m.submodules[f"nic{p}_csr_join"] = AxiLiteWriteJoin()
+            wiring.connect(m, getattr(dec, f"m{p + 1}"), join.s0)
+            wiring.connect(m, getattr(coll, f"nic{p}"), join.s1)
+            wiring.connect(m, join.m, nic.s_axil)
             wiring.connect(m, nic.m_axi, up.s_axi)
             wiring.connect(m, up.m_axi, getattr(merge, f"s{p + 1}"))
             wiring.connect(m, nic.wire_tx, wiring.flipped(getattr(self, f"nic{p}_wire_tx")))
