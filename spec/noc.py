@@ -93,6 +93,50 @@ MAX_LEN = 255
 
 REGION_SHIFT = 20                    # default map: 1 MiB per node
 
+# --- virtual channel within a class ("lookahead" choice) -------------------------------------
+# A packet's VC on a link (class * vcs_per_class + sub) is chosen by the output port it will
+# take at the router that link leads to (its *next port*): a router input VC then holds only
+# packets heading the same way (fewer head-of-line blocks), and since the choice is a function
+# of the destination and the position, every packet of a flow takes the same VC chain and
+# stays in order. On a router's local (ejection) output the sub-channel is the input port the
+# packet arrived on, modulo vcs_per_class. Table: VC_SUB[vcs_per_class][next port N,E,S,W,L].
+VC_SUB = {1: (0, 0, 0, 0, 0), 2: (0, 1, 0, 1, 1), 3: (0, 1, 0, 1, 2), 4: (0, 1, 3, 1, 2)}
+
+
+def xy_port(x: int, y: int, dst_x: int, dst_y: int, kx: int, ky: int) -> int:
+    """Output port (PORT_*) of a head flit at router (x, y): X first, then Y; a move past
+    the mesh edge is not taken (out-of-mesh destinations leave at the nearest edge node)."""
+    if dst_x > x and x < kx - 1:
+        return PORT_E
+    if dst_x < x and x > 0:
+        return PORT_W
+    if dst_y > y and y < ky - 1:
+        return PORT_S
+    if dst_y < y and y > 0:
+        return PORT_N
+    return PORT_L
+
+
+NEIGHBOUR = {PORT_N: (0, -1), PORT_E: (1, 0), PORT_S: (0, 1), PORT_W: (-1, 0)}
+
+
+def vc_sub(x: int, y: int, in_port: int, dst_x: int, dst_y: int, kx: int, ky: int,
+           vcs_per_class: int) -> int:
+    """Sub-channel (VC index inside the class) a packet at router (x, y), arrived on
+    ``in_port``, takes on its output link (see VC_SUB)."""
+    out = xy_port(x, y, dst_x, dst_y, kx, ky)
+    if out == PORT_L:
+        return in_port % vcs_per_class
+    dx, dy = NEIGHBOUR[out]
+    return VC_SUB[vcs_per_class][xy_port(x + dx, y + dy, dst_x, dst_y, kx, ky)]
+
+
+def inject_sub(x: int, y: int, dst_x: int, dst_y: int, kx: int, ky: int,
+               vcs_per_class: int) -> int:
+    """Sub-channel on the link from the endpoint into router (x, y)."""
+    return VC_SUB[vcs_per_class][xy_port(x, y, dst_x, dst_y, kx, ky)]
+
+
 
 def field_get(word: int, lo_hi: tuple[int, int]) -> int:
     lo, hi = lo_hi

@@ -81,6 +81,39 @@ def test_xy_path_goes_x_first_and_clamps():
     assert g.hops((1, 1), (1, 1), 3, 3) == 0
 
 
+def test_spec_xy_port_walks_the_golden_xy_path():
+    kx, ky = 4, 3
+    dsts = [(x, y) for x in range(kx) for y in range(ky)] + [(9, 1), (2, 7), (15, 15)]
+    for sx in range(kx):
+        for sy in range(ky):
+            for d in dsts:
+                x, y, walk = sx, sy, [(sx, sy)]
+                while (p := spec.xy_port(x, y, *d, kx, ky)) != spec.PORT_L:
+                    dx, dy = spec.NEIGHBOUR[p]
+                    x, y = x + dx, y + dy
+                    walk.append((x, y))
+                    assert len(walk) <= kx + ky, (sx, sy, d)
+                assert walk == g.xy_path((sx, sy), d, kx, ky), ((sx, sy), d, walk)
+
+
+def test_lookahead_vc_choice_separates_next_ports():
+    """spec.VC_SUB: with 2 VCs per class, a packet moving in Y gets one sub-channel when it
+    continues and the other when it ejects at the next router; X-moving packets that turn
+    get a different one from those that continue. Every entry lies inside the class."""
+    for vpc, table in spec.VC_SUB.items():
+        assert len(table) == spec.N_PORTS and all(0 <= s < vpc for s in table), vpc
+    t = spec.VC_SUB[2]
+    assert t[spec.PORT_S] != t[spec.PORT_L] and t[spec.PORT_N] != t[spec.PORT_L]
+    assert t[spec.PORT_E] != t[spec.PORT_N] and t[spec.PORT_E] != t[spec.PORT_S]
+    # the sub-channel is a function of (position, in port, destination): one VC chain per flow
+    kx = ky = 4
+    assert spec.vc_sub(1, 1, spec.PORT_W, 3, 2, kx, ky, 2) == t[spec.PORT_E]   # (2,1) -> E
+    assert spec.vc_sub(2, 1, spec.PORT_W, 3, 2, kx, ky, 2) == t[spec.PORT_S]   # (3,1) -> S
+    assert spec.vc_sub(3, 1, spec.PORT_W, 3, 2, kx, ky, 2) == t[spec.PORT_L]   # (3,2) ejects
+    assert spec.vc_sub(3, 2, spec.PORT_N, 3, 2, kx, ky, 2) == spec.PORT_N % 2  # local output
+    assert spec.inject_sub(0, 0, 0, 0, kx, ky, 2) == t[spec.PORT_L]
+
+
 def test_zero_load_latency_formula():
     # documented: T0 = 2 * hops + 4 + (L - 1)
     for h in range(6):

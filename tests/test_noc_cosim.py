@@ -51,7 +51,8 @@ def traffic(request):
     sim = request.param
     kx, ky = MESH[sim]
     pts = _points(kx, ky, sim == "icarus")
-    res = run_traffic(list(pts.values()), kx=kx, ky=ky, sim=sim, scoreboard=True)
+    res = run_traffic(list(pts.values()), kx=kx, ky=ky, sim=sim, scoreboard=True,
+                      vcs_per_class=2)
     return sim, {name: {**row, "sb_errors": res["sb_errors"][i],
                         "sb_delivered": res["sb_delivered"][i],
                         "sb_injected": res["sb_injected"][i]}
@@ -172,6 +173,32 @@ def test_traffic_4x4_verilator_with_scoreboard():
             assert r["err_route"] == r["created"] and res["sb_errors"][i] == 0, (name, r)
         else:
             assert all(r[k] == 0 for k in HW_ERRORS) and res["sb_errors"][i] == 0, (name, r)
+
+
+@pytest.mark.sim
+@pytest.mark.slow
+def test_traffic_8x8_verilator_hardware_checkers():
+    """8x8 in the benchmark's configuration (2 VCs per class; the same Verilator build as
+    `make bench BENCH=noc`): every pattern with random backpressure, plus a saturation
+    point. The hardware sinks check every packet (route, per-flow sequence, payload,
+    framing); every created packet must arrive and the network must drain."""
+    from cosim.bench.noc import BENCH_DEPTH, BENCH_QUEUE, _vpc
+
+    kx = ky = 8
+    pts = _points(kx, ky, short=False)
+    pts["saturation"] = TrafficPoint(rate=1.0, pattern="uniform", warmup=1000, measure=5000,
+                                     drain_max=200000)
+    res = run_traffic(list(pts.values()), kx=kx, ky=ky, sim="verilator",
+                      vcs_per_class=_vpc(kx), depth=BENCH_DEPTH, queue=BENCH_QUEUE)
+    for name, r in zip(pts, res["rows"]):
+        print(name, r)
+        assert not r["timed_out"] and r["packets"] == r["created"] > 0, (name, r)
+        if name == "corrupt":
+            assert r["err_payload"] > 0, (name, r)
+        elif name == "no_such_node":
+            assert r["err_route"] == r["created"], (name, r)
+        else:
+            assert all(r[k] == 0 for k in HW_ERRORS), (name, r)
 
 
 def _copy_rows():

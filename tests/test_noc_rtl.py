@@ -11,7 +11,7 @@ from amaranth.sim import Simulator
 
 from cosim.noc.scoreboard import Scoreboard
 from golden import noc as g
-from rtl.noc import CreditCounter, Mesh, RoundRobinArbiter, Router
+from rtl.noc import CreditCounter, LocalPort, Mesh, RoundRobinArbiter, Router, SwitchAllocator
 from rtl.noc.ni import NetworkInterface
 from spec import noc as spec
 
@@ -80,6 +80,230 @@ def test_credit_counter_counts_and_flags_errors():
     run(dut, tb)
 
 
+class _RefRR:
+    """Reference round-robin arbiter (docs: priority starts just above the last grant)."""
+
+    def __init__(self, n):
+        self.n, self.last = n, n - 1
+
+    def pick(self, req):
+        for k in range(1, self.n + 1):
+            i = (self.last + k) % self.n
+            if req >> i & 1:
+                return i
+        return None
+
+    def advance(self, i):
+        if i is not None:
+            self.last = i
+
+
+def _ref_switch_allocation(reqs, ports, n_out, rounds, speedup, in_arbs, out_arbs):
+    """Reference separable input-first allocation (docs/noc.md): returns
+    ({input: [vcs]}, {output: (input, vc)}) and advances the reference pointers."""
+    P = len(reqs)
+    in_grant, out_grant = {}, {}
+    for r in range(rounds):
+        picks = {}
+        for p in range(P):
+            if r and speedup == 1 and p in in_grant:
+                continue
+            req = reqs[p]
+            if r:
+                req = sum(1 << v for v in range(len(ports[p]))
+                          if req >> v & 1 and ports[p][v] not in out_grant)
+            v = in_arbs[r][p].pick(req)
+            if v is not None:
+                picks[p] = v
+        won = set()
+        for o in range(n_out):
+            if o in out_grant:
+                continue
+            want = sum(1 << p for p, v in picks.items() if ports[p][v] == o)
+            w = out_arbs[r][o].pick(want)
+            out_arbs[r][o].advance(w)
+            if w is not None:
+                won.add(w)
+                out_grant[o] = (w, picks[w])
+        for p, v in picks.items():
+            if p in won:
+                in_grant.setdefault(p, []).append(v)
+                in_arbs[r][p].advance(v)
+    return in_grant, out_grant
+
+
+@pytest.mark.parametrize("rounds,speedup", [(1, 1), (2, 1), (2, 2)])
+def test_switch_allocator_matches_reference_and_is_a_matching(rounds, speedup):
+    seed = random.randrange(1 << 30)
+    print("seed", seed)
+    rng = random.Random(seed)
+    P, V = 5, 4
+    dut = SwitchAllocator(P, V, P, iterations=rounds, speedup=speedup)
+    in_arbs = [[_RefRR(V) for _ in range(P)] for _ in range(rounds)]
+    out_arbs = [[_RefRR(P) for _ in range(P)] for _ in range(rounds)]
+    totals = [0, 0]
+
+    async def tb(ctx):
+        for cyc in range(200):
+            reqs = [rng.randrange(1 << V) for _ in range(P)]
+            ports = [[rng.randrange(P) for _ in range(V)] for _ in range(P)]
+            for p in range(P):
+                ctx.set(dut.req[p], reqs[p])
+                for v in range(V):
+                    ctx.set(dut.port[p][v], ports[p][v])
+            exp_in, exp_out = _ref_switch_allocation(reqs, ports, P, rounds, speedup,
+                                                     in_arbs, out_arbs)
+            got_in = {p: ctx.get(dut.in_grant[p]) for p in range(P)}
+            got_out = {o: (ctx.get(dut.out_grant[o]), ctx.get(dut.out_vc[o])) for o in range(P)}
+            msg = (f"cycle {cyc}: req={[hex(r) for r in reqs]} ports={ports}: expected "
+                   f"in={exp_in} out={exp_out}, got in={got_in} out={got_out}")
+            for p in range(P):
+                assert got_in[p] == sum(1 << v for v in exp_in.get(p, [])), msg
+            for o in range(P):
+                if o in exp_out:
+                    assert got_out[o] == (1 << exp_out[o][0], exp_out[o][1]), msg
+                else:
+                    assert got_out[o][0] == 0, msg
+            # a matching: every grant was requested and its VC wants that output; at most
+            # ``speedup`` flits leave an input
+            for o, (p, v) in exp_out.items():
+                assert reqs[p] >> v & 1 and ports[p][v] == o and v in exp_in[p], msg
+            assert all(len(vs) <= speedup for vs in exp_in.values()), msg
+            totals[0] += len(exp_out)
+            await ctx.tick()
+
+    run(dut, tb)
+    print("grants", totals[0])
+
+
+def test_switch_allocator_second_round_fills_an_output_the_first_left_idle():
+    # input 0: VC0 -> out 1; input 1: VC0 -> out 1, VC1 -> out 2. Round 1: both inputs pick
+    # VC0, output 1 takes input 0, input 1 loses; round 2 gives input 1 output 2 via VC1.
+    for rounds, exp in ((1, {0: 0b01, 1: 0}), (2, {0: 0b01, 1: 0b10})):
+        dut = SwitchAllocator(2, 2, 3, iterations=rounds)
+
+        async def tb(ctx, dut=dut, exp=exp, rounds=rounds):
+            ctx.set(dut.req[0], 0b01)
+            ctx.set(dut.req[1], 0b11)
+            ctx.set(dut.port[0][0], 1)
+            ctx.set(dut.port[1][0], 1)
+            ctx.set(dut.port[1][1], 2)
+            for p in (0, 1):
+                assert ctx.get(dut.in_grant[p]) == exp[p], (rounds, p, ctx.get(dut.in_grant[p]))
+            assert ctx.get(dut.out_grant[1]) == 0b01
+            assert ctx.get(dut.out_grant[2]) == (0b10 if rounds == 2 else 0)
+
+        run(dut, tb)
+    with pytest.raises(ValueError, match="iterations"):
+        SwitchAllocator(2, 2, 2, iterations=3)
+    with pytest.raises(ValueError, match="speedup"):
+        SwitchAllocator(2, 2, 2, iterations=1, speedup=2)
+
+
+def test_switch_allocator_speedup_lets_an_input_feed_two_outputs():
+    # input 0: VC0 -> out 0, VC1 -> out 1; input 1 idle. Without speedup one flit leaves
+    # input 0; with speedup 2 both do, to different outputs.
+    for speedup, exp in ((1, 0b01), (2, 0b11)):
+        dut = SwitchAllocator(2, 2, 2, iterations=2, speedup=speedup)
+
+        async def tb(ctx, dut=dut, exp=exp):
+            ctx.set(dut.req[0], 0b11)
+            ctx.set(dut.port[0][0], 0)
+            ctx.set(dut.port[0][1], 1)
+            assert ctx.get(dut.in_grant[0]) == exp
+            assert ctx.get(dut.out_grant[0]) == 0b01 and ctx.get(dut.out_vc[0]) == 0
+            assert ctx.get(dut.out_grant[1]) == (0b01 if exp == 0b11 else 0)
+            if exp == 0b11:
+                assert ctx.get(dut.out_vc[1]) == 1
+
+        run(dut, tb)
+
+
+def _collect_link(ctx, link, seen):
+    """Testbench helper: record (vc, data) of a flit on ``link`` and return its credit."""
+    if ctx.get(link.valid):
+        vc = ctx.get(link.vc)
+        seen.append((vc, ctx.get(link.flit).data))
+        ctx.set(link.credit, 1 << vc)
+    else:
+        ctx.set(link.credit, 0)
+
+
+@pytest.mark.parametrize("fixed", [True, False])
+def test_router_output_vc_is_the_lookahead_choice_of_spec(fixed):
+    """Every head leaves on VC class * vpc + spec.vc_sub(...) of its routed port (the port
+    it takes at the next router picks the sub-channel); with ``fixed=False`` the position
+    comes from the pos_x/pos_y ports, as in a hierarchically generated mesh."""
+    kx, ky, vpc, (x, y) = 4, 4, 2, (1, 2)
+    dut = Router(x=x, y=y, kx=kx, ky=ky, vcs_per_class=vpc) if fixed else \
+        Router(kx=kx, ky=ky, vcs_per_class=vpc)
+    dsts = [(dx, dy) for dx in range(kx) for dy in range(ky)] + [(7, 0), (0, 9)]
+    cases = [(p, c, d) for p in range(spec.N_PORTS) for c in range(2) for d in dsts]
+
+    async def tb(ctx):
+        if not fixed:
+            ctx.set(dut.pos_x, x)
+            ctx.set(dut.pos_y, y)
+        seen = {q: [] for q in range(spec.N_PORTS)}
+        for p, c, (dx, dy) in cases + [(None, 0, (0, 0))] * 4:
+            for q in range(spec.N_PORTS):
+                _collect_link(ctx, dut.o[q], seen[q])
+            for q in range(spec.N_PORTS):
+                ctx.set(dut.i[q].valid, 0)
+            if p is not None:
+                head = spec.make_head(dst_x=dx, dst_y=dy, src_x=p, src_y=c)
+                ctx.set(dut.i[p].valid, 1)
+                ctx.set(dut.i[p].vc, c * vpc)
+                ctx.set(dut.i[p].flit, {"kind": spec.KIND_HEADTAIL, "data": head})
+            await ctx.tick()
+        got = {}
+        for q, flits in seen.items():
+            for vc, data in flits:
+                h = spec.parse_head(data)
+                got[h["src_x"], h["src_y"], h["dst_x"], h["dst_y"]] = (q, vc)
+        assert len(got) == len(cases)
+        for p, c, (dx, dy) in cases:
+            out = spec.xy_port(x, y, dx, dy, kx, ky)
+            exp = (out, c * vpc + spec.vc_sub(x, y, p, dx, dy, kx, ky, vpc))
+            assert got[p, c, dx, dy] == exp, (f"in port {p} class {c} dst ({dx}, {dy}): "
+                                              f"expected (port, vc) {exp}, got {got[p, c, dx, dy]}")
+        assert ctx.get(dut.errors) == 0
+
+    run(dut, tb)
+
+
+def test_local_port_injects_on_the_spec_sub_channel():
+    kx, ky, vpc, (x, y) = 3, 3, 2, (2, 1)
+    dut = LocalPort(kx=kx, ky=ky, vcs_per_class=vpc, depth=4)
+    dsts = [(dx, dy) for dx in range(kx) for dy in range(ky)] + [(5, 5)]
+
+    async def tb(ctx):
+        ctx.set(dut.pos_x, x)
+        ctx.set(dut.pos_y, y)
+        seen = []
+        for c in range(2):
+            for dx, dy in dsts:
+                head = spec.make_head(dst_x=dx, dst_y=dy, src_x=c)
+                ctx.set(dut.inj[c].valid, 1)
+                ctx.set(dut.inj[c].payload, {"kind": spec.KIND_HEADTAIL, "data": head})
+                while True:
+                    _collect_link(ctx, dut.link_out, seen)
+                    done = ctx.get(dut.inj[c].ready)
+                    await ctx.tick()
+                    if done:
+                        break
+            ctx.set(dut.inj[c].valid, 0)
+        for _ in range(3):
+            _collect_link(ctx, dut.link_out, seen)
+            await ctx.tick()
+        exp = [(c * vpc + spec.inject_sub(x, y, dx, dy, kx, ky, vpc), dx, dy)
+               for c in range(2) for dx, dy in dsts]
+        got = [(vc, spec.parse_head(d)["dst_x"], spec.parse_head(d)["dst_y"]) for vc, d in seen]
+        assert got == exp
+
+    run(dut, tb)
+
+
 def test_router_parameters_are_checked():
     with pytest.raises(ValueError, match="flit_width"):
         Router(x=0, y=0, kx=2, ky=2, flit_width=4)
@@ -87,6 +311,10 @@ def test_router_parameters_are_checked():
         Router(x=0, y=0, kx=2, ky=2, depth=1)
     with pytest.raises(ValueError, match=r"\(x, y\)"):
         Router(x=2, y=0, kx=2, ky=2)
+    with pytest.raises(ValueError, match=r"\(x, y\)"):
+        Router(x=1, kx=2, ky=2)
+    with pytest.raises(ValueError, match="sa_iterations"):
+        Router(kx=2, ky=2, sa_iterations=0)
     with pytest.raises(ValueError, match="kx"):
         Mesh(kx=0, ky=2)
 

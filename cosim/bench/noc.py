@@ -7,7 +7,7 @@ build/bench/noc.json (via `make bench BENCH=noc`) and build/bench/noc.png.
 
 Environment: NOC_BENCH_SIZES (default "4,8"), NOC_BENCH_MEASURE (cycles per point,
 default 3000), NOC_BENCH_SIM (default verilator; icarus only for a quick 2x2 look),
-NOC_BENCH_VPC (VCs per class for every size; default 2 up to 4x4, 1 on 8x8),
+NOC_BENCH_VPC (VCs per class for every size; default 2),
 NOC_BENCH_PLOT_ONLY=1 (no simulation: noc.json and noc.png from the per-size files)."""
 
 from __future__ import annotations
@@ -33,10 +33,12 @@ def _point(load, pattern, measure):
                         cls_mode=2, warmup=1000, measure=measure, drain_max=6 * measure)
 
 
-# VCs per message class by mesh size: 2 where the build is affordable; the 8x8 traffic top
-# with 2 VCs/class is ~33 MB of Verilog (Amaranth emits one module per router instance),
-# whose Verilator build takes far longer than the benchmark itself on 2 cores.
-VCS_PER_CLASS = {2: 2, 4: 2, 8: 1}
+# VCs per message class by mesh size (the traffic top is generated hierarchically: one
+# router, local-port, generator and sink module for the whole mesh), buffer depth per VC
+# (flits) and source-queue depth (packets per class).
+VCS_PER_CLASS = {2: 2, 4: 2, 8: 2}
+BENCH_DEPTH = 16
+BENCH_QUEUE = 16
 
 
 def _vpc(k):
@@ -46,7 +48,8 @@ def _vpc(k):
 
 def _rows(points, k, sim, label):
     t = time.time()
-    res = run_traffic(points, kx=k, ky=k, sim=sim, vcs_per_class=_vpc(k), depth=8)
+    res = run_traffic(points, kx=k, ky=k, sim=sim, vcs_per_class=_vpc(k), depth=BENCH_DEPTH,
+                      queue=BENCH_QUEUE)
     print(f"[noc bench] {k}x{k} {label}: {len(points)} points in {time.time() - t:.0f} s "
           "(first call includes Verilog generation and the simulator build)", flush=True)
     return res["rows"]
@@ -84,8 +87,10 @@ def run() -> dict:
     sim = os.environ.get("NOC_BENCH_SIM", "verilator")
     result: dict = {"curves": {}, "config": {"simulator": sim, "packet_flits": LENGTH, "measure_cycles": measure,
                                              "vcs_per_class": {f"{k}x{k}": _vpc(k) for k in sizes},
-                                             "buffer_depth": 8,
-                                             "source_queue": 16}}
+                                             "buffer_depth": BENCH_DEPTH,
+                                             "source_queue": BENCH_QUEUE,
+                                             "switch_allocator_rounds": 2,
+                                             "vc_choice": "lookahead (spec.VC_SUB)"}}
     for k in sizes:
         n = k * k
         groups = {"zero": [(0.004, _point(0.004, "uniform", 4 * measure))]}

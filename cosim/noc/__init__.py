@@ -69,7 +69,7 @@ def run_traffic(points, *, kx=2, ky=2, sim="verilator", scoreboard=False, vcs_pe
                     test_module="cosim.noc.traffic_bench", params=params,
                     inputs={"points": np.array([p.row() for p in points], dtype=np.int64),
                             "scoreboard": np.array(int(bool(scoreboard)))},
-                    sim=sim)
+                    sim=sim, hierarchical=True)
     rows = [dict(zip(RESULT_FIELDS, (int(v) for v in r))) for r in out["results"]]
     res = {"rows": rows}
     for k in ("sb_errors", "sb_delivered", "sb_injected"):
@@ -95,7 +95,8 @@ def run_axi(ops, blob, *, kx=2, ky=2, masters=(0,), memories=(3,), regions=None,
                                                memories=memories, regions=regions),
                      test_module="cosim.noc.axi_bench", params=params,
                      inputs={"ops": np.asarray(ops, dtype=np.int64),
-                             "blob": np.asarray(blob, dtype=np.uint8)}, sim=sim)
+                             "blob": np.asarray(blob, dtype=np.uint8)}, sim=sim,
+                     hierarchical=True)
 
 
 def run_copies(rows, *, kx=2, ky=2, memories=(1, 2), seed=1, max_cycles=200_000,
@@ -114,4 +115,4 @@ def run_copies(rows, *, kx=2, ky=2, memories=(1, 2), seed=1, max_cycles=200_000,
                      test_module="cosim.noc.copy_bench", params=params,
                      inputs={"copies": np.asarray(rows, dtype=np.int64),
                              "seed": np.array(seed), "max_cycles": np.array(max_cycles)},
-                     sim=sim)
+                     sim=sim, hierarchical=True)

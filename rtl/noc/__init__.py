@@ -2,11 +2,11 @@
 
 See docs/noc.md; the packet format and address map live in spec/noc.py."""
 
-from .arbiter import CreditCounter, RoundRobinArbiter
+from .arbiter import CreditCounter, RoundRobinArbiter, SwitchAllocator
 from .mesh import LocalPort, Mesh
 from .router import LinkSignature, Router, flit_layout
 
-__all__ = ["CreditCounter", "RoundRobinArbiter", "LinkSignature", "Router", "flit_layout",
+__all__ = ["CreditCounter", "RoundRobinArbiter", "SwitchAllocator", "LinkSignature", "Router", "flit_layout",
            "LocalPort", "Mesh"]
 
 def _ni():

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Signal
+from amaranth.hdl import Array, Cat, Const, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["RoundRobinArbiter", "CreditCounter", "one_hot_index"]
+__all__ = ["RoundRobinArbiter", "CreditCounter", "SwitchAllocator", "one_hot_index"]
 
 
 def one_hot_index(m: Module, onehot, n: int, name: str = "idx") -> Signal:
@@ -98,4 +98,110 @@ class CreditCounter(wiring.Component):
                 m.d.comb += self.error.eq(1)
             with m.Else():
                 m.d.sync += self.count.eq(self.count + 1)
+        return m
+
+
+class SwitchAllocator(wiring.Component):
+    """Separable input-first switch allocator with ``iterations`` rounds (1 or 2) and an
+    input speedup of 1 or 2.
+
+    Ports
+    -----
+    req[p]       : In(n_vcs)            VCs of input port p with a flit that may move now.
+    port[p][v]   : In(range(n_out))     output port wanted by input p's VC v.
+    in_grant[p]  : Out(n_vcs)           the VCs of input p that move this cycle (at most
+                                        ``speedup`` bits set; 0: none).
+    out_grant[o] : Out(n_in)            one-hot: the input port that output o takes (0: none).
+    out_vc[o]    : Out(range(n_vcs))    the VC of that input (valid with out_grant[o]).
+
+    Round 1: a round-robin arbiter per input port picks one requesting VC; a round-robin
+    arbiter per output port picks one of the inputs whose pick wants it. Round 2 (if
+    ``iterations == 2``): the inputs (with ``speedup == 2``: every input, else only those
+    left unmatched) pick again, with a second set of round-robin arbiters, among their
+    VCs that want an output left unmatched, and those outputs arbitrate again. So every
+    output takes at most one flit, every VC moves at most one, and with ``speedup == 2``
+    an input port may send two flits (from two VCs, to two outputs) in a cycle (its VC
+    buffers have a read port each). Combinational (latency 0). Round-robin pointers
+    advance on matches only (a pick that lost is offered again), output pointers on every
+    grant, so a VC that keeps requesting is served.
+    """
+
+    def __init__(self, n_in: int, n_vcs: int, n_out: int, iterations: int = 2,
+                 speedup: int = 1):
+        for name, v in (("n_in", n_in), ("n_vcs", n_vcs), ("n_out", n_out)):
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive int, not {v!r}")
+        if iterations not in (1, 2):
+            raise ValueError(f"iterations must be 1 or 2, not {iterations!r}")
+        if speedup not in (1, 2) or speedup > iterations:
+            raise ValueError(f"speedup must be 1 or 2 (and <= iterations), not {speedup!r}")
+        self._n_in, self._n_vcs, self._n_out = n_in, n_vcs, n_out
+        self._it, self._speedup = iterations, speedup
+        super().__init__({"req": In(n_vcs).array(n_in),
+                          "port": In(range(n_out)).array(n_in, n_vcs),
+                          "in_grant": Out(n_vcs).array(n_in),
+                          "out_grant": Out(n_in).array(n_out),
+                          "out_vc": Out(range(n_vcs)).array(n_out)})
+
+    iterations = property(lambda self: self._it)
+    speedup = property(lambda self: self._speedup)
+
+    def elaborate(self, platform):
+        m = Module()
+        P, V, O = self._n_in, self._n_vcs, self._n_out
+        out_taken = in_taken = None       # outputs / inputs matched by earlier rounds
+        in_g = [Const(0, V) for _ in range(P)]
+        out_g = [Const(0, P) for _ in range(O)]
+        out_v = [Const(0, range(V)) for _ in range(O)]
+        for r in range(self._it):
+            reqs = []
+            for p in range(P):
+                if r == 0:
+                    reqs.append(self.req[p])
+                else:
+                    # VCs granted in round 1 want a taken output: they drop out here
+                    free = Cat(~Array(out_taken)[self.port[p][v]] for v in range(V))
+                    rq = Signal(V, name=f"req{r}_{p}")
+                    gate = Const(1, 1) if self._speedup == 2 else ~in_taken[p]
+                    m.d.comb += rq.eq(self.req[p] & free & gate.replicate(V))
+                    reqs.append(rq)
+            in_arb, target, pick = [], [], []
+            for p in range(P):
+                arb = RoundRobinArbiter(V)
+                m.submodules[f"in{r}_{p}"] = arb
+                m.d.comb += arb.requests.eq(reqs[p])
+                idx = one_hot_index(m, arb.grant, V, name=f"pick{r}_{p}")
+                t = Signal(range(O), name=f"target{r}_{p}")
+                m.d.comb += t.eq(Array(self.port[p])[idx])
+                in_arb.append(arb)
+                target.append(t)
+                pick.append(idx)
+            won = [[] for _ in range(P)]
+            taken = []
+            for o in range(O):
+                arb = RoundRobinArbiter(P)
+                m.submodules[f"out{r}_{o}"] = arb
+                m.d.comb += [arb.requests.eq(Cat(in_arb[p].valid & (target[p] == o)
+                                                 for p in range(P))),
+                             arb.advance.eq(1)]
+                for p in range(P):
+                    won[p].append(arb.grant[p])
+                wp = one_hot_index(m, arb.grant, P, name=f"winp{r}_{o}")
+                out_g[o] = out_g[o] | arb.grant
+                out_v[o] = out_v[o] | (Array(pick)[wp] & arb.valid.replicate(len(pick[0])))
+                taken.append(arb.valid)
+            matched = []
+            for p in range(P):
+                mp = Signal(name=f"match{r}_{p}")
+                m.d.comb += [mp.eq(Cat(*won[p]).any()), in_arb[p].advance.eq(mp)]
+                in_g[p] = in_g[p] | (in_arb[p].grant & mp.replicate(V))
+                matched.append(mp)
+            if r + 1 < self._it:
+                nxt_out, nxt_in = Signal(O, name=f"out_taken{r}"), Signal(P, name=f"in_taken{r}")
+                m.d.comb += [nxt_out.eq(Cat(*taken)), nxt_in.eq(Cat(*matched))]
+                out_taken, in_taken = nxt_out, nxt_in
+        for p in range(P):
+            m.d.comb += self.in_grant[p].eq(in_g[p])
+        for o in range(O):
+            m.d.comb += [self.out_grant[o].eq(out_g[o]), self.out_vc[o].eq(out_v[o])]
         return m

@@ -6,10 +6,11 @@ from amaranth.hdl import Array, Cat, Module, Mux, Signal
 from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from rtl.hier import instance
 from spec import noc as spec
 
 from .arbiter import CreditCounter, RoundRobinArbiter, one_hot_index
-from .router import LinkSignature, Router, check_router_params, flit_layout
+from .router import LinkSignature, Router, check_router_params, flit_layout, sub_of_port, xy_route
 
 __all__ = ["LocalPort", "Mesh", "endpoint_stream"]
 
@@ -23,8 +24,11 @@ class LocalPort(wiring.Component):
     """Adapter between an endpoint's per-class flit streams and a router's local port.
 
     Injection: ``inj[c]`` (valid/ready) carries the flits of class ``c`` packets, head to
-    tail; a packet uses VC ``(dst_x ^ dst_y) mod vcs_per_class`` of its class (so a flow
-    always uses the same VC and stays in order); when both classes have a flit
+    tail; a packet uses the VC of its class whose sub-channel is ``spec.inject_sub``: the
+    ``spec.VC_SUB`` entry of the port the packet takes at this node's router (computed from
+    ``pos_x``/``pos_y``, this node's position, an input so that all local ports of a mesh
+    are one design). The choice depends only on the destination, so a flow always uses
+    the same VC and stays in order. When both classes have a flit
     and a credit a round-robin arbiter picks one per cycle (flits of a request and a
     response packet may interleave on the link, each VC stays in order). The link is a
     register: a flit accepted at cycle t is on ``link_out`` at t+1.
@@ -35,14 +39,18 @@ class LocalPort(wiring.Component):
     cycle t is offered on ``ej[c]`` at t+1. Backpressure on ``ej[c]`` only stops class c.
     """
 
-    def __init__(self, *, flit_width: int = 64, vcs_per_class: int = 1, depth: int = 4):
+    def __init__(self, *, kx: int, ky: int, flit_width: int = 64, vcs_per_class: int = 1,
+                 depth: int = 4):
+        spec.check_mesh(kx, ky)
         check_router_params(flit_width, vcs_per_class, depth)
+        self._kx, self._ky = kx, ky
         self._fw, self._vpc, self._depth = flit_width, vcs_per_class, depth
         n_vcs = spec.N_CLASSES * vcs_per_class
         link = LinkSignature(flit_width, n_vcs)
         es = endpoint_stream(flit_width)
         super().__init__({"inj": In(es).array(spec.N_CLASSES), "ej": Out(es).array(spec.N_CLASSES),
-                          "link_out": Out(link), "link_in": In(link)})
+                          "link_out": Out(link), "link_in": In(link),
+                          "pos_x": In(spec.COORD_BITS), "pos_y": In(spec.COORD_BITS)})
 
     def elaborate(self, platform):
         m = Module()
@@ -51,8 +59,8 @@ class LocalPort(wiring.Component):
         layout = flit_layout(self._fw)
 
         # ---- injection ----
-        # The VC within the class is a function of the destination (latched at the head),
-        # so all packets of a flow use the same VC chain and stay in order.
+        # The VC within the class is a function of the destination and this node's position
+        # (latched at the head), so all packets of a flow use the same VC chain: in order.
         arb = RoundRobinArbiter(C)
         m.submodules.inj_arb = arb
         subs = []
@@ -61,7 +69,9 @@ class LocalPort(wiring.Component):
             if vpc > 1:
                 cur = Signal(range(vpc), name=f"inj_cur{c}")
                 pl = self.inj[c].payload
-                pick = (pl.data[0:4] ^ pl.data[4:8])[:(vpc - 1).bit_length()]
+                rc = xy_route(m, self.pos_x, self.pos_y, self._kx, self._ky, pl.data[0:4],
+                              pl.data[4:8], name=f"inj_route{c}")
+                pick = sub_of_port(m, rc, vpc, name=f"inj_pick{c}")
                 m.d.comb += sub.eq(Mux(pl.kind[0], pick, cur))
                 with m.If(arb.grant[c]):
                     m.d.sync += cur.eq(sub)
@@ -161,10 +171,13 @@ class Mesh(wiring.Component):
         routers = {}
         for y in range(ky):
             for x in range(kx):
-                r = Router(x=x, y=y, kx=kx, ky=ky, **kw)
+                # position as constant inputs: one router / local-port design for the whole
+                # mesh, generated once under rtl.hier.generate_hierarchical
+                r = instance(Router, kx=kx, ky=ky, **kw)
                 m.submodules[f"router_{x}_{y}"] = routers[x, y] = r
-                lp = LocalPort(**kw)
+                lp = instance(LocalPort, kx=kx, ky=ky, **kw)
                 m.submodules[f"local_{x}_{y}"] = lp
+                m.d.comb += [r.pos_x.eq(x), r.pos_y.eq(y), lp.pos_x.eq(x), lp.pos_y.eq(y)]
                 n = y * kx + x
                 for c in range(spec.N_CLASSES):
                     wiring.connect(m, wiring.flipped(self.inj[n][c]), lp.inj[c])

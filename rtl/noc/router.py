@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Const, Module, Signal
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, fifo, wiring
 from amaranth.lib.wiring import In, Out
 
 from spec import noc as spec
 
-from .arbiter import CreditCounter, RoundRobinArbiter, one_hot_index
+from .arbiter import CreditCounter, RoundRobinArbiter, SwitchAllocator, one_hot_index
 
 __all__ = ["flit_layout", "LinkSignature", "Router", "check_router_params"]
 
@@ -62,22 +62,64 @@ def check_router_params(flit_width, vcs_per_class, depth):
         raise ValueError(f"depth must be an int in [2, 64], not {depth!r}")
 
 
-def xy_route(m: Module, x: int, y: int, kx: int, ky: int, dst_x, dst_y, name="route"):
-    """Dimension-ordered (X then Y) output port for a head flit at router (x, y).
+def xy_route(m: Module, x, y, kx: int, ky: int, dst_x, dst_y, name="route"):
+    """Dimension-ordered (X then Y) output port for a head flit at router (x, y)
+    (spec.xy_port in hardware). ``x``/``y`` are ints or Values (a router whose position is
+    an input port).
 
     A destination outside the mesh is clamped: X moves stop at the east/west edge, Y moves
     at the north/south edge, and the packet leaves through the local port of the nearest
     node, whose endpoint reports it (DECERR for requests, an error count for traffic)."""
     route = Signal(range(spec.N_PORTS), name=name)
-    moves = [(spec.PORT_E, x < kx - 1, lambda: dst_x > x), (spec.PORT_W, x > 0, lambda: dst_x < x),
-             (spec.PORT_S, y < ky - 1, lambda: dst_y > y), (spec.PORT_N, y > 0, lambda: dst_y < y)]
-    # a chain of If/Elif over the directions that exist at this router, local otherwise
+    moves = [(spec.PORT_E, x < kx - 1, dst_x > x), (spec.PORT_W, x > 0, dst_x < x),
+             (spec.PORT_S, y < ky - 1, dst_y > y), (spec.PORT_N, y > 0, dst_y < y)]
+    # a chain of If/Elif over the directions, local otherwise (first match wins)
     m.d.comb += route.eq(spec.PORT_L)
     for port, exists, cond in reversed(moves):
-        if exists:
-            with m.If(cond()):
+        if isinstance(exists, bool):
+            if exists:
+                with m.If(cond):
+                    m.d.comb += route.eq(port)
+        else:
+            with m.If(exists & cond):
                 m.d.comb += route.eq(port)
     return route
+
+
+def sub_of_port(m: Module, port, vcs_per_class: int, name="sub"):
+    """spec.VC_SUB[vcs_per_class][port] in hardware."""
+    sub = Signal(range(max(vcs_per_class, 2)), name=name)
+    table = spec.VC_SUB[vcs_per_class]
+    with m.Switch(port):
+        for p in range(spec.N_PORTS):
+            with m.Case(p):
+                m.d.comb += sub.eq(table[p])
+    return sub
+
+
+def lookahead_sub(m: Module, x, y, kx: int, ky: int, in_port: int, route, dst_x, dst_y,
+                  vcs_per_class: int, name="la"):
+    """Sub-channel of a packet leaving router (x, y) through ``route`` (spec.vc_sub): from
+    its output port at the next router, or ``in_port`` mod vcs_per_class when it ejects."""
+    sub = Signal(range(max(vcs_per_class, 2)), name=name)
+    if vcs_per_class == 1:
+        return sub
+    nx = Signal(spec.COORD_BITS + 1, name=f"{name}_nx")
+    ny = Signal(spec.COORD_BITS + 1, name=f"{name}_ny")
+    m.d.comb += [nx.eq(x), ny.eq(y)]
+    with m.Switch(route):
+        with m.Case(spec.PORT_E):
+            m.d.comb += nx.eq(x + 1)
+        with m.Case(spec.PORT_W):
+            m.d.comb += nx.eq(x - 1)
+        with m.Case(spec.PORT_S):
+            m.d.comb += ny.eq(y + 1)
+        with m.Case(spec.PORT_N):
+            m.d.comb += ny.eq(y - 1)
+    nxt = xy_route(m, nx, ny, kx, ky, dst_x, dst_y, name=f"{name}_next")
+    via = sub_of_port(m, nxt, vcs_per_class, name=f"{name}_tab")
+    m.d.comb += sub.eq(Mux(route == spec.PORT_L, in_port % vcs_per_class, via))
+    return sub
 
 
 class Router(wiring.Component):
@@ -85,15 +127,23 @@ class Router(wiring.Component):
 
     Parameters
     ----------
-    x, y, kx, ky : position of this router in a ``kx`` x ``ky`` mesh (row 0 = north).
+    kx, ky : mesh size (``kx`` x ``ky``, row 0 = north).
+    x, y : position of this router, or ``None`` (default): the position is then read from
+        the ``pos_x``/``pos_y`` input ports, so every router of a mesh is the same design
+        (generated and compiled once, ``rtl.hier.instance``). With ints the ports are
+        ignored.
     flit_width : data bits per flit (>= 8; 64 for traffic/AXI packets).
     vcs_per_class : VCs per message class (``n_vcs = 2 * vcs_per_class`` per port).
     depth : flits of buffer per input VC (= credits per output VC downstream).
+    sa_iterations : rounds of the separable switch allocator (1 or 2, default 2).
+    input_speedup : flits an input port may send per cycle (1 or 2, default 2; at most
+        ``sa_iterations``): each input VC buffer has its own read port.
 
     Ports
     -----
     i[p] : In(LinkSignature)   input link of port p (spec.PORT_N/E/S/W/L).
     o[p] : Out(LinkSignature)  output link of port p (a register: the link stage).
+    pos_x, pos_y : In(4)       position (when not given as parameters); constant inputs.
     flits[p] : Out(32)         flits sent through output port p (wraps).
     errors : Out(16)           cycles with a protocol error: a flit arriving at a full buffer
                                (dropped; a credit violation upstream), a body/tail flit with
@@ -106,29 +156,48 @@ class Router(wiring.Component):
     which is the input of the next router's buffer. So one hop = 1 router cycle + 1 link
     cycle = 2 cycles per hop; body flits follow at one flit per cycle.
 
-    Allocation (separable, round-robin): VC allocation: each head flit waiting at input VC
-    ``v`` requests VC ``v`` of its output port (a packet keeps its VC number end to end;
-    the endpoint chooses it from the destination, so every flow uses one VC chain and stays
-    in order), and a round-robin arbiter per output VC grants one of the requesters. Switch allocation: a
-    round-robin arbiter per input port picks one VC among those holding an output VC with a
-    credit downstream, then a round-robin arbiter per output port picks one input port.
-    An output VC stays owned by a packet from its head until its tail (wormhole).
+    VC allocation (lookahead choice, round-robin): a head flit at input VC ``v`` asks for
+    one output VC: the VC of its class whose sub-channel is given by the port the packet
+    will take at the *next* router (``spec.VC_SUB``; on the local output: the input port
+    mod ``vcs_per_class``; ``spec.vc_sub``). A round-robin arbiter per output VC grants
+    one requester. The choice depends only on the destination and the position, so every
+    packet of a flow follows the same VC chain (in-order delivery), while each input VC
+    holds packets heading the same way at the next router (less head-of-line blocking
+    than one VC per destination). Any VC choice inside a class keeps XY routing
+    deadlock-free. An output VC stays owned by a packet from its head until its tail.
 
-    Throughput: one flit per output port per cycle; a single VC needs ``depth >= 4`` to
-    stream at full rate (credit round trip: 4 cycles).
+    Switch allocation: :class:`SwitchAllocator` (separable, input-first, round-robin,
+    ``sa_iterations`` rounds, input speedup ``input_speedup``) over the input VCs that
+    hold (or are being granted) an output VC with a credit downstream. VA and SA happen in
+    the same cycle.
+
+    Throughput: one flit per output port per cycle (an input port may drain up to
+    ``input_speedup`` flits per cycle from different VCs); a single VC needs ``depth >= 4``
+    to stream at full rate (credit round trip: 4 cycles).
     """
 
-    def __init__(self, *, x: int, y: int, kx: int, ky: int, flit_width: int = 64,
-                 vcs_per_class: int = 1, depth: int = 4):
+    def __init__(self, *, kx: int, ky: int, x: int | None = None, y: int | None = None,
+                 flit_width: int = 64, vcs_per_class: int = 1, depth: int = 4,
+                 sa_iterations: int = 2, input_speedup: int = 2):
         spec.check_mesh(kx, ky)
-        if not (isinstance(x, int) and isinstance(y, int) and 0 <= x < kx and 0 <= y < ky):
+        if (x is None) != (y is None):
+            raise ValueError("(x, y) must both be given or both be None")
+        if x is not None and not (isinstance(x, int) and isinstance(y, int)
+                                  and 0 <= x < kx and 0 <= y < ky):
             raise ValueError(f"(x, y) must lie inside the {kx}x{ky} mesh, not ({x!r}, {y!r})")
         check_router_params(flit_width, vcs_per_class, depth)
+        if sa_iterations not in (1, 2):
+            raise ValueError(f"sa_iterations must be 1 or 2, not {sa_iterations!r}")
+        if input_speedup not in (1, 2) or input_speedup > sa_iterations:
+            raise ValueError(f"input_speedup must be 1 or 2 and <= sa_iterations, "
+                             f"not {input_speedup!r}")
         self._x, self._y, self._kx, self._ky = x, y, kx, ky
         self._flit_width, self._vpc, self._depth = flit_width, vcs_per_class, depth
+        self._sa_it, self._speedup = sa_iterations, input_speedup
         self._n_vcs = spec.N_CLASSES * vcs_per_class
         link = LinkSignature(flit_width, self._n_vcs)
         super().__init__({"i": In(link).array(spec.N_PORTS), "o": Out(link).array(spec.N_PORTS),
+                          "pos_x": In(spec.COORD_BITS), "pos_y": In(spec.COORD_BITS),
                           "flits": Out(32).array(spec.N_PORTS), "errors": Out(16)})
 
     x = property(lambda self: self._x)
@@ -141,13 +210,15 @@ class Router(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         P, V, W, D = spec.N_PORTS, self._n_vcs, self._flit_width, self._depth
-        vpc = self._vpc
+        vpc, kx, ky = self._vpc, self._kx, self._ky
         layout = flit_layout(W)
         fw = layout.size
+        px = self.pos_x if self._x is None else self._x
+        py = self.pos_y if self._y is None else self._y
 
         # ---- input buffers and per-input-VC state -----------------------------------------
         heads, r_rdy, pops, drops = {}, {}, {}, {}
-        alloc, oport, ovc, route = {}, {}, {}, {}
+        alloc, oport, ovc, route, wreq = {}, {}, {}, {}, {}
         dropped = []
         for p in range(P):
             for v in range(V):
@@ -162,13 +233,18 @@ class Router(wiring.Component):
                 alloc[p, v] = Signal(name=f"alloc_{p}_{v}")
                 oport[p, v] = Signal(range(P), name=f"oport_{p}_{v}")
                 ovc[p, v] = Signal(range(V), name=f"ovc_{p}_{v}")
-                rc = xy_route(m, self._x, self._y, self._kx, self._ky, head.data[0:4],
-                              head.data[4:8], name=f"rc_{p}_{v}")
+                dst_x, dst_y = head.data[0:4], head.data[4:8]
+                rc = xy_route(m, px, py, kx, ky, dst_x, dst_y, name=f"rc_{p}_{v}")
                 route[p, v] = Signal(range(P), name=f"route_{p}_{v}")
                 with m.If(alloc[p, v]):
                     m.d.comb += route[p, v].eq(oport[p, v])
                 with m.Else():
                     m.d.comb += route[p, v].eq(rc)
+                # the output VC this head asks for: its class, lookahead sub-channel
+                sub = lookahead_sub(m, px, py, kx, ky, p, rc, dst_x, dst_y, vpc,
+                                    name=f"la_{p}_{v}")
+                wreq[p, v] = Signal(range(V), name=f"wreq_{p}_{v}")
+                m.d.comb += wreq[p, v].eq((v // vpc) * vpc + sub)
                 drops[p, v] = Signal(name=f"stray_{p}_{v}")
                 m.d.comb += drops[p, v].eq(f.r_rdy & ~head.kind[0] & ~alloc[p, v])
 
@@ -184,81 +260,50 @@ class Router(wiring.Component):
                 m.d.comb += [cc.give.eq(self.o[o].credit[w]), avail[o * V + w].eq(cc.available)]
                 dropped.append(cc.error)
 
-        # ---- VC allocation, stage 1: a waiting head asks for the same-numbered VC at its
-        # output port (a flow keeps its VC end to end, so packets of a flow stay in order
-        # even with several VCs per class; the endpoint picks the VC from the destination)
-        va_pick = {}   # (p, v, w) -> request to output VC w at its routed port
-        for p in range(P):
-            for v in range(V):
-                want = r_rdy[p, v] & heads[p, v].kind[0] & ~alloc[p, v]
-                c = v // vpc
-                for w in range(c * vpc, (c + 1) * vpc):
-                    va_pick[p, v, w] = Signal(name=f"vapick_{p}_{v}_{w}")
-                    if w == v:
-                        free_w = ~Array(busy[o, w] for o in range(P))[route[p, v]]
-                        m.d.comb += va_pick[p, v, w].eq(want & free_w)
-        # ---- VC allocation, stage 2: a round-robin arbiter per output VC -------------------
-        va_gnt = {(p, v): Signal(name=f"vagnt_{p}_{v}") for p in range(P) for v in range(V)}
-        va_w = {(p, v): Signal(range(V), name=f"vaw_{p}_{v}") for p in range(P) for v in range(V)}
+        # ---- VC allocation: a waiting head asks for output VC wreq at its routed port; a
+        # round-robin arbiter per free output VC grants one of its requesters
+        want = {k: r_rdy[k] & heads[k].kind[0] & ~alloc[k] for k in heads}
+        va_gnt = {k: Signal(name=f"vagnt_{k[0]}_{k[1]}") for k in heads}
+        gnt_terms = {k: [] for k in heads}
         va_set = {}
-        gnt_terms = {k: [] for k in va_gnt}
-        w_terms = {k: [] for k in va_gnt}
         for o in range(P):
             for w in range(V):
                 c = w // vpc
                 reqs = [(p, v) for p in range(P) for v in range(c * vpc, (c + 1) * vpc)]
                 arb = RoundRobinArbiter(len(reqs))
                 m.submodules[f"va_{spec.PORT_NAMES[o]}{w}"] = arb
-                for j, (p, v) in enumerate(reqs):
-                    m.d.comb += arb.requests[j].eq(va_pick[p, v, w] & (route[p, v] == o))
-                    gnt_terms[p, v].append(arb.grant[j])
-                    w_terms[p, v].append(arb.grant[j].replicate(len(va_w[p, v])) & w)
+                for j, k in enumerate(reqs):
+                    m.d.comb += arb.requests[j].eq(want[k] & ~busy[o, w] & (route[k] == o)
+                                                   & (wreq[k] == w))
+                    gnt_terms[k].append(arb.grant[j])
                 m.d.comb += arb.advance.eq(1)
                 va_set[o, w] = arb.valid
         for k in va_gnt:            # at most one output VC grants a given input VC
-            m.d.comb += [va_gnt[k].eq(Cat(*gnt_terms[k]).any()),
-                         va_w[k].eq(_or_all(w_terms[k], len(va_w[k])))]
+            m.d.comb += va_gnt[k].eq(Cat(*gnt_terms[k]).any())
 
         # ---- switch allocation ----------------------------------------------------------
+        sa = SwitchAllocator(P, V, P, iterations=self._sa_it, speedup=self._speedup)
+        m.submodules.sa = sa
         eff_vc = {}
-        in_arb, win_v, win_route, win_vc, win_flit = [], [], [], [], []
         for p in range(P):
-            arb = RoundRobinArbiter(V)
-            m.submodules[f"sa_in_{spec.PORT_NAMES[p]}"] = arb
-            in_arb.append(arb)
             for v in range(V):
                 eff_vc[p, v] = Signal(range(V), name=f"effvc_{p}_{v}")
-                m.d.comb += eff_vc[p, v].eq(ovc[p, v])
-                with m.If(~alloc[p, v]):
-                    m.d.comb += eff_vc[p, v].eq(va_w[p, v])
+                m.d.comb += eff_vc[p, v].eq(Mux(alloc[p, v], ovc[p, v], wreq[p, v]))
                 has_vc = alloc[p, v] | va_gnt[p, v]
                 cred = avail.bit_select(route[p, v] * V + eff_vc[p, v], 1)
-                m.d.comb += arb.requests[v].eq(r_rdy[p, v] & has_vc & cred)
-            wv = one_hot_index(m, arb.grant, V, name=f"winv_{p}")
-            win_v.append(wv)
-            win_route.append(Array(route[p, v] for v in range(V))[wv])
-            win_vc.append(Array(eff_vc[p, v] for v in range(V))[wv])
-            win_flit.append(Array(heads[p, v].as_value() for v in range(V))[wv])
+                m.d.comb += [sa.req[p][v].eq(r_rdy[p, v] & has_vc & cred),
+                             sa.port[p][v].eq(route[p, v])]
 
-        granted_in = [Signal(name=f"sa_gnt_{p}") for p in range(P)]
-        gin_terms = [[] for _ in range(P)]
-        out_fire, out_vc, out_flit = [], [], []
         for o in range(P):
-            arb = RoundRobinArbiter(P)
-            m.submodules[f"sa_out_{spec.PORT_NAMES[o]}"] = arb
-            for p in range(P):
-                m.d.comb += arb.requests[p].eq(in_arb[p].valid & (win_route[p] == o))
-                gin_terms[p].append(arb.grant[p])
-            m.d.comb += arb.advance.eq(1)
-            wp = one_hot_index(m, arb.grant, P, name=f"winp_{o}")
+            wp = one_hot_index(m, sa.out_grant[o], P, name=f"winp_{o}")
+            sel = Signal(range(P * V), name=f"sel_{o}")
             fire = Signal(name=f"fire_{o}")
             vc = Signal(range(V), name=f"ovc_next_{o}")
             flit = Signal(layout, name=f"oflit_next_{o}")
-            m.d.comb += [fire.eq(arb.valid), vc.eq(Array(win_vc)[wp]),
-                         flit.eq(Array(win_flit)[wp])]
-            out_fire.append(fire)
-            out_vc.append(vc)
-            out_flit.append(flit)
+            m.d.comb += [sel.eq(wp * V + sa.out_vc[o]), fire.eq(sa.out_grant[o].any()),
+                         vc.eq(Array(eff_vc[p, v] for p in range(P) for v in range(V))[sel]),
+                         flit.eq(Array(heads[p, v].as_value() for p in range(P)
+                                       for v in range(V))[sel])]
             m.d.sync += [self.o[o].valid.eq(fire), self.o[o].vc.eq(vc),
                          self.o[o].flit.eq(flit)]
             with m.If(fire):
@@ -272,18 +317,16 @@ class Router(wiring.Component):
                     m.d.sync += busy[o, w].eq(1)
 
         for p in range(P):
-            m.d.comb += [granted_in[p].eq(Cat(*gin_terms[p]).any()),
-                         in_arb[p].advance.eq(granted_in[p])]
             credit_bits = []
             for v in range(V):
-                fwd = granted_in[p] & in_arb[p].grant[v]
+                fwd = sa.in_grant[p][v]
                 m.d.comb += pops[p, v].eq(fwd | drops[p, v])
                 credit_bits.append(pops[p, v])
                 with m.If(fwd & heads[p, v].kind[1]):
                     m.d.sync += alloc[p, v].eq(0)
                 with m.Elif(va_gnt[p, v]):
                     m.d.sync += [alloc[p, v].eq(1), oport[p, v].eq(route[p, v]),
-                                 ovc[p, v].eq(va_w[p, v])]
+                                 ovc[p, v].eq(wreq[p, v])]
             m.d.sync += self.i[p].credit.eq(Cat(*credit_bits))
 
         n_err = sum((d.as_unsigned() for d in dropped), Const(0, 4)) + \

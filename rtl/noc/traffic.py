@@ -11,6 +11,7 @@ from amaranth.lib import data, fifo, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from rtl.hier import instance
 from spec import noc as spec
 
 from .mesh import Mesh, endpoint_stream
@@ -32,17 +33,35 @@ TrafficConfig = data.StructLayout({
 })
 
 
-def lfsr_step(m: Module, seed: int, name: str, steps: int = 16) -> Signal:
+def lfsr_step(m: Module, seed, name: str, steps: int = 16, load=None) -> Signal:
     """A 16-bit Galois LFSR (spec.lfsr_next) advanced ``steps`` times per cycle (unrolled
     XOR logic), so successive words are not shifted copies of each other: one step per
-    cycle would make ``lfsr < threshold`` fire in bursts at low thresholds."""
-    s = Signal(16, init=seed & 0xFFFF or 1, name=name)
+    cycle would make ``lfsr < threshold`` fire in bursts at low thresholds.
+
+    ``seed`` is an int (the reset value), or a Value loaded while ``load`` is high (a seed
+    from an input port, so that every node's generator is the same design); a zero seed is
+    taken as 1."""
+    if isinstance(seed, int):
+        s = Signal(16, init=seed & 0xFFFF or 1, name=name)
+    else:
+        s = Signal(16, init=1, name=name)
     # The LFSR is linear over GF(2): bit i of the state ``steps`` steps later is the XOR of
     # the current bits in ``deps[i]``, found by stepping each basis vector in Python. (A
     # literal unrolling nests each step's expression twice into the next: 2**steps nodes.)
     deps = [[j for j in range(16) if (_lfsr_steps(1 << j, steps) >> i) & 1] for i in range(16)]
-    m.d.sync += s.eq(Cat(*(_xor_bits(s, d) for d in deps)))
+    nxt = Cat(*(_xor_bits(s, d) for d in deps))
+    if isinstance(seed, int):
+        m.d.sync += s.eq(nxt)
+    else:
+        sv = Signal(16, name=f"{name}_seed")
+        m.d.comb += sv.eq(seed)
+        m.d.sync += s.eq(Mux(load, Mux(sv == 0, 1, sv), nxt))
     return s
+
+
+def _seed_mix(seed, salt: int, mult: int):
+    """16-bit seed of one LFSR from a node's seed port: ``salt ^ (seed * mult)`` mod 2**16."""
+    return (Const(salt, 16) ^ (seed * mult)[:16])[:16]
 
 
 def _lfsr_steps(state: int, steps: int) -> int:
@@ -58,11 +77,12 @@ def _xor_bits(v, bits):
     return acc
 
 
-def payload_hw(me: int, other, seq, idx, width: int, swap: bool = False):
+def payload_hw(me, other, seq, idx, width: int, swap: bool = False):
     """Hardware form of spec.traffic_payload. ``me`` is this node's coordinate byte
-    (a constant), ``other`` the peer's (a Value): the source's own byte in a generator,
-    or the destination's own byte in a sink (``swap=True``)."""
-    src, dst = (other[:8], Const(me & 0xFF, 8)) if swap else (Const(me & 0xFF, 8), other[:8])
+    (an int or a Value), ``other`` the peer's (a Value): the source's own byte in a
+    generator, or the destination's own byte in a sink (``swap=True``)."""
+    mine = Const(me & 0xFF, 8) if isinstance(me, int) else me[:8]
+    src, dst = (other[:8], mine) if swap else (mine, other[:8])
     base = Cat(seq[:16], dst, src)
     chunks = []
     for j in range((width + 31) // 32):
@@ -73,7 +93,11 @@ def payload_hw(me: int, other, seq, idx, width: int, swap: bool = False):
 
 
 class TrafficGenerator(wiring.Component):
-    """Open-loop packet source of node (x, y) with a source queue per class.
+    """Open-loop packet source of node (``pos_x``, ``pos_y``) with a source queue per class.
+
+    The position and ``seed`` are inputs (constant in a bench), so the generators of every
+    node are one design, generated once (``rtl.hier.instance``); the LFSRs load their seeds
+    (derived from ``seed``) while ``reseed`` is high.
 
     Every cycle with ``enable``, a packet is *created* with probability ``rate``/65536
     (LFSR), its destination drawn per ``pattern``; it waits in a ``queue``-entry source
@@ -84,30 +108,31 @@ class TrafficGenerator(wiring.Component):
     the head flit offered; one flit per cycle per class.
     """
 
-    def __init__(self, *, x: int, y: int, kx: int, ky: int, flit_width: int = 64,
-                 queue: int = 16, seed: int = 1):
+    def __init__(self, *, kx: int, ky: int, flit_width: int = 64, queue: int = 16):
         spec.check_mesh(kx, ky)
         if flit_width < spec.HEAD_MIN_FLIT_WIDTH:
             raise ValueError(f"flit_width must be >= {spec.HEAD_MIN_FLIT_WIDTH} for traffic "
                              f"packets, not {flit_width!r}")
-        self._x, self._y, self._kx, self._ky = x, y, kx, ky
-        self._fw, self._queue, self._seed = flit_width, queue, seed
+        self._kx, self._ky = kx, ky
+        self._fw, self._queue = flit_width, queue
         es = endpoint_stream(flit_width)
-        super().__init__({"cfg": In(TrafficConfig), "enable": In(1), "window": In(1),
+        super().__init__({"pos_x": In(spec.COORD_BITS), "pos_y": In(spec.COORD_BITS),
+                          "seed": In(16), "reseed": In(1),
+                          "cfg": In(TrafficConfig), "enable": In(1), "window": In(1),
                           "now": In(32), "inj": Out(es).array(spec.N_CLASSES),
                           "created": Out(32), "created_marked": Out(32),
                           "throttled": Out(32)})
 
     def elaborate(self, platform):
         m = Module()
-        x, y, kx, ky, W = self._x, self._y, self._kx, self._ky, self._fw
-        me = y * kx + x
+        x, y, kx, ky, W = self.pos_x, self.pos_y, self._kx, self._ky, self._fw
         cfg = self.cfg
-        r_rate = lfsr_step(m, 0xACE1 ^ (self._seed * 0x9E37), "lfsr_rate")
-        r_dst = lfsr_step(m, 0x1D87 ^ (self._seed * 0x7F4B), "lfsr_dst")
+        sd, ld = self.seed, self.reseed
+        r_rate = lfsr_step(m, _seed_mix(sd, 0xACE1, 0x9E37), "lfsr_rate", load=ld)
+        r_dst = lfsr_step(m, _seed_mix(sd, 0x1D87, 0x7F4B), "lfsr_dst", load=ld)
         # hotspot choice from its own LFSR: r_rate is correlated with the creation decision
         # (r_rate < rate), so its high byte sent nearly every packet to the hot node
-        r_hot = lfsr_step(m, 0x6B2D ^ (self._seed * 0x3C6F), "lfsr_hot")
+        r_hot = lfsr_step(m, _seed_mix(sd, 0x6B2D, 0x3C6F), "lfsr_hot", load=ld)
         ux = ((r_dst[0:8] * kx) >> 8)[:4]
         uy = ((r_dst[8:16] * ky) >> 8)[:4]
         tx, ty = cfg.target[0:4], cfg.target[4:8]
@@ -115,9 +140,9 @@ class TrafficGenerator(wiring.Component):
         m.d.comb += [dx.eq(ux), dy.eq(uy), ok.eq(1)]
         with m.Switch(cfg.pattern):
             with m.Case(spec.PAT_TRANSPOSE):
-                m.d.comb += [dx.eq(y), dy.eq(x), ok.eq(int(kx == ky and x != y))]
+                m.d.comb += [dx.eq(y), dy.eq(x), ok.eq((x != y) if kx == ky else 0)]
             with m.Case(spec.PAT_BITCOMP):
-                m.d.comb += [dx.eq(kx - 1 - x), dy.eq(ky - 1 - y)]
+                m.d.comb += [dx.eq((kx - 1 - x)[:4]), dy.eq((ky - 1 - y)[:4])]
             with m.Case(spec.PAT_HOTSPOT):
                 with m.If(r_hot[8:16] < cfg.hot_thresh):
                     m.d.comb += [dx.eq(tx), dy.eq(ty)]
@@ -160,11 +185,11 @@ class TrafficGenerator(wiring.Component):
             length = Mux(cfg.length == 0, 1, cfg.length)
             inj = self.inj[c]
             hd = Signal(W, name=f"head{c}")
-            m.d.comb += hd.eq(Cat(h.dx, h.dy, Const(x, 4), Const(y, 4), Const(spec.OP_TRAFFIC, 3),
+            m.d.comb += hd.eq(Cat(h.dx, h.dy, x, y, Const(spec.OP_TRAFFIC, 3),
                                   h.mark, (length - 1)[:8], rd.data, h.stamp))
-            body = payload_hw(x | (y << 4), cur_d, cur_seq, idx, W)
-            if c == 0 and me == 0:
-                body = body ^ cfg.corrupt
+            body = payload_hw(Cat(x, y), cur_d, cur_seq, idx, W)
+            if c == 0:      # fault injection at node 0 only
+                body = body ^ (cfg.corrupt & (x == 0) & (y == 0))
             with m.If(~busy):
                 m.d.comb += [inj.valid.eq(q.r_rdy), inj.payload.data.eq(hd),
                              inj.payload.kind.eq(Mux(length == 1, spec.KIND_HEADTAIL,
@@ -192,7 +217,8 @@ class TrafficGenerator(wiring.Component):
 
 
 class TrafficSink(wiring.Component):
-    """Checking sink for one class at node (x, y).
+    """Checking sink for one class at node (``pos_x``, ``pos_y``); position and ``seed``
+    (backpressure LFSR, loaded while ``reseed``) are inputs, as in :class:`TrafficGenerator`.
 
     Checks every packet: the head names this node (else ``err_route``), op is OP_TRAFFIC,
     its sequence number is the next one of its flow (source, class) (else ``err_seq``),
@@ -202,12 +228,13 @@ class TrafficSink(wiring.Component):
     (sum and max). Random backpressure: not ready in a cycle when lfsr16 < ``bp``.
     """
 
-    def __init__(self, *, x: int, y: int, kx: int, ky: int, flit_width: int = 64,
-                 seed: int = 1):
+    def __init__(self, *, kx: int, ky: int, flit_width: int = 64):
         spec.check_mesh(kx, ky)
-        self._x, self._y, self._kx, self._ky = x, y, kx, ky
-        self._fw, self._seed = flit_width, seed
-        super().__init__({"ej": In(endpoint_stream(flit_width)), "bp": In(16),
+        self._kx, self._ky = kx, ky
+        self._fw = flit_width
+        super().__init__({"pos_x": In(spec.COORD_BITS), "pos_y": In(spec.COORD_BITS),
+                          "seed": In(16), "reseed": In(1),
+                          "ej": In(endpoint_stream(flit_width)), "bp": In(16),
                           "window": In(1), "now": In(32),
                           "packets": Out(32), "flits": Out(32), "flits_window": Out(32),
                           "marked": Out(32), "lat_sum": Out(48), "lat_max": Out(20),
@@ -216,8 +243,8 @@ class TrafficSink(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        x, y, kx, ky, W = self._x, self._y, self._kx, self._ky, self._fw
-        r_bp = lfsr_step(m, 0x3C5A ^ (self._seed * 0x5BD1), "lfsr_bp")
+        x, y, kx, ky, W = self.pos_x, self.pos_y, self._kx, self._ky, self._fw
+        r_bp = lfsr_step(m, _seed_mix(self.seed, 0x3C5A, 0x5BD1), "lfsr_bp", load=self.reseed)
         ej = self.ej
         m.d.comb += ej.ready.eq(~(r_bp < self.bp))
         fl = ej.payload
@@ -266,7 +293,7 @@ class TrafficSink(wiring.Component):
                     bump(self.err_frame)
                 with m.Else():
                     exp = Signal(W, name="exp_payload")
-                    m.d.comb += exp.eq(payload_hw(x | (y << 4), src, seq, idx, W, swap=True))
+                    m.d.comb += exp.eq(payload_hw(Cat(x, y), src, seq, idx, W, swap=True))
                     with m.If(fl.data != exp):
                         bump(self.err_payload)
                     with m.If(is_tail != (idx == last)):
@@ -339,22 +366,25 @@ class TrafficBench(wiring.Component):
         m.submodules.mesh = mesh = Mesh(kx=kx, ky=ky, **self._mesh_kw)
         m.d.sync += self.now.eq(self.now + 1)
 
-        enable, window = Signal(), Signal()
+        enable, window, idle = Signal(), Signal(), Signal()
         gens, sinks = [], []
         for y in range(ky):
             for x in range(kx):
                 i = y * kx + x
-                g = TrafficGenerator(x=x, y=y, kx=kx, ky=ky, flit_width=W, queue=self._queue,
-                                     seed=i + 1)
+                # one generator / sink design for every node: position and seed are inputs
+                g = instance(TrafficGenerator, kx=kx, ky=ky, flit_width=W, queue=self._queue)
                 m.submodules[f"gen_{x}_{y}"] = g
                 gens.append(g)
                 m.d.comb += [g.cfg.eq(self.cfg), g.enable.eq(enable), g.window.eq(window),
-                             g.now.eq(self.now)]
+                             g.now.eq(self.now), g.pos_x.eq(x), g.pos_y.eq(y),
+                             g.seed.eq(i + 1), g.reseed.eq(idle)]
                 for c in range(C):
-                    s = TrafficSink(x=x, y=y, kx=kx, ky=ky, flit_width=W, seed=2 * i + c + 7)
+                    s = instance(TrafficSink, kx=kx, ky=ky, flit_width=W)
                     m.submodules[f"sink_{x}_{y}_{c}"] = s
                     sinks.append(s)
-                    m.d.comb += [s.bp.eq(self.cfg.bp), s.window.eq(window), s.now.eq(self.now)]
+                    m.d.comb += [s.bp.eq(self.cfg.bp), s.window.eq(window), s.now.eq(self.now),
+                                 s.pos_x.eq(x), s.pos_y.eq(y), s.seed.eq(2 * i + c + 7),
+                                 s.reseed.eq(idle)]
                     wiring.connect(m, g.inj[c], mesh.inj[i][c])
                     wiring.connect(m, mesh.ej[i][c], s.ej)
                     if self._monitor:
@@ -401,6 +431,7 @@ class TrafficBench(wiring.Component):
         cnt = Signal(32)
         with m.FSM():
             with m.State("IDLE"):
+                m.d.comb += idle.eq(1)        # LFSRs (re)load their seeds
                 with m.If(self.start):
                     m.d.sync += cnt.eq(0)
                     m.next = "WARMUP"
