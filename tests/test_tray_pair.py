@@ -14,6 +14,7 @@ from cosim.tray import pair
 from cosim.tray.scenario import fp32_values
 from golden import tray as GT
 from spec import chip as C
+from spec import nic as S
 from spec import tray as T
 
 CFG = C.TINY_NIC
@@ -89,3 +90,59 @@ def test_rtl_pair_all_reduce_and_all_gather_match_golden():
                         f"ERR_SEQ {q['ERR_SEQ']} ERR_COUNT {q['ERR_COUNT']} "
                         f"DONE_COUNT {q['DONE_COUNT']}")
     assert not errs, "RTL pair vs golden:\n" + "\n".join(errs)
+
+
+def _ar_case(seed: int, count: int = 2048):
+    g = (0, 1)
+    e = T.entry_collective(T.KIND_ALL_REDUCE, T.FMT_FP32, src=SRC, dst=DST, count=count,
+                           group=g, scratch=SCRATCH)
+    imgs = images(seed, count)
+    want = {}
+    for r in (0, 1):
+        want[r] = imgs[r].copy()
+        want[r][P.ring_base:] = 0
+        want[r][pair.RING:pair.RING + 32] = np.frombuffer(e, np.uint8)
+    assert GT.run(want, e, P) == {0: (C.ERR_NONE, 0), 1: (C.ERR_NONE, 0)}
+    return e, imgs, want
+
+
+@pytest.mark.slow
+@pytest.mark.sim
+@pytest.mark.skipif("verilator" not in default_sims(), reason="MAIA_SIM excludes verilator")
+@pytest.mark.parametrize("seed", [41, 42])
+def test_rtl_pair_all_reduce_under_link_faults_is_exact(seed):
+    """5% drop, 2% duplicate, 2% reorder, 1% corrupt on both directions: the NICs
+    retransmit (asserted) and both chips' results still equal golden bit for bit."""
+    loss = (0.05, 0.02, 0.02, 0.01)
+    print(f"seed={seed} drop/dup/reorder/corrupt={loss}")
+    e, imgs, want = _ar_case(seed)
+    res = pair.run(CFG, imgs, {0: [e], 1: [e]}, link=(seed, seed + 7, *loss),
+                   timeout_cycles=3000, tag=f"coll-loss{seed}")
+    errs = compare(want, res, [e])
+    for r in (0, 1):
+        q = res[r]["queues"][0]
+        if (q["ERROR"], q["DONE_COUNT"]) != (0, 1):
+            errs.append(f"rank {r}: ERROR {q['ERROR']} ERR_DETAIL {q['ERR_DETAIL']:#x}")
+    assert not errs, "RTL pair under faults vs golden:\n" + "\n".join(errs)
+    rtx = sum(res[r]["counters"][0]["retransmits"] for r in (0, 1))
+    print(f"cycles {res['cycles']} retransmits {rtx}")
+    assert rtx > 0, "the fault rate should force retransmissions"
+
+
+@pytest.mark.slow
+@pytest.mark.sim
+@pytest.mark.skipif("verilator" not in default_sims(), reason="MAIA_SIM excludes verilator")
+def test_rtl_pair_cut_link_ends_in_collective_error():
+    """Every frame lost: each chip's NIC exhausts its retries on the notification/WRITEs
+    (CQ status RETRY_EXCEEDED) and its engine ends the all-reduce with ERR_COLLECTIVE,
+    cause NIC, peer = the other rank; the run ends (no hang)."""
+    e, imgs, _ = _ar_case(43, count=64)
+    res = pair.run(CFG, imgs, {0: [e], 1: [e]}, link=(1, 2, 1.0, 0.0, 0.0, 0.0),
+                   timeout_cycles=2000, retry_limit=4, tag="coll-cut")
+    print(f"cycles {res['cycles']}")
+    for r in (0, 1):
+        q = res[r]["queues"][0]
+        assert q["ERROR"] == C.ERR_COLLECTIVE and q["DONE_COUNT"] == 1, (r, q)
+        cause, peer, status = T.split_detail(q["ERR_DETAIL"])
+        assert (cause, peer, status) == (T.CAUSE_NIC, 1 - r, S.CQ_RETRY_EXCEEDED), \
+            (r, hex(q["ERR_DETAIL"]))
