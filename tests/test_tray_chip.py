@@ -404,12 +404,15 @@ def test_rtl_reduce_unit_sums_in_input_order_bit_exact():
     print(f"seed={seed}")
     mem = bytearray(rng.integers(0, 256, 64 * 1024, dtype=np.uint8).tobytes())
     jobs = []        # (n_inputs, inputs, out, nbytes)
+    out = 0xD1E0                      # outputs one after the other, across 0xE000, 0xF000
     for n_in, nbytes, base in ((1, 200, 0x0FA0), (2, 1016, 0x1F80), (3, 72, 0x3000),
-                               (8, 264, 0x4FE0), (1, 8, 0x7000), (5, 520, 0x8F40)):
+                               (8, 264, 0x4FE0), (1, 8, 0x7000), (5, 520, 0x8F40),
+                               (2, 2600, 0x3100)):       # 82 beats: full 64-beat bursts
         ins = [base + i * 0x1000 for i in range(n_in)]
         for a in ins:
             mem[a:a + nbytes] = fp32_values(rng, nbytes // 4).tobytes()
-        jobs.append((n_in, ins, 0xE000 + 0x400 * len(jobs) - 0x60, nbytes))
+        jobs.append((n_in, ins, out, nbytes))
+        out += -(-nbytes // 32) * 32 + 32
     before = bytes(mem)
     axi = AXI4Signature(addr_width=32, data_width=256, id_width=1)
     dut = ReduceUnit(axi)

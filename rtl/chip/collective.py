@@ -29,7 +29,7 @@ __all__ = ["CollectiveCheck", "ReduceUnit", "CollectiveEngine", "AxiLiteWriteJoi
 
 ENTRY_BITS = 8 * C.ENTRY_BYTES
 WORD_BYTES = 32           # one 256-bit HBM beat
-BURST = 16                # beats per copy burst (the engine's buffer)
+BURST = 64                # beats per burst (the ReduceUnit buffer: 64 x 256 bits, 2 KiB)
 MAX_INPUTS = T.MAX_RANKS  # inputs of one reduction (one per rank)
 
 # a job of the ReduceUnit: out = ((in[0] + in[1]) + ...) + in[n_inputs - 1], binary32
@@ -171,8 +171,8 @@ class ReduceUnit(wiring.Component):
     busy : Out(1), from the cycle after a job is taken until its last write response.
     m_axi : AXI4 manager, 256-bit data; every address 32-byte aligned.
 
-    A job is done in bursts of up to 16 beats that never cross a 4 KiB boundary of any of
-    its addresses: input 0's burst is read into a 16 x 256-bit buffer, each further input's
+    A job is done in bursts of up to 64 beats that never cross a 4 KiB boundary of any of
+    its addresses: input 0's burst is read into a 64 x 256-bit buffer, each further input's
     burst is added into it lane by lane (8 ``rtl.fp32.AddFP32`` lanes: buffer = buffer +
     input, so the sum is ((in0 + in1) + in2) + ..., each add RNE with subnormals kept and
     NaN results 0x7FC00000, equal to ``golden.tvp``'s add), then the buffer is written to
