@@ -8,7 +8,10 @@ build/bench/noc.json (via `make bench BENCH=noc`) and build/bench/noc.png.
 Environment: NOC_BENCH_SIZES (default "4,8"), NOC_BENCH_MEASURE (cycles per point,
 default 3000), NOC_BENCH_SIM (default verilator; icarus only for a quick 2x2 look),
 NOC_BENCH_VPC (VCs per class for every size; default 2),
-NOC_BENCH_PLOT_ONLY=1 (no simulation: noc.json and noc.png from the per-size files)."""
+NOC_BENCH_PLOT_ONLY=1 (no simulation: noc.json and noc.png from the per-size files),
+NOC_BENCH_PATTERNS (curves to measure, default "uniform,transpose"; "" for none: zero-load
+and saturation points only), NOC_BENCH_LOADS (comma-separated offered loads replacing the
+per-size defaults)."""
 
 from __future__ import annotations
 
@@ -94,9 +97,12 @@ def run() -> dict:
     for k in sizes:
         n = k * k
         groups = {"zero": [(0.004, _point(0.004, "uniform", 4 * measure))]}
-        for pattern in ("uniform", "transpose"):
-            groups[pattern] = [(load, _point(load, pattern, measure))
-                               for load in LOADS.get(k, LOADS[8])]
+        patterns = [p for p in os.environ.get("NOC_BENCH_PATTERNS",
+                                              "uniform,transpose").split(",") if p]
+        loads = ([float(x) for x in os.environ["NOC_BENCH_LOADS"].split(",")]
+                 if os.environ.get("NOC_BENCH_LOADS") else LOADS.get(k, LOADS[8]))
+        for pattern in patterns:
+            groups[pattern] = [(load, _point(load, pattern, measure)) for load in loads]
         groups["saturation"] = [(SAT_RATE * LENGTH, TrafficPoint(
             rate=SAT_RATE, pattern="uniform", length=LENGTH, cls_mode=2, warmup=1000,
             measure=measure, drain_max=20 * measure))]
