@@ -16,8 +16,10 @@ One `tiny_nic` chip (Verilog top chip, Verilator) whose NIC port faces a golden 
 * ``*_mismatches``: frames (requests and responses), chip HBM, peer memory, NIC counters and
   completions against golden (golden.chip.run_pair), must be 0.
 
-With ``CHIP_NIC_BENCH_PAIR=1`` also the two-chip figure (Verilog top chip_pair, a 5-9 minute
-Verilator build): ``pair_write_goodput_4k``, chip a -> chip b, both chips' RTL.
+With ``CHIP_NIC_BENCH_PAIR=1`` also the two-chip figures (Verilog top chip_pair, a 5-9 minute
+Verilator build), both chips' RTL: ``pair_write_goodput_4k`` (chip a WRITEs 8 x 4 KiB to
+chip b: chip a's frames) and ``pair_read_goodput_4k`` (chip a READs 8 x 4 KiB from chip b:
+chip b's response frames, over ``read_goodput_limit``).
 """
 
 from __future__ import annotations
@@ -117,22 +119,31 @@ def _pair_figures() -> dict:
     from cosim import chippair
     from cosim.chippair import scenario as sc
 
-    s0 = _peer_stream("write")
-    s0["qb"] = []
-    want = sc.golden_run(s0)
-    s = _peer_stream("write")
-    res = chippair.run(sc.CFG, chippair.Side(s["img_a"], s["qa"], [s["nics"]["a"]]),
-                       chippair.Side(s["img_b"], [], [s["nics"]["b"]]), sim="verilator",
-                       tag="bench-chip-nic")
-    errs = sc.mismatches(want, res)
-    frames, t = res["a"]["frames"][0], res["a"]["frame_cycles"][0]
+    out = {}
     write_ops = {S.OP_WRITE_FIRST, S.OP_WRITE_MIDDLE, S.OP_WRITE_LAST, S.OP_WRITE_ONLY}
-    g = _goodput(frames, t, write_ops, S.goodput_limit(MSG, sc.CFG.nic_mtu))
-    return {"pair_write_goodput_4k": {"value": round(g, 4), "unit": "of limit",
-                                      "target": ">= 0.9"},
-            "pair_mismatches": {"value": len(errs), "unit": "", "target": "== 0"},
-            "pair_cycles": {"value": res["cycles"], "unit": "cycles"},
-            "pair_errors": errs[:5]}
+    resp_ops = {S.OP_READ_RESP_FIRST, S.OP_READ_RESP_MIDDLE, S.OP_READ_RESP_LAST,
+                S.OP_READ_RESP_ONLY}
+    for kind in ("write", "read"):
+        s0 = _peer_stream(kind)
+        s0["qb"] = []
+        want = sc.golden_run(s0)
+        s = _peer_stream(kind)
+        res = chippair.run(sc.CFG, chippair.Side(s["img_a"], s["qa"], [s["nics"]["a"]]),
+                           chippair.Side(s["img_b"], [], [s["nics"]["b"]]), sim="verilator",
+                           tag=f"bench-chip-nic-pair-{kind}")
+        errs = sc.mismatches(want, res)
+        if kind == "write":     # chip a's WRITE frames
+            g = _goodput(res["a"]["frames"][0], res["a"]["frame_cycles"][0], write_ops,
+                         S.goodput_limit(MSG, sc.CFG.nic_mtu))
+        else:                   # chip a READs chip b: chip b's response frames
+            g = _goodput(res["b"]["frames"][0], res["b"]["frame_cycles"][0], resp_ops,
+                         S.read_goodput_limit(MSG, sc.CFG.nic_mtu))
+        out[f"pair_{kind}_goodput_4k"] = {"value": round(g, 4), "unit": "of limit",
+                                          "target": ">= 0.9" if kind == "write" else None}
+        out[f"pair_{kind}_mismatches"] = {"value": len(errs), "unit": "", "target": "== 0"}
+        out[f"pair_{kind}_cycles"] = {"value": res["cycles"], "unit": "cycles"}
+        out[f"pair_{kind}_errors"] = errs[:5]
+    return out
 
 
 def run() -> dict:
