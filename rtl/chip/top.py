@@ -76,7 +76,9 @@ class Chip(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg = self._cfg
-        cp = m.submodules.cp = CommandProcessor(cfg, id_width=self._idw)
+        # the CP and the mesh are generated as modules of their own under hierarchical
+        # generation (rtl.hier): that splits maia200's top into Yosys runs that fit in memory
+        cp = m.submodules.cp = hier.instance(CommandProcessor, cfg, id_width=self._idw)
         if cfg.nic_ports:
             cp_axi = self._nics(m, cp)
         else:
@@ -156,7 +158,8 @@ class Chip(wiring.Component):
         regions = tuple(N.Region(base=k * part, size=part, x=k, y=cfg.mesh_y)
                         for k in range(n_hbm))
         fw = WORD_BITS + WORD_BITS // 8
-        m.submodules.noc = mesh = Mesh(kx=kx, ky=ky, flit_width=fw, depth=cfg.noc_depth)
+        m.submodules.noc = mesh = hier.instance(Mesh, kx=kx, ky=ky, flit_width=fw,
+                                                depth=cfg.noc_depth)
         for y in range(ky):
             for x in range(kx):
                 i = y * kx + x
