@@ -76,8 +76,8 @@ class Chip(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg = self._cfg
-        # the CP and the mesh are generated as modules of their own under hierarchical
-        # generation (rtl.hier): that splits maia200's top into Yosys runs that fit in memory
+        # the CP is generated as a module of its own under hierarchical generation
+        # (rtl.hier): that splits maia200's top into Yosys runs that fit in memory
         cp = m.submodules.cp = hier.instance(CommandProcessor, cfg, id_width=self._idw)
         if cfg.nic_ports:
             cp_axi = self._nics(m, cp)
@@ -158,8 +158,9 @@ class Chip(wiring.Component):
         regions = tuple(N.Region(base=k * part, size=part, x=k, y=cfg.mesh_y)
                         for k in range(n_hbm))
         fw = WORD_BITS + WORD_BITS // 8
-        m.submodules.noc = mesh = hier.instance(Mesh, kx=kx, ky=ky, flit_width=fw,
-                                                depth=cfg.noc_depth)
+        # (not rtl.hier.instance: maia200's mesh has more than the 65,536 output bits
+        # Amaranth allows an Instance; its routers are instances of their own)
+        m.submodules.noc = mesh = Mesh(kx=kx, ky=ky, flit_width=fw, depth=cfg.noc_depth)
         for y in range(ky):
             for x in range(kx):
                 i = y * kx + x
