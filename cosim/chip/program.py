@@ -345,8 +345,11 @@ class ChipProgram:
             q = c % cfg.queues
             seq = []
             if double_buffer:
-                steps[(c, t)] = self._gemm_db_steps(c, t, q, panels, row_blocks, layout,
-                                                    hbm[0], pc, cw, fa, fb, K)
+                # set addresses from the largest block, so the sets never overlap when
+                # the last row block or column panel is smaller
+                steps[(c, t)] = self._gemm_db_steps(
+                    c, t, q, panels, row_blocks, lambda k: layout(bm, bn, k), hbm[0], pc, cw,
+                    fa, fb, K)
                 continue
             for (j, nb) in panels:
                 for (i, mb) in row_blocks:
@@ -387,7 +390,7 @@ class ChipProgram:
         for (j, nb) in panels:
             for bi, (i, mb) in enumerate(row_blocks):
                 k = s % 2
-                cmd, b0, sb0, a0, sa0, c0, _ = layout(mb, nb, k)
+                cmd, b0, sb0, a0, sa0, c0, _ = layout(k)
                 lst = T.cmd_matmul(a0, sa0, b0, sb0, c0, mb, nb, kn, fa, fb) + T.cmd_end()
                 pl = self.put(np.frombuffer(lst, dtype=np.uint8), 64)
                 descs = [self.copy(pa + i * kaw, tb + a0, mb * kaw),
