@@ -121,8 +121,11 @@ class CollectiveCheck(wiring.Component):
         for r in range(T.MAX_RANKS):
             chip_r = r % T.CHIPS_PER_TRAY
             same = Const(r // T.CHIPS_PER_TRAY) == rank[2]
-            port = Mux(same, chip_r - (rank[:2] < chip_r), T.UPLINK)
-            qp_hi = Mux(same, 0, Mux(rank[:2] > chip_r, rank[:2], chip_r))
+            # (constant comparisons left out: Verilator lint flags them)
+            below = (rank[:2] < chip_r) if chip_r > 0 else Const(0)
+            above = (rank[:2] > chip_r) if chip_r < T.CHIPS_PER_TRAY - 1 else Const(0)
+            port = Mux(same, chip_r - below, T.UPLINK)
+            qp_hi = Mux(same, 0, Mux(above, rank[:2], chip_r))
             unreachable = unreachable | (gmask[r] & (rank != r)
                                          & ((port >= cfg.nic_ports) | (qp_hi >= cfg.nic_qps)))
 
@@ -417,7 +420,7 @@ class CollectiveEngine(wiring.Component):
             with m.If(others[r]):
                 m.d.comb += lowest_other.eq(r)
         me = Signal(3)                       # my position in the group
-        m.d.comb += me.eq(sum((gmask[r] & (rank > r)) for r in range(T.MAX_RANKS)))
+        m.d.comb += me.eq(sum((gmask[r] & (rank > r)) for r in range(T.MAX_RANKS - 1)))
         tray_me, chip_me = rank[2], rank[:2]
         other_tray = Mux(tray_me, gmask[:4], gmask[4:]) != 0
 
@@ -427,8 +430,8 @@ class CollectiveEngine(wiring.Component):
             m.d.comb += c.eq(Mux(chip_me > q, q, q + 1))
             return Cat(c, tray_me)
         peers = [peer_of(q) for q in range(NP)]
-        used = Signal(max(1, NP))
-        for q in range(NP):
+        used = Signal(max(1, NP))            # ports beyond the mesh ports are never used
+        for q in range(min(NP, T.MESH_PORTS)):
             m.d.comb += used[q].eq((others >> peers[q])[0])
 
         def ring(q):
