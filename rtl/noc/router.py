@@ -71,8 +71,21 @@ def xy_route(m: Module, x, y, kx: int, ky: int, dst_x, dst_y, name="route"):
     at the north/south edge, and the packet leaves through the local port of the nearest
     node, whose endpoint reports it (DECERR for requests, an error count for traffic)."""
     route = Signal(range(spec.N_PORTS), name=name)
-    moves = [(spec.PORT_E, x < kx - 1, dst_x > x), (spec.PORT_W, x > 0, dst_x < x),
-             (spec.PORT_S, y < ky - 1, dst_y > y), (spec.PORT_N, y > 0, dst_y < y)]
+    moves = []
+    # a position known at elaboration (int or Const) decides which moves exist; a mesh one
+    # node wide has no moves in that dimension (no compares against 0: lint UNSIGNED)
+    for pos, k, dst, inc, dec in ((x, kx, dst_x, spec.PORT_E, spec.PORT_W),
+                                  (y, ky, dst_y, spec.PORT_S, spec.PORT_N)):
+        if k == 1:
+            continue
+        fixed = pos.value if isinstance(pos, Const) else pos if isinstance(pos, int) else None
+        if fixed is None:
+            # dst < pos as a signed difference: a flat mesh drives pos from a constant, and
+            # Amaranth folds it into the compare (dst < 0 would trip lint UNSIGNED)
+            below = (Cat(pos, Const(0, 1)).as_signed() - Cat(dst, Const(0, 1)).as_signed()) > 0
+            moves += [(inc, pos < k - 1, dst > pos), (dec, pos > 0, below)]
+        else:
+            moves += [(inc, fixed < k - 1, dst > fixed), (dec, fixed > 0, dst < fixed)]
     # a chain of If/Elif over the directions, local otherwise (first match wins)
     m.d.comb += route.eq(spec.PORT_L)
     for port, exists, cond in reversed(moves):
