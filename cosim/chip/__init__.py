@@ -30,10 +30,14 @@ def build(cfg: C.ChipConfig, sim: str = "verilator"):
 
 
 def run(cfg: C.ChipConfig, hbm, queues, sim: str = "verilator", max_cycles: int = 5_000_000,
-        poll: int = 256, tag: str = "chip") -> dict:
+        poll: int = 256, tag: str = "chip", host_writes=(), read_regs=()) -> dict:
     """Run queue submissions (``queues``: sequence indexed by queue, each a golden.chip.Queue
     or None) on the RTL chip with HBM image ``hbm`` (uint8 [cfg.hbm_window]). Chips with
-    more than one tile are generated hierarchically (``hierarchical``)."""
+    more than one tile are generated hierarchically (``hierarchical``).
+
+    ``host_writes``: (CSR address, value) pairs the host writes once the chip is ready,
+    before the queues (e.g. REG_TRAY_RANK); ``read_regs``: CSR addresses read back at the
+    end, returned as ``res["extra_regs"]`` {address: value}."""
     from cosim.sim import run_bench
     from rtl.chip import Chip
 
@@ -45,14 +49,18 @@ def run(cfg: C.ChipConfig, hbm, queues, sim: str = "verilator", max_cycles: int 
     rows = [(q, s.ring, s.size, s.tail) for q, s in enumerate(queues) if s is not None]
     if not rows:
         raise ValueError("queues: at least one queue must be submitted")
+    writes = np.array([(int(a), int(v)) for a, v in host_writes], dtype=np.int64).reshape(-1, 2)
+    reads = np.array([int(a) for a in read_regs], dtype=np.int64)
     out = run_bench(name=f"chip_{cfg.name}", toplevel="chip", make=lambda: Chip(cfg),
                     params=cfg.asdict(), test_module=BENCH_MODULE, sim=sim, tag=tag,
                     hierarchical=hierarchical(cfg),
                     inputs={"hbm": img, "queues": np.array(rows, dtype=np.int64),
-                            "max_cycles": np.array(max_cycles), "poll": np.array(poll)})
+                            "max_cycles": np.array(max_cycles), "poll": np.array(poll),
+                            "host_writes": writes, "read_regs": reads})
     qregs = [{n: int(v) for n, v in zip(C.Q_REGS, row)} for row in out["qregs"]]
     gregs = {n: int(v) for n, v in zip(C.GLOBAL_REGS, out["gregs"])}
     return {"hbm": out["hbm"], "queues": qregs, "regs": gregs,
             "sems": out["sems"].astype(np.uint8).reshape(cfg.clusters, cfg.n_sems),
+            "extra_regs": {int(a): int(v) for a, v in zip(reads, out["extra_regs"])},
             "irq": int(out["irq"]), "wall_s": float(out["wall_s"]),
             "run_cycles": int(out["run_cycles"]), "csr_cycles": int(out["csr_cycles"])}

@@ -1,14 +1,17 @@
 """cocotb bench for rtl.chip.Chip: HBM image + host queue submissions -> HBM, CSRs.
 
 Inputs (cosim.sim.bench_inputs): ``hbm`` uint8 [hbm_window], ``queues`` int64 [n, 4]
-(queue index, ring, size, tail), ``max_cycles``, ``poll``.
+(queue index, ring, size, tail), ``max_cycles``, ``poll``; optional ``host_writes`` int64
+[n, 2] (CSR address, value: written once the chip is ready, before the queues, e.g.
+REG_TRAY_RANK) and ``read_regs`` int64 [n] (CSRs read back at the end). NIC ports, if any,
+are left idle (nothing received, always ready to send).
 Every HBM port gets a cocotbext-axi AxiRam; all of them share one bytearray, so they are one
 memory (the HBM). The host is a cocotbext-axi AxiLiteMaster: it waits for STATUS.ready,
 writes RING, SIZE and TAIL of each queue, then reads STATUS every ``poll`` cycles (no
 per-cycle Python) until the chip is idle, and reads back every queue register, the global
 registers and the cluster semaphores.
 Outputs: ``hbm``, ``qregs`` uint64 [queues, len(Q_REGS)], ``gregs`` uint64 [len(GLOBAL_REGS)],
-``sems`` [clusters * n_sems], ``irq``, ``wall_s``, ``run_cycles`` (bench cycles from the
+``sems`` [clusters * n_sems], ``extra_regs`` [len(read_regs)], ``irq``, ``wall_s``, ``run_cycles`` (bench cycles from the
 first doorbell to the poll that saw the chip idle).
 """
 
@@ -55,6 +58,12 @@ async def run_chip(dut):
     dut.rst.value = 1
     for name in ("awvalid", "wvalid", "arvalid", "bready", "rready"):
         getattr(dut, f"s_axil__{name}").value = 0
+    for port in range(cfg.nic_ports):
+        getattr(dut, f"nic{port}_wire_rx__tvalid").value = 0
+        getattr(dut, f"nic{port}_wire_tx__tready").value = 1
+    host_writes = [tuple(int(x) for x in row)
+                   for row in np.asarray(inp.get("host_writes", np.zeros((0, 2)))).reshape(-1, 2)]
+    read_regs = [int(a) for a in np.asarray(inp.get("read_regs", np.zeros(0))).reshape(-1)]
     rams = [AxiRam(AxiBus.from_prefix(dut, f"hbm{i}_"), dut.clk, dut.rst, size=len(hbm),
                    mem=hbm) for i in range(cfg.edge_hbm_ports)]
     for r in rams:
@@ -75,6 +84,8 @@ async def run_chip(dut):
         await ClockCycles(dut.clk, 16)
         waited += 16
         assert waited < 100_000, "chip never became ready (DMA window programming)"
+    for addr, value in host_writes:
+        await write_reg(host, addr, value)
     t0 = time.perf_counter()
     for q, ring, size, _tail in queues:
         await write_reg(host, C.q_reg(q, C.Q_RING), ring)
@@ -107,6 +118,7 @@ async def run_chip(dut):
             d = await read_reg(host, C.REG_SEM_BASE + 4 * i)
             assert d == v, f"semaphore {i}: direct register {d:#x} != SEM_VALUE {v:#x}"
         sems.append(v)
+    extra = [await read_reg(host, a) for a in read_regs]
     await RisingEdge(dut.clk)
     irq = int(dut.irq.value)
     dut._log.info("chip bench: %d queues, %d cycles (CSR CYCLES delta %d) in %.2f s",
@@ -114,5 +126,6 @@ async def run_chip(dut):
     bench_outputs(hbm=np.frombuffer(bytes(hbm), dtype=np.uint8),
                   qregs=np.array(qregs, dtype=np.uint64), gregs=np.array(gregs, dtype=np.uint64),
                   sems=np.array(sems, dtype=np.uint64), irq=np.array(irq),
+                  extra_regs=np.array(extra, dtype=np.uint64),
                   wall_s=np.array(wall), run_cycles=np.array(cycles),
                   csr_cycles=np.array((c1 - c0) & 0xFFFFFFFF))
