@@ -34,8 +34,8 @@ VERILOG_TOPS = {
 #              open('chip.v', 'w').write(to_verilog(T['chip'](), 'chip'))"
 LARGE_VERILOG_TOPS = {
     "chip": lambda: Chip(C.DEFAULT),
-    # one maia200 cluster, index taken from its cluster_id port (as the chip top builds it)
-    "chip_maia200_cluster": lambda: Cluster(C.MAIA200, None),
+    # one maia200 cluster (its index comes from its cluster_id port)
+    "chip_maia200_cluster": lambda: Cluster(C.MAIA200),
     # 4 tiny_tray chips (3 NIC ports each) wired as a full mesh (issue #8's first RTL step)
     "tray_tiny": lambda: Tray(C.TINY_TRAY),
 }

@@ -146,13 +146,12 @@ class AxiIdMerge(wiring.Component):
 
 
 class Cluster(wiring.Component):
-    """Cluster ``index`` of a chip configured by ``cfg`` (spec.chip.ChipConfig).
+    """A cluster of a chip configured by ``cfg`` (spec.chip.ChipConfig).
 
-    ``index=None`` builds a cluster that takes its index from the input port ``cluster_id``
-    (the bases of its CSRAM and TSRAM apertures are computed from it): every cluster of a
-    chip is then the same module, so hierarchical generation (rtl.hier) writes and compiles
-    it once. The chip top builds its clusters that way and drives ``cluster_id`` with a
-    constant.
+    The cluster takes its index from the input port ``cluster_id`` (the bases of its CSRAM
+    and TSRAM apertures are computed from it): every cluster of a chip is the same module,
+    so hierarchical generation (rtl.hier) writes and compiles it once. The chip top drives
+    ``cluster_id`` with a constant.
 
     Inside: ``cfg.tiles`` tiles (rtl.tile.Tile), the CSRAM (``csram_banks`` word-interleaved
     lib.memory banks; its AXI side writes and reads in the same cycle when they hit different
@@ -176,12 +175,10 @@ class Cluster(wiring.Component):
         ``take_sem``/``take_count`` subtracts (modulo 256).
     """
 
-    def __init__(self, cfg: C.ChipConfig, index: int | None = 0):
+    def __init__(self, cfg: C.ChipConfig):
         if not isinstance(cfg, C.ChipConfig):
             raise TypeError(f"cfg: must be a spec.chip.ChipConfig, got {type(cfg).__name__}")
-        if index is not None:
-            cfg.cluster_base(index)   # validates index
-        self._cfg, self._index = cfg, index
+        self._cfg = cfg
         self._idw = max(1, (cfg.dma_channels - 1).bit_length())
         ports = {
             "m_axi": Out(AXI4Signature(addr_width=32, data_width=WORD_BITS,
@@ -190,8 +187,7 @@ class Cluster(wiring.Component):
                                            data_width=D.CSR_DATA_WIDTH)),
             "take": In(1), "take_sem": In(range(max(2, cfg.n_sems))), "take_count": In(8),
         }
-        if index is None:
-            ports["cluster_id"] = In(range(max(2, cfg.clusters)))
+        ports["cluster_id"] = In(range(max(2, cfg.clusters)))
         for t in range(cfg.tiles):
             ports.update({f"tile{t}_start": In(1), f"tile{t}_cmd": In(32),
                           f"tile{t}_status": Out(32), f"tile{t}_macs_lo": Out(32),
@@ -201,23 +197,19 @@ class Cluster(wiring.Component):
         super().__init__(ports)
 
     cfg = property(lambda self: self._cfg)
-    index = property(lambda self: self._index)
     id_width = property(lambda self: self._idw)
 
     def elaborate(self, platform):
         m = Module()
-        cfg, c = self._cfg, self._index
+        cfg = self._cfg
         dma = m.submodules.dma = DMAEngine(channels=cfg.dma_channels, data_width=WORD_BITS,
                                            max_burst=cfg.dma_max_burst,
                                            windows=2 + cfg.tiles)
         wiring.connect(m, wiring.flipped(self.s_axil), dma.s_axil)
-        if c is None:   # apertures of the cluster named by the cluster_id port
-            base = cfg.local_base + self.cluster_id * cfg.cluster_stride
-            regions = [(0, cfg.hbm_window), (base, cfg.slot)]
-            regions += [(base + (t + 1) * cfg.slot, cfg.slot) for t in range(cfg.tiles)]
-        else:
-            regions = [(0, cfg.hbm_window), (cfg.csram_base(c), cfg.slot)]
-            regions += [(cfg.tsram_base(c, t), cfg.slot) for t in range(cfg.tiles)]
+        # apertures of the cluster named by the cluster_id port (spec.chip address map)
+        base = cfg.local_base + self.cluster_id * cfg.cluster_stride
+        regions = [(0, cfg.hbm_window), (base, cfg.slot)]
+        regions += [(base + (t + 1) * cfg.slot, cfg.slot) for t in range(cfg.tiles)]
         dec = m.submodules.dec = AxiDecoder(regions=regions, id_width=self._idw)
         wiring.connect(m, dma.m_axi, dec.s_axi)
         # HBM-bound bursts: the cluster DMA's (decoder port 0) and every tile DMA's external

@@ -87,7 +87,7 @@ class Chip(wiring.Component):
         m.d.comb += self.irq.eq(cp.irq)
         # every cluster is the same module (its index is the cluster_id input), generated
         # once under hierarchical generation (rtl.hier)
-        clusters = [hier.instance(Cluster, cfg, None) for _ in range(cfg.clusters)]
+        clusters = [hier.instance(Cluster, cfg) for _ in range(cfg.clusters)]
         if cfg.noc:
             self._noc(m, cp_axi, clusters)
         else:
