@@ -11,7 +11,7 @@ from rtl.chip.top import Chip
 from spec import chip as C
 from spec import tray as TR
 
-__all__ = ["Tray", "mesh_link"]
+__all__ = ["Tray", "mesh_link", "tray_bench_tiny"]
 
 
 def mesh_link(chip: int, port: int) -> tuple[int, int]:
@@ -33,9 +33,16 @@ class Tray(wiring.Component):
     :func:`mesh_link`); a chip's NIC ports beyond the mesh ports (the uplink) stay top-level
     ports. Every other chip port appears as ``c{i}_<port>`` (host AXI4-Lite, HBM AXI4
     managers, irq). Links are ideal wires here (no faults); the co-simulation's fault
-    injection needs the wires as ports (rtl.chip.pair.ChipPair does that for two chips)."""
+    injection needs the wires as ports: ``open_mesh=True``.
 
-    def __init__(self, cfg: C.ChipConfig):
+    ``open_mesh=True`` (the co-simulation top ``tray_bench``, cosim/tray/rtl_tray.py): the
+    mesh wires are not joined inside; every chip's ``nic{p}_wire_tx`` / ``nic{p}_wire_rx``
+    is a top port ``c{i}_nic{p}_wire_tx`` / ``..._rx`` like its other ports, so the cocotb
+    bench joins them through its link layer (sees every frame, injects faults)."""
+
+    def __init__(self, cfg: C.ChipConfig, *, open_mesh: bool = False):
+        if not isinstance(open_mesh, bool):
+            raise TypeError(f"open_mesh: must be a bool, got {type(open_mesh).__name__}")
         if not isinstance(cfg, C.ChipConfig):
             raise TypeError(f"cfg: must be a spec.chip.ChipConfig, got {type(cfg).__name__}")
         if cfg.nic_ports < TR.MESH_PORTS:
@@ -48,7 +55,9 @@ class Tray(wiring.Component):
         template = Chip(cfg)
         template._MustUse__used = True      # never elaborated on purpose
         self._chip_members = dict(template.signature.members)
-        internal = {f"nic{p}_wire_{d}" for p in range(TR.MESH_PORTS) for d in ("tx", "rx")}
+        self._open_mesh = open_mesh
+        internal = (set() if open_mesh else
+                    {f"nic{p}_wire_{d}" for p in range(TR.MESH_PORTS) for d in ("tx", "rx")})
         sig = {}
         for i in range(TR.CHIPS_PER_TRAY):
             for name, member in self._chip_members.items():
@@ -58,6 +67,7 @@ class Tray(wiring.Component):
         super().__init__(sig)
 
     cfg = property(lambda self: self._cfg)
+    open_mesh = property(lambda self: self._open_mesh)
 
     def elaborate(self, platform):
         m = Module()
@@ -70,8 +80,16 @@ class Tray(wiring.Component):
                 hier.forward_member(m, member, getattr(self, f"c{i}_{name}"),
                                     getattr(chip, name))
         for c, chip in enumerate(chips):
+            if self._open_mesh:
+                break
             for p in range(TR.MESH_PORTS):
                 peer, pp = mesh_link(c, p)
                 wiring.connect(m, getattr(chip, f"nic{p}_wire_tx"),
                                getattr(chips[peer], f"nic{pp}_wire_rx"))
         return m
+
+
+def tray_bench_tiny() -> Tray:
+    """The co-simulation top ``tray_bench``: 4 ``tiny_tray`` chips, mesh wires as ports
+    (a module-level factory so the build cache depends on the RTL sources only)."""
+    return Tray(C.TINY_TRAY, open_mesh=True)

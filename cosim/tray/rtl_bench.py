@@ -1,0 +1,125 @@
+"""cocotb bench of the 4-chip RTL tray (Verilog top ``tray_bench``: rtl.chip.tray.Tray with
+``open_mesh=True``, driven by cosim/tray/rtl_tray.py).
+
+Per chip ``c{i}``: the chip-pair bench's per-chip model (cosim.chippair.bench, reused, not
+copied): one cocotbext-axi ``AxiRam`` per HBM port over one bytearray (the chip's HBM), an
+``AxiLiteMaster`` host on ``c{i}_s_axil``, an ``AxiStreamSink`` on every ``c{i}_nic{p}_wire_tx``
+and an ``AxiStreamSource`` on every ``c{i}_nic{p}_wire_rx``. Every directed mesh wire (chip
+c port p -> its peer's port) is the chip-pair bench's link coroutine with its own seeded
+``golden.nic.LossyLink`` (drop, duplicate, reorder, corrupt; drop 1.0 cuts the wire).
+
+Sequence: reset; wait for STATUS.ready on every chip; each chip's host writes (NIC CSR
+set-up, REG_TRAY_RANK); RING/SIZE of the chip queues; IRQ_ENABLE; then the doorbells (queue
+TAILs of chip 0, 1, 2, 3). Then the hosts read STATUS every ``poll`` cycles until, three polls
+in a row, no queue is pending, every NIC port is idle and every wire is empty.
+
+Inputs (cosim.tray.rtl_tray.run builds them), for i in 0..3:
+    hbm_i     uint8 [hbm_window] initial HBM image
+    host_i    int64 [n, 2] (host address, value) written before the queues
+    queues_i  int64 [n, 4] (queue, ring, size, tail)
+    wires     int64 [w, 4] (chip, port, peer chip, peer port): one row per directed wire
+    fates     float64 [w, 5] (seed, drop, dup, reorder, corrupt) per wire
+    max_cycles, poll
+Outputs: hbm_i, qregs_i (Q_REGS per queue), counters_i (per port, spec.nic.COUNTERS),
+done_i (cycle after the doorbells at which chip i's STATUS first showed no pending queue),
+frames_i (frames sent per port), fates (per wire: frames dropped, duplicated, reordered,
+corrupted, delivered as sent), cycles (doorbells to the end).
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import cocotb
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles
+
+from cosim.chip.bench import _cfg_from_params
+from cosim.chippair.bench import PERIOD_NS, _Chip, _cycle, _link
+from cosim.sim import bench_inputs, bench_outputs
+from golden.nic import LossyLink
+from spec import chip as C
+from spec import nic as S
+
+N_CHIPS = 4
+FATES = ("drop", "dup", "reorder", "corrupt", "ok")
+
+
+@cocotb.test()
+async def tray(dut):
+    cfg = _cfg_from_params()
+    vec = bench_inputs()
+    cocotb.start_soon(Clock(dut.clk, PERIOD_NS, unit="ns").start())
+    dut.rst.value = 1
+    chips = [_Chip(dut, f"c{i}", cfg, vec[f"hbm_{i}"].astype(np.uint8).tobytes())
+             for i in range(N_CHIPS)]
+    await ClockCycles(dut.clk, 4)
+    dut.rst.value = 0
+    await ClockCycles(dut.clk, 2)
+    state, links = {}, []
+    wires = np.asarray(vec["wires"]).reshape(-1, 4).tolist()
+    fates = np.asarray(vec["fates"]).reshape(-1, 5).tolist()
+    for (c, p, d, dp), (seed, drop, dup, reorder, corrupt) in zip(wires, fates):
+        lossy = LossyLink(int(seed), drop=drop, dup=dup, reorder=reorder, corrupt=corrupt)
+        links.append(lossy)
+        # the chip-pair link joins port p of tx to port p of rx: give it a view of the
+        # receiving chip whose port p is the peer's port dp
+        rx = SimpleNamespace(sources={p: chips[d].sources[dp]})
+        state[(c, p)] = True
+        cocotb.start_soon(_link(dut, chips[c], rx, p, lossy, state, (c, p)))
+    for ch in chips:
+        ident = await ch.rd(C.REG_ID)
+        assert ident == C.ID_MAGIC, f"chip {ch.name}: ID {ident:#010x}"
+        waited = 0
+        while not (await ch.rd(C.REG_STATUS)) & 1:
+            await ClockCycles(dut.clk, 16)
+            waited += 16
+            assert waited < 100_000, f"chip {ch.name} never became ready"
+    for i, ch in enumerate(chips):
+        for addr, value in vec[f"host_{i}"].reshape(-1, 2).tolist():
+            await ch.wr(addr, value)
+        for q, ring, size, _tail in np.asarray(vec[f"queues_{i}"]).reshape(-1, 4).tolist():
+            await ch.wr(C.q_reg(q, C.Q_RING), ring)
+            await ch.wr(C.q_reg(q, C.Q_SIZE), size)
+        await ch.wr(C.REG_IRQ_ENABLE, 0xFFFF_FFFF)
+    t0 = _cycle()
+    for i, ch in enumerate(chips):
+        for q, _ring, _size, tail in np.asarray(vec[f"queues_{i}"]).reshape(-1, 4).tolist():
+            await ch.wr(C.q_reg(q, C.Q_TAIL), tail)
+    max_cycles, poll = int(vec["max_cycles"]), int(vec["poll"])
+    done = [-1] * N_CHIPS
+    stable = 0
+    while stable < 3:
+        await ClockCycles(dut.clk, poll)
+        st = [await ch.rd(C.REG_STATUS) for ch in chips]
+        for i, s in enumerate(st):
+            if done[i] < 0 and not s & 2:
+                done[i] = _cycle() - t0
+        idle = all((s & 2) == 0 and (s & 4) for s in st) and all(state.values())
+        stable = stable + 1 if idle else 0
+        if _cycle() - t0 > max_cycles:
+            raise AssertionError(
+                f"tray not done after {max_cycles} cycles: STATUS "
+                + " ".join(f"{s:#x}" for s in st)
+                + f" (bit 1 queue pending, bit 2 NICs idle), wires idle {state}, frames sent "
+                + str([len(ch.sent) for ch in chips]))
+    cycles = _cycle() - t0
+    out = {}
+    for i, ch in enumerate(chips):
+        out[f"hbm_{i}"] = np.frombuffer(bytes(ch.hbm), dtype=np.uint8)
+        out[f"qregs_{i}"] = np.array([[await ch.rd(C.q_reg(q, off)) for off in C.Q_REGS.values()]
+                                      for q in range(cfg.queues)], dtype=np.uint64)
+        cnt = []
+        for p in range(cfg.nic_ports):
+            base = cfg.nic_csr_base(p)
+            cnt.append([await ch.rd(base + S.CSR_COUNTER_BASE + 4 * k)
+                        for k in range(len(S.COUNTERS))])
+        out[f"counters_{i}"] = np.array(cnt, dtype=np.uint64)
+        out[f"done_{i}"] = np.int64(done[i])
+        out[f"frames_{i}"] = np.array([sum(1 for _, q, _ in ch.sent if q == p)
+                                       for p in range(cfg.nic_ports)], np.int64)
+    out["fates"] = np.array([[sum(1 for k, _ in lk.log if k == f) for f in FATES]
+                             for lk in links], np.int64)
+    dut._log.info("tray: %d cycles, frames sent %s", cycles, [len(ch.sent) for ch in chips])
+    bench_outputs(cycles=np.int64(cycles), **out)

@@ -1,0 +1,298 @@
+"""Collectives on the 4-chip RTL tray (rtl.chip.tray.Tray of tiny_tray chips, mesh wires as
+top ports joined by the bench's seeded fault-injecting link layer: cosim/tray/rtl_tray.py):
+the collective engine in every chip runs the direct algorithm over its three mesh NICs
+(docs/tray.md "RTL tray"); results against golden/tray.py, bit for bit.
+
+The default run checks the set-up (wiring, fault table, arguments, the checker) without a
+simulator. The RTL runs are slow: the tray_bench Verilator build of four chips takes tens of
+minutes on the shared 2-core machine (cached under build/sim afterwards)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cosim.sim import default_sims
+from cosim.tray import rtl_tray
+from cosim.tray.scenario import fp32_values
+from golden import tray as GT
+from spec import chip as C
+from spec import nic as S
+from spec import tray as T
+
+CFG = rtl_tray.CFG
+P = T.chip_params(CFG)
+RANKS = tuple(range(T.CHIPS_PER_TRAY))
+# buffers below the host queue ring (rtl_tray.RING = 0xD8000) and ring_base (0xE0000)
+SRC, DST, SCRATCH, SRC_S, DST_S = 0x10000, 0x30000, 0x50000, 0x70000, 0x71000
+
+needs_verilator = pytest.mark.skipif("verilator" not in default_sims(),
+                                     reason="MAIA_SIM excludes verilator")
+
+
+def images(seed: int, count: int) -> dict:
+    """Per rank: 0x5A everywhere, seeded binary32 values (with specials) at SRC, seeded
+    e8m0 scale bytes at SRC_S."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for r in RANKS:
+        img = np.full(CFG.hbm_window, 0x5A, np.uint8)
+        img[SRC:SRC + 4 * count] = fp32_values(rng, count).view(np.uint8)
+        img[SRC_S:SRC_S + 0x200] = rng.integers(100, 150, 0x200, dtype=np.uint8)
+        out[r] = img
+    return out
+
+
+def expected(imgs: dict, entries_of: dict) -> dict:
+    """golden.tray.run of every rank's entries in order, on images prepared like the runner
+    prepares them (rings zeroed, entries in the host ring). The entries of one index must be
+    the same on every member of its group (the contract)."""
+    want = {}
+    for r in RANKS:
+        want[r] = imgs[r].copy()
+        want[r][P.ring_base:] = 0
+        for i, e in enumerate(entries_of[r]):
+            want[r][rtl_tray.RING + 32 * i:rtl_tray.RING + 32 * i + 32] = np.frombuffer(e, np.uint8)
+    done = set()
+    for r in RANKS:
+        for e in entries_of[r]:
+            d, _ = T.decode(e)
+            key = (e, d.group)
+            if key in done:
+                continue
+            done.add(key)
+            st = GT.run(want, e, P)
+            assert all(v == (C.ERR_NONE, 0) for v in st.values()), st
+    return want
+
+
+def compare(want: dict, got: dict, entries_of: dict, ranks=RANKS) -> list[str]:
+    """Every byte below ring_base outside the scratch buffers (not part of the contract);
+    the message shows the first differing word (hex), expected and got."""
+    errs = []
+    for r in ranks:
+        skip = np.zeros(CFG.hbm_window, bool)
+        skip[P.ring_base:] = True
+        for e in entries_of[r]:
+            d, _ = T.decode(e)
+            a, nb = d.extents().get("scratch", (0, 0))
+            skip[a:a + nb] = True
+        bad = np.flatnonzero((want[r] != got[r]["hbm"]) & ~skip)
+        if bad.size:
+            i = int(bad[0])
+            w4 = int.from_bytes(bytes(want[r][i & ~3:(i & ~3) + 4]), "little")
+            g4 = int.from_bytes(bytes(got[r]["hbm"][i & ~3:(i & ~3) + 4]), "little")
+            errs.append(f"rank {r}: {bad.size} bytes differ from golden, first at {i:#x}: "
+                        f"word expected {w4:#010x} got {g4:#010x}")
+    return errs
+
+
+def queue_errors(res: dict, n_entries: dict) -> list[str]:
+    errs = []
+    for r in RANKS:
+        q = res[r]["queues"][0]
+        if (q["ERROR"], q["ERR_COUNT"], q["DONE_COUNT"]) != (0, 0, n_entries[r]):
+            errs.append(f"rank {r} queue 0: ERROR {q['ERROR']} ERR_DETAIL {q['ERR_DETAIL']:#x} "
+                        f"ERR_SEQ {q['ERR_SEQ']} ERR_COUNT {q['ERR_COUNT']} "
+                        f"DONE_COUNT {q['DONE_COUNT']} (want {n_entries[r]})")
+    return errs
+
+
+def ar_entry(count: int, group=RANKS) -> bytes:
+    return T.entry_collective(T.KIND_ALL_REDUCE, T.FMT_FP32, src=SRC, dst=DST, count=count,
+                              group=group, scratch=SCRATCH)
+
+
+# --- set-up checks (no simulator) --------------------------------------------------------
+
+def test_wires_are_the_full_mesh_both_ways():
+    """12 directed wires, every ordered pair of chips once, each the reverse of another,
+    and the same ports as the tray top's internal wiring (rtl.chip.tray.mesh_link) and the
+    route of spec.tray (the port a rank uses towards its peer)."""
+    from rtl.chip.tray import mesh_link
+
+    ws = rtl_tray.wires()
+    assert len(ws) == 12
+    assert {(c, d) for c, _, d, _ in ws} == {(c, d) for c in RANKS for d in RANKS if c != d}
+    for c, p, d, dp in ws:
+        assert (d, dp, c, p) in ws
+        assert mesh_link(c, p) == (d, dp)
+        rt = T.route(c, d, P.n_ranks)
+        assert (rt.port, rt.peer_port) == (p, dp)
+
+
+def test_fault_table_seeds_and_cut():
+    f = rtl_tray._fates(dict(drop=0.1, corrupt=0.05), seed=7, cut=[(1, 3)])
+    assert f.shape == (12, 5)
+    assert f[:, 0].tolist() == [7000 + w for w in range(12)]
+    for w, (c, _p, d, _dp) in enumerate(rtl_tray.wires()):
+        if {c, d} == {1, 3}:
+            assert f[w, 1:].tolist() == [1.0, 0.0, 0.0, 0.0], (w, c, d)
+        else:
+            assert f[w, 1:].tolist() == [0.1, 0.0, 0.0, 0.05], (w, c, d)
+
+
+def test_open_mesh_tray_exposes_the_wires():
+    from rtl.chip.tray import Tray
+
+    closed = Tray(CFG)
+    opened = Tray(CFG, open_mesh=True)
+    wire_ports = {f"c{i}_nic{p}_wire_{d}" for i in RANKS for p in range(3) for d in ("tx", "rx")}
+    assert not wire_ports & set(closed.signature.members)
+    assert wire_ports <= set(opened.signature.members)
+    assert set(closed.signature.members) | wire_ports == set(opened.signature.members)
+    with pytest.raises(TypeError, match="open_mesh"):
+        Tray(CFG, open_mesh=1)
+
+
+@pytest.mark.parametrize("kw, arg", [
+    (dict(faults=dict(drop=1.5)), "faults"),
+    (dict(faults=dict(loss=0.1)), "faults"),
+    (dict(faults=dict(drop=0.6, dup=0.6)), "faults"),
+    (dict(cut=[(0, 0)]), "cut"),
+    (dict(cut=[(0, 4)]), "cut"),
+    (dict(seed=-1), "seed"),
+])
+def test_run_rejects_bad_arguments(kw, arg):
+    imgs = {r: np.zeros(CFG.hbm_window, np.uint8) for r in RANKS}
+    ents = {r: [ar_entry(64)] for r in RANKS}
+    with pytest.raises(ValueError, match=arg):
+        rtl_tray.run(imgs, ents, **kw)
+
+
+def test_run_rejects_missing_ranks_and_bad_images():
+    imgs = {r: np.zeros(CFG.hbm_window, np.uint8) for r in RANKS}
+    ents = {r: [ar_entry(64)] for r in RANKS}
+    with pytest.raises(ValueError, match="hbm, entries"):
+        rtl_tray.run({0: imgs[0]}, ents)
+    with pytest.raises(ValueError, match="hbm"):
+        rtl_tray.run({**imgs, 2: np.zeros(16, np.uint8)}, ents)
+    with pytest.raises(ValueError, match="entries"):
+        rtl_tray.run(imgs, {**ents, 3: []})
+
+
+def test_checker_catches_a_flipped_byte():
+    """The comparison used by the RTL tests reports a result byte that differs from golden
+    (with the word in hex), and ignores the scratch buffer."""
+    count = 256
+    e = ar_entry(count)
+    ents = {r: [e] for r in RANKS}
+    imgs = images(3, count)
+    want = expected(imgs, ents)
+    got = {r: {"hbm": want[r].copy()} for r in RANKS}
+    assert compare(want, got, ents) == []
+    got[2]["hbm"][SCRATCH + 5] ^= 0xFF              # scratch: not part of the contract
+    assert compare(want, got, ents) == []
+    got[2]["hbm"][DST + 4 * 17 + 1] ^= 0x04
+    errs = compare(want, got, ents)
+    assert len(errs) == 1 and errs[0].startswith(f"rank 2: 1 bytes differ from golden, "
+                                                 f"first at {DST + 4 * 17 + 1:#x}"), errs
+    w4 = int.from_bytes(bytes(want[2][DST + 68:DST + 72]), "little")
+    assert f"expected {w4:#010x} got {w4 ^ 0x400:#010x}" in errs[0]
+
+
+# --- RTL tray (Verilator, slow) ----------------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.sim
+@needs_verilator
+def test_rtl_tray_collectives_match_golden():
+    """All-reduce binary32 (4096 elements: 4 KiB chunks, one WRITE per member), reduce-
+    scatter binary32 and all-gather of MX e4m3 codes and scales (1 KiB code chunks, 32-byte
+    scale chunks), back to back on the 4 RTL chips: HBM images equal golden.tray.run's
+    outside the rings and scratch, no queue error."""
+    seed, count = 61, 4096
+    print(f"seed={seed}")
+    entries = [
+        ar_entry(count),
+        T.entry_collective(T.KIND_REDUCE_SCATTER, T.FMT_FP32, src=SRC, dst=DST + 0x8000,
+                           count=2048, group=RANKS, scratch=SCRATCH),
+        T.entry_collective(T.KIND_ALL_GATHER, T.FMT_MX_E4M3, src=SRC, dst=DST + 0xC000,
+                           count=4096, group=RANKS, src_scales=SRC_S, dst_scales=DST_S),
+    ]
+    ents = {r: entries for r in RANKS}
+    imgs = images(seed, count)
+    want = expected(imgs, ents)
+    res = rtl_tray.run(imgs, ents, tag="tray-golden")
+    print(f"cycles {res['cycles']} done {[res[r]['done'] for r in RANKS]}")
+    errs = compare(want, res, ents) + queue_errors(res, {r: 3 for r in RANKS})
+    assert not errs, "RTL tray vs golden:\n" + "\n".join(errs)
+    assert res["fates"][:, :4].sum() == 0          # a lossless run: nothing injected
+
+
+@pytest.mark.slow
+@pytest.mark.sim
+@needs_verilator
+@pytest.mark.parametrize("seed", [71])
+def test_rtl_tray_all_reduce_under_link_faults_is_exact(seed):
+    """4% drop, 2% duplicate, 2% reorder, 2% corrupt on all 12 wires: the NICs retransmit
+    (asserted) and every chip's result still equals golden bit for bit."""
+    faults = dict(drop=0.04, dup=0.02, reorder=0.02, corrupt=0.02)
+    count = 4096
+    print(f"seed={seed} faults={faults}")
+    e = ar_entry(count)
+    ents = {r: [e] for r in RANKS}
+    imgs = images(seed, count)
+    want = expected(imgs, ents)
+    res = rtl_tray.run(imgs, ents, faults=faults, seed=seed, timeout_cycles=3000,
+                       tag=f"tray-loss{seed}")
+    errs = compare(want, res, ents) + queue_errors(res, {r: 1 for r in RANKS})
+    assert not errs, f"RTL tray under faults (seed {seed}) vs golden:\n" + "\n".join(errs)
+    fates = res["fates"].sum(axis=0)
+    rtx = sum(c["retransmits"] for r in RANKS for c in res[r]["counters"])
+    print(f"cycles {res['cycles']} injected drop/dup/reorder/corrupt {fates[:4].tolist()} "
+          f"retransmits {rtx}")
+    assert fates[0] > 0 and fates[1] > 0 and fates[2] > 0 and fates[3] > 0, fates
+    assert rtx > 0, "the fault rate should force retransmissions"
+
+
+@pytest.mark.slow
+@pytest.mark.sim
+@needs_verilator
+def test_rtl_tray_cut_link_ends_in_collective_error_and_work_goes_on():
+    """The link between chips 0 and 1 loses every frame. All-reduce over the 4 ranks:
+    ranks 0 and 1 exhaust the NIC retries towards each other and end ERR_COLLECTIVE, cause
+    NIC, RETRY_EXCEEDED, peer = the other; ranks 2 and 3 finish phase 0 but wait for the
+    phase-1 chunks of ranks 0 and 1 and end ERR_COLLECTIVE, cause TIMEOUT, after the
+    engine timeout (no hang). Then each rank's next entry completes: an all-reduce over
+    ranks 2 and 3, and a one-rank all-gather (a copy) on ranks 0 and 1, equal to golden."""
+    count = 64
+    e = ar_entry(count)
+    after23 = T.entry_collective(T.KIND_ALL_REDUCE, T.FMT_FP32, src=SRC, dst=DST + 0x8000,
+                                 count=count, group=(2, 3), scratch=SCRATCH)
+    local = {r: T.entry_collective(T.KIND_ALL_GATHER, T.FMT_FP32, src=SRC, dst=DST + 0xC000,
+                                   count=count, group=(r,)) for r in (0, 1)}
+    ents = {0: [e, local[0]], 1: [e, local[1]], 2: [e, after23], 3: [e, after23]}
+    imgs = images(43, count)
+    # golden of the entries that complete (the failed all-reduce writes no defined result)
+    want = expected(imgs, {0: [local[0]], 1: [local[1]], 2: [after23], 3: [after23]})
+    for r in RANKS:
+        for i, x in enumerate(ents[r]):
+            want[r][rtl_tray.RING + 32 * i:rtl_tray.RING + 32 * i + 32] = np.frombuffer(x, np.uint8)
+    res = rtl_tray.run(imgs, ents, cut=[(0, 1)], timeout_cycles=2000, retry_limit=4,
+                       max_cycles=4 * P.engine_timeout_cycles, tag="tray-cut")
+    print(f"cycles {res['cycles']} done {[res[r]['done'] for r in RANKS]} "
+          f"engine timeout {P.engine_timeout_cycles}")
+    for r in RANKS:
+        q = res[r]["queues"][0]
+        assert (q["ERROR"], q["ERR_SEQ"], q["ERR_COUNT"], q["DONE_COUNT"]) == \
+            (C.ERR_COLLECTIVE, 0, 1, 2), (r, q)
+        cause, peer, status = T.split_detail(q["ERR_DETAIL"])
+        if r in (0, 1):
+            assert (cause, peer, status) == (T.CAUSE_NIC, 1 - r, S.CQ_RETRY_EXCEEDED), \
+                (r, hex(q["ERR_DETAIL"]))
+        else:
+            assert cause == T.CAUSE_TIMEOUT and peer in (0, 1), (r, hex(q["ERR_DETAIL"]))
+    # bounded: the timeouts end the run within about two engine timeouts
+    assert res["cycles"] < 2 * P.engine_timeout_cycles, res["cycles"]
+    # the result regions of the later entries (the failed all-reduce's dst is undefined)
+    for r in RANKS:
+        later = ents[r][1]
+        d, _ = T.decode(later)
+        a, nb = d.extents()["dst"]
+        got = res[r]["hbm"][a:a + nb]
+        if not np.array_equal(got, want[r][a:a + nb]):
+            i = int(np.flatnonzero(got != want[r][a:a + nb])[0])
+            raise AssertionError(f"rank {r}: later entry's dst differs from golden at "
+                                 f"{a + i:#x}: expected {int(want[r][a + i]):#04x} got "
+                                 f"{int(got[i]):#04x}")
