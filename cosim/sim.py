@@ -22,6 +22,9 @@ parallel pytest workers share them. Verilator models expose only the top module'
 Environment:
     MAIA_SIM    default simulator list for tests ("icarus", "verilator", or "icarus,verilator")
     MAIA_WAVES  "1" to dump waveforms (VCD on Icarus, --trace on Verilator) into the test dir
+    MAIA_VERILATOR_OPT     C++ optimisation level of Verilator models (default -O1)
+    MAIA_VERILATOR_PUBLIC  "top" (default) or "all": which signals cocotb can reach
+    MAIA_VERILATOR_HIER    "1" (default): verilate rtl.hier blocks once each (hier_block)
 """
 
 from __future__ import annotations
@@ -124,6 +127,27 @@ def public_ports_vlt(text: str, toplevel: str) -> str:
     lines = ["`verilator_config"]
     lines += [f'public_flat_rw -module "{toplevel}" -var "{p}"' for p in ports]
     return "\n".join(lines) + "\n"
+
+
+def verilator_hier() -> bool:
+    """Whether hierarchically generated designs are verilated hierarchically:
+    MAIA_VERILATOR_HIER ("1", the default, or "0").
+
+    With "1", every module ``rtl.hier`` generated once (a tile, a cluster, a chip of a tray,
+    a router) is a Verilator ``hier_block``: Verilator turns it into C++ and compiles it once,
+    however many instances the design has, instead of once per instance."""
+    v = os.environ.get("MAIA_VERILATOR_HIER", "1").strip()
+    if v not in ("0", "1"):
+        raise ValueError(f"MAIA_VERILATOR_HIER must be '0' or '1', not {v!r}")
+    return v == "1"
+
+
+def hier_block_names(text: str, toplevel: str) -> list[str]:
+    """Modules of hierarchically generated Verilog that ``rtl.hier`` wrote on their own: every
+    module with a plain (unescaped) name except the top. Amaranth names the submodules of one
+    conversion ``\\<top>.<path>`` (escaped), so plain names are exactly the separate blocks."""
+    names = re.findall(r"^module\s+([A-Za-z_][A-Za-z0-9_$]*)\s*\(", text, re.M)
+    return [n for n in names if n != toplevel]
 
 
 def _runner(sim: str):
@@ -342,6 +366,11 @@ def build(name: str, toplevel: str, make: Callable[[], object], params: Mapping,
         h.update(p.read_bytes())
     vlt_text = (public_ports_vlt(text, toplevel)
                 if sim == "verilator" and verilator_public() == "top" else "")
+    hier_blocks = (hier_block_names(text, toplevel)
+                   if sim == "verilator" and hierarchical and verilator_hier() else [])
+    if hier_blocks:
+        vlt_text = (vlt_text or "`verilator_config\n") + "".join(
+            f'hier_block -module "{n}"\n' for n in hier_blocks)
     h.update(vlt_text.encode())
     h.update(json.dumps([sim, waves, toplevel, VERILATOR_SIM_WAIVERS,
                          (verilator_opt(), verilator_public()) if sim == "verilator" else None
@@ -362,7 +391,7 @@ def build(name: str, toplevel: str, make: Callable[[], object], params: Mapping,
         if sim == "verilator":
             setup_verilator()
             build_args = [*VERILATOR_SIM_WAIVERS, "-O3", "--x-assign", "fast",
-                          "--x-initial", "fast"]
+                          "--x-initial", "fast", *(["--hierarchical"] if hier_blocks else [])]
         else:
             build_args = []
         if vlt_text:
