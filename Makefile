@@ -9,7 +9,7 @@ BENCH ?=
 JOBS  ?= auto
 export MAIA_WAVES := $(WAVES)
 
-.PHONY: all run test test-long verilog verilog-large lint lint-large sim bench clean setup help
+.PHONY: all run test test-long verilog verilog-large lint lint-large sim bench prune clean setup help
 
 help:
 	@echo "make run        main job: set up, generate Verilog, run the demonstration"
@@ -22,6 +22,7 @@ help:
 	@echo "make lint-large Verilator lint of the large tops"
 	@echo "make sim        cocotb benches only [SIM=icarus|verilator] [WAVES=1]"
 	@echo "make bench      all benchmarks [BENCH=<name>] -> build/bench/<name>.json"
+	@echo "make prune      delete stale simulator builds (keeps the 3 newest per design)"
 	@echo "make clean      remove build/ (keeps .venv)"
 
 setup: $(STAMP)
@@ -57,6 +58,9 @@ sim: $(STAMP)
 
 bench: $(STAMP)
 	MAIA_VERILATOR_OPT=$${MAIA_VERILATOR_OPT:--O2} $(PY) -m cosim.bench $(BENCH)
+
+prune: $(STAMP)
+	$(PY) -m cosim.prune
 
 clean:
 	rm -rf build sim_build results.xml .pytest_cache
