@@ -23,7 +23,7 @@ import numpy as np
 
 from golden import dma as gdma
 from golden import nic as gnic
-from golden.tile import GoldenTile
+from golden.tile import CycleModel, GoldenTile
 from spec import chip as C
 from spec import dma as D
 from spec import tile as T
@@ -108,6 +108,11 @@ class PerfModel:
     init: int = 0
     noc_entry: int = 30
     noc_desc: int = 50
+    # geometry of the mesh (docs/chip.md "Performance model"); 0 turns a term off
+    noc_hop: int = 4            # cycles per hop of one round trip (2 per hop each way)
+    poll_unit: float = 0.0      # CP cycles per unit of the chip in one poll round
+    tile_noc_desc: int = 0      # per tile-DMA descriptor crossing the NoC (1 hop)
+    hbm_share: bool = False     # DMA data beats share their HBM port's bandwidth
 
 
 class GoldenChip:
@@ -126,6 +131,8 @@ class GoldenChip:
         self.cfg = cfg
         self.perf = perf or PerfModel()
         self.tile = GoldenTile(cfg.tile)
+        if cfg.noc and self.perf.tile_noc_desc:
+            self.tile.model = _NocTileModel(cfg.tile, chip=cfg, perf=self.perf)
 
     def empty_image(self) -> np.ndarray:
         return np.zeros(self.cfg.address_space, dtype=np.uint8)
@@ -158,6 +165,8 @@ class GoldenChip:
         log = []
         # timing state
         t_cp = pm.init
+        poll = pm.poll + pm.poll_unit * cfg.clusters * (cfg.dma_channels + cfg.tiles)
+        port_free: dict = {}           # ("rd" | "wr", HBM port) -> cycle its beats are done
         unit_free: dict = {}           # unit key -> cycle its current work ends
         unit_owner: dict = {}
         t_end = 0
@@ -207,13 +216,13 @@ class GoldenChip:
                     elif e.opcode == C.OP_FENCE:
                         ends = [t for u, t in unit_free.items() if unit_owner.get(u) == qi]
                         if ends:
-                            t_cp = max(t_cp, max(ends) + pm.poll)
+                            t_cp = max(t_cp, max(ends) + poll)
                         retire(qi, e.irq)
                         outcome = "ok"
                     elif e.opcode == C.OP_WAIT:
                         key = ("tile" if e.arg == C.WAIT_TILE else "dma", e.cluster, e.unit)
                         if key in unit_free:
-                            t_cp = max(t_cp, unit_free[key] + pm.poll)
+                            t_cp = max(t_cp, unit_free[key] + poll)
                         retire(qi, e.irq)
                         outcome = "ok"
                     elif e.opcode == C.OP_SEM_WAIT:
@@ -243,13 +252,20 @@ class GoldenChip:
                         key = ("dma", e.cluster, e.unit)
                         t0 = max(t_cp, unit_free.get(key, 0)) + pm.dma_dispatch
                         t_cp = t0
-                        unit_free[key] = t0 + est
+                        t1 = t0 + est
+                        if pm.hbm_share and cfg.noc:   # beats queue behind the port's
+                            for pk, beats in self._last_ports.items():
+                                port_free[pk] = max(port_free.get(pk, 0), t0) + beats
+                                t1 = max(t1, port_free[pk])
+                        unit_free[key] = t1
                         unit_owner[key] = qi
                     else:   # TILE
                         base = cfg.tsram_base(e.cluster, e.unit)
                         view = mem[base:base + cfg.tile.tsram_bytes]
                         # the tile DMA's external window is HBM [0, tile.ext_bytes)
                         ext_n = cfg.tile.ext_bytes
+                        if isinstance(self.tile.model, _NocTileModel):
+                            self.tile.model.at(e.cluster, view)
                         res = self.tile.run(view, e.arg, ext=mem[:ext_n])
                         mem[base:base + cfg.tile.tsram_bytes] = res.tsram
                         mem[:ext_n] = res.ext
@@ -286,7 +302,7 @@ class GoldenChip:
         for qi, r in enumerate(qres):
             r.head = heads[qi]
             r.status = 1 if (qi < len(queues) and active[qi]) else 0
-        t_end = max([t_cp] + [t + pm.poll for t in unit_free.values()])
+        t_end = max([t_cp] + [t + poll for t in unit_free.values()])
         regs["MACS_LO"] = macs & 0xFFFF_FFFF
         regs["MACS_HI"] = (macs >> 32) & 0xFFFF_FFFF
         return ChipResult(mem=mem, queues=qres, regs=regs, sems=(sems & 0xFF).astype(np.uint8),
@@ -321,6 +337,9 @@ class GoldenChip:
         pm = self.perf
         extra = pm.dma_extra + (pm.noc_desc if cfg.noc else 0)
         est = int(ch.est_cycles * pm.dma_scale) + extra * max(1, ch.desc_count)
+        trips, self._last_ports = dma_noc_trips(cfg, mem, e.cluster, e.arg, ch.desc_count)
+        if cfg.noc:
+            est += pm.noc_hop * sum(h - 1 for h in trips)
         if ch.status == D.ST_ERROR:
             record(qi, seq, C.ERR_DMA, ch.error)
             return "DMA error", res.mem, est
@@ -329,6 +348,77 @@ class GoldenChip:
 
 def run(mem, queues, cfg: C.ChipConfig | None = None) -> ChipResult:
     return GoldenChip(cfg).run(mem, queues)
+
+
+# --- geometry of the performance model (docs/chip.md "Performance model") ---------------------
+
+def cluster_node(cfg: C.ChipConfig, c: int) -> tuple[int, int]:
+    """Mesh node (x, y) of cluster ``c`` (cluster x + mesh_x * y)."""
+    return c % cfg.mesh_x, c // cfg.mesh_x
+
+
+def hbm_port(cfg: C.ChipConfig, addr: int) -> int:
+    """Edge HBM port whose slice of hbm_window holds HBM address ``addr``."""
+    return min(addr // (cfg.hbm_window // cfg.edge_hbm_ports), cfg.edge_hbm_ports - 1)
+
+
+def hbm_hops(cfg: C.ChipConfig, node: tuple[int, int], addr: int) -> int:
+    """Mesh hops (XY routing) from ``node`` to the HBM node of ``addr``'s port."""
+    return abs(node[0] - hbm_port(cfg, addr)) + abs(node[1] - cfg.mesh_y)
+
+
+def dma_noc_trips(cfg: C.ChipConfig, mem: np.ndarray, c: int, head: int, n: int):
+    """The HBM round trips of the first ``n`` descriptors (at least one) of the cluster-DMA
+    chain at ``head`` of cluster ``c``: a list of hop counts, one per descriptor fetched from
+    HBM and one per HBM source or destination of a descriptor; and the data beats per HBM
+    port and direction {("rd" | "wr", port): beats}."""
+    node = cluster_node(cfg, c)
+    trips, ports = [], {}
+    a = head
+    for _ in range(max(1, n)):
+        if not (0 <= a and a + D.DESC_BYTES <= cfg.hbm_window):
+            break                          # a chain in the cluster's own memory: no NoC
+        trips.append(hbm_hops(cfg, node, a))
+        d = D.Descriptor.unpack(bytes(mem[a:a + D.DESC_BYTES]))
+        nbytes = d.counts[0] * d.counts[1] * d.counts[2] * d.elem_bytes
+        for kind, addr in (("rd", d.src), ("wr", d.dst)):
+            if addr < cfg.hbm_window:
+                trips.append(hbm_hops(cfg, node, addr))
+                key = (kind, hbm_port(cfg, addr))
+                ports[key] = ports.get(key, 0) + -(-nbytes // T.WORD_BYTES)
+        a = d.next
+    return trips, ports
+
+
+class _NocTileModel(CycleModel):
+    """golden.tile's cycle model with the chip's NoC latency on its DMA (docs/chip.md
+    "Performance model"): every access of a tile-DMA descriptor to the tile's external
+    window (HBM: its source, its destination) adds ``tile_noc_desc`` (one hop) plus
+    ``noc_hop`` per further hop. ``at(cluster, tsram)`` names the tile about to run (its
+    descriptors are read from that TSRAM image)."""
+
+    def __init__(self, cfg, *, chip: C.ChipConfig, perf: PerfModel):
+        super().__init__(cfg)
+        self.chip, self.perf = chip, perf
+        self.node, self.tsram = (0, 0), None
+
+    def at(self, cluster: int, tsram: np.ndarray) -> None:
+        self.node, self.tsram = cluster_node(self.chip, cluster), tsram
+
+    def dma(self, ch) -> int:
+        base = super().dma(ch)
+        pm, cfg, ts = self.perf, self.chip, self.tsram
+        a, extra = ch.head, 0
+        for _ in range(max(1, ch.desc_count)):
+            if ts is None or not 0 <= a <= ts.size - D.DESC_BYTES:
+                break
+            d = D.Descriptor.unpack(bytes(ts[a:a + D.DESC_BYTES]))
+            for addr in (d.src, d.dst):
+                if T.DMA_EXT_BASE <= addr < T.DMA_EXT_BASE + self.cfg.ext_bytes:
+                    h = hbm_hops(cfg, self.node, addr - T.DMA_EXT_BASE)
+                    extra += pm.tile_noc_desc + pm.noc_hop * (h - 1)
+            a = d.next
+        return base + extra
 
 
 # --- NIC ports (docs/chip.md "NIC ports") -----------------------------------------------------

@@ -390,7 +390,16 @@ TINY_NIC = TINY.with_(name="tiny_nic", nic_ports=1)
 # tiny with three NIC ports: the chip of the 4-chip tray top (rtl.chip.tray, a full mesh)
 TINY_TRAY = TINY.with_(name="tiny_tray", nic_ports=3)
 
-CONFIGS = {c.name: c for c in (DEFAULT, TINY, TINY_4M, SMALL, MAIA200, TINY_NIC, TINY_TRAY)}
+# Calibration chips of the performance model (docs/chip.md "Performance model"): tiny's
+# 1x1-cell tile and memories on several clusters, so hop counts, HBM ports shared by several
+# clusters and the CP polling more units show up while a Verilator build takes minutes.
+# quad: 2 x 2 clusters, 2 HBM ports; duo_x: 2 x 1 (2 HBM ports); duo_y: 1 x 2 (1 HBM port).
+QUAD = TINY.with_(name="quad", mesh_x=2, mesh_y=2, queues=4)
+DUO_X = TINY.with_(name="duo_x", mesh_x=2, mesh_y=1)
+DUO_Y = TINY.with_(name="duo_y", mesh_x=1, mesh_y=2)
+
+CONFIGS = {c.name: c for c in (DEFAULT, TINY, TINY_4M, SMALL, MAIA200, TINY_NIC, TINY_TRAY,
+                               QUAD, DUO_X, DUO_Y)}
 
 
 def config(name: str) -> ChipConfig:
