@@ -4,7 +4,9 @@ SOURCE: the transport-level model (cosim/tray: golden NICs per chip port moving 
 frames over event-driven links and the switch, the collective engine at transaction level),
 NOT RTL, except the ``rtl_*`` rows: with MAIA_TRAY_RTL=1, two RTL chips (chip_pair of
 ``tiny_nic``, Verilator; the collective engine and NICs in RTL, the chip-pair bench's
-lossless link) run an all-reduce. Figures are in NIC clock cycles (8 bytes per cycle is the
+lossless link) and the 4-chip RTL tray (tray_bench of ``tiny_tray``, cosim/tray/rtl_tray.py;
+at 0% and 1% drop; MAIA_TRAY_RTL_COUNT elements per chip, default 64 Ki = 256 KiB) run an
+all-reduce. Figures are in NIC clock cycles (8 bytes per cycle is the
 raw link rate, the 64-bit MAC), so host load does not change them.
 
 Definitions (docs/tray.md "Figures"):
@@ -86,6 +88,57 @@ def _rtl_pair_allreduce() -> dict:
     return dict(cycles=res["cycles"], busbw=busbw, lim=lim, est=GT.estimate(raw, p))
 
 
+RTL_TRAY_COUNT = 64 * 1024      # 256 KiB of binary32 per chip (src, dst, scratch fit below
+                                # the host ring of tiny_tray's 1 MiB HBM; 1 MiB does not)
+
+
+def _rtl_tray_allreduce(count: int, faults: dict | None = None, seed: int = 1) -> dict:
+    """All-reduce of ``count`` binary32 on the 4-chip RTL tray (cosim/tray/rtl_tray.py,
+    tiny_tray chips, Verilator), checked against golden; the transport model and the golden
+    estimate for the same parameters beside it."""
+    import numpy as np
+
+    from cosim.tray import rtl_tray
+    from cosim.tray.scenario import fp32_values
+
+    p = T.chip_params(rtl_tray.CFG)
+    src, dst, scratch = 0x00000, 0x40000, 0x80000     # the host ring is at 0xD8000
+    group = tuple(range(4))
+    raw = T.entry_collective(T.KIND_ALL_REDUCE, T.FMT_FP32, src=src, dst=dst, count=count,
+                             group=group, scratch=scratch)
+    rng = np.random.default_rng(9)
+    imgs = {}
+    for r in group:
+        imgs[r] = np.zeros(rtl_tray.CFG.hbm_window, np.uint8)
+        imgs[r][src:src + 4 * count] = fp32_values(rng, count).view(np.uint8)
+    want = {r: imgs[r].copy() for r in group}
+    GT.run(want, raw, p)
+    res = rtl_tray.run(imgs, {r: [raw] for r in group}, faults=faults, seed=seed, poll=64,
+                       tag="bench-rtltray")
+    for r in group:
+        if res[r]["queues"][0]["ERROR"]:
+            raise RuntimeError(f"tray bench: RTL tray all-reduce failed on rank {r}: "
+                               f"{res[r]['queues'][0]}")
+        if not np.array_equal(res[r]["hbm"][dst:dst + 4 * count], want[r][dst:dst + 4 * count]):
+            raise RuntimeError(f"tray bench: RTL tray all-reduce result of rank {r} differs "
+                               "from golden")
+    cycles = max(res[r]["done"] for r in group)
+    est = GT.estimate(raw, p)
+    busbw = 4 * count / cycles * T.bus_factor(T.KIND_ALL_REDUCE, 4)
+    model = Tray(p, seed=seed, faults=faults)
+    for r in group:
+        model.mems[r][src:src + 4 * count] = imgs[r][src:src + 4 * count]
+    mres = model.collective(raw)
+    if not mres.ok:
+        raise RuntimeError(f"tray bench: transport model failed: {mres.status}")
+    mbus = 4 * count / mres.cycles * T.bus_factor(T.KIND_ALL_REDUCE, 4)
+    rtx = sum(c["retransmits"] for r in group for c in res[r]["counters"])
+    return dict(cycles=cycles, busbw=busbw, frac=busbw / est["ideal_busbw"],
+                over_link=busbw / est["link_limit"], est=est, model_cycles=mres.cycles,
+                model_frac=mbus / est["ideal_busbw"], retransmits=rtx,
+                injected=res["fates"].sum(axis=0).tolist())
+
+
 def run() -> dict:
     out: dict = {"source": "transport model (cosim/tray over golden/nic.py), NOT RTL"}
     p = T.TrayParams()
@@ -138,6 +191,28 @@ def run() -> dict:
         out["rtl_allreduce_2chip_128KiB_cycles"] = {
             "value": r["cycles"], "unit": "cycles",
             "note": f"golden estimate for the tiny_nic parameters {r['est']['cycles']:.0f}"}
+    if os.environ.get("MAIA_TRAY_RTL", "0") not in ("", "0"):
+        count = int(os.environ.get("MAIA_TRAY_RTL_COUNT", RTL_TRAY_COUNT))
+        kib = count * 4 // 1024
+        for tag, faults in (("loss0", None), ("loss1pct", dict(drop=0.01))):
+            r = _rtl_tray_allreduce(count, faults)
+            out[f"rtl_allreduce_4chip_{kib}KiB_busbw_frac_{tag}"] = {
+                "value": round(r["frac"], 4), "unit": "of 3 links",
+                "target": ">= 0.8" if faults is None else "reported",
+                "note": f"RTL tray_bench (4 tiny_tray chips, MTU 256, WRITEs of 4 KiB, link "
+                        f"limit {r['est']['link_limit']:.3f} B/cycle), {kib} KiB per chip (1 MiB "
+                        f"does not fit tiny_tray's 1 MiB HBM with dst and scratch); "
+                        f"{'1% drop on every wire, seed 1, ' if faults else ''}cycles "
+                        f"{r['cycles']} (doorbells to the last rank done, poll 64), "
+                        f"retransmits {r['retransmits']}; transport model, same parameters: "
+                        f"{r['model_frac']:.4f} ({r['model_cycles']:.0f} cycles); golden "
+                        f"estimate {r['est']['cycles']:.0f} cycles"}
+            out[f"rtl_allreduce_4chip_{kib}KiB_busbw_over_link_{tag}"] = {
+                "value": round(r["over_link"], 4), "unit": "x one link", "note": "bound 3.0"}
+            out[f"rtl_allreduce_4chip_{kib}KiB_cycles_{tag}"] = {
+                "value": r["cycles"], "unit": "cycles",
+                "note": f"transport model {r['model_cycles']:.0f}, golden estimate "
+                        f"{r['est']['cycles']:.0f}"}
     out["notes"] = ("Every figure but the rtl_* rows comes from the transport model: golden NICs "
                     "(frames, ACKs, go-back-N) timed by an event model at 8 B/cycle per link, "
                     f"link latency {p.link_latency}, switch latency {p.switch_latency}, "
