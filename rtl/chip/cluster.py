@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from amaranth import Cat, Const, Module, Signal
+from amaranth import Cat, Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from rtl import hier
-from rtl.axi import AXI4LiteSignature, AXI4Signature
+from rtl.axi import AXI4Signature
 from rtl.axi_sram import AxiDecoder, AxiSram, PortMerge
+from rtl.chip.cp import ClusterLinkSignature
 from rtl.dma import DMAEngine
 from rtl.tile import Tile
 from rtl.tile.tsram import TSRAM, WORD_BITS
@@ -17,7 +18,7 @@ from spec import chip as C
 from spec import dma as D
 from spec import tile as T
 
-__all__ = ["Cluster", "AxiIdMerge", "csram_config", "cluster_id_width"]
+__all__ = ["Cluster", "AxiIdMerge", "csram_config", "cluster_id_width", "or_tree"]
 
 
 def csram_config(cfg: C.ChipConfig) -> T.TileConfig:
@@ -25,6 +26,17 @@ def csram_config(cfg: C.ChipConfig) -> T.TileConfig:
     rtl.tile.tsram.TSRAM takes (same word-interleaved lib.memory banks)."""
     return T.TileConfig(rows=1, cols=1, banks=cfg.csram_banks, tsram_bytes=cfg.csram_bytes,
                         window=1, max_k=64, n_sems=1)
+
+
+def or_tree(values):
+    """OR of an iterable of values as a balanced tree (no deep expression chains)."""
+    vals = list(values)
+    if not vals:
+        return Const(0)
+    while len(vals) > 1:
+        vals = [vals[i] | vals[i + 1] if i + 1 < len(vals) else vals[i]
+                for i in range(0, len(vals), 2)]
+    return vals[0]
 
 
 def cluster_id_width(cfg: C.ChipConfig) -> int:
@@ -167,12 +179,22 @@ class Cluster(wiring.Component):
         (``cluster_id_width(cfg)`` bits; AxiIdMerge: tag 0 the cluster DMA, ID = its
         channel; tag 1 + t tile t's DMA, whose external window
         ``[DMA_EXT_BASE, DMA_EXT_BASE + tile.ext_bytes)`` is HBM ``[0, ext_bytes)``).
-    s_axil : the DMA engine's AXI4-Lite CSRs (spec.dma CSR map).
-    tile{t}_start, tile{t}_cmd, tile{t}_status, tile{t}_macs_lo/hi, tile{t}_ttu_busy:
-        start pulse, command-list address, status word and counters of tile t.
-    sem{s} : Out(8), cluster semaphore s. A cluster-DMA descriptor with the ``sem`` flag
-        adds 1 to semaphore ``sem_id % n_sems`` when it completes; ``take`` (pulse) with
-        ``take_sem``/``take_count`` subtracts (modulo 256).
+    cluster_id : In, this cluster's index.
+    cp : In(rtl.chip.cp.ClusterLinkSignature(cfg)), the command processor's link, shared by
+        every cluster (docs/chip.md "CP and clusters"). The cluster answers only for its
+        own units and drives zeros on every answer otherwise, so the chip top ORs the
+        clusters' answers together:
+
+        * ``dma``: the DMA engine's AXI4-Lite CSRs (spec.dma CSR map) when the address bits
+          above the CSR address equal ``cluster_id`` (AW/W by awaddr, AR by araddr); B and
+          R come only from the engine that took the request.
+        * ``tile_start``/``tile_sel``/``tile_cmd``: starts its tile ``t`` when ``tile_sel``
+          is ``cluster_id * tiles + t``.
+        * ``st_sel`` -> ``st_status``/``st_macs``/``st_ttu_busy`` of that tile (same cycle).
+        * ``sem_sel``/``hsem_sel`` -> ``sem_value``/``hsem_value``: cluster semaphore ``s``
+          for index ``cluster_id * n_sems + s`` (same cycle). A cluster-DMA descriptor with
+          the ``sem`` flag adds 1 to semaphore ``sem_id % n_sems`` when it completes;
+          ``take`` (pulse) subtracts ``take_count`` from semaphore ``sem_sel`` (modulo 256).
     """
 
     def __init__(self, cfg: C.ChipConfig):
@@ -183,17 +205,9 @@ class Cluster(wiring.Component):
         ports = {
             "m_axi": Out(AXI4Signature(addr_width=32, data_width=WORD_BITS,
                                        id_width=cluster_id_width(cfg))),
-            "s_axil": In(AXI4LiteSignature(addr_width=D.CSR_ADDR_WIDTH,
-                                           data_width=D.CSR_DATA_WIDTH)),
-            "take": In(1), "take_sem": In(range(max(2, cfg.n_sems))), "take_count": In(8),
+            "cp": In(ClusterLinkSignature(cfg)),
         }
         ports["cluster_id"] = In(range(max(2, cfg.clusters)))
-        for t in range(cfg.tiles):
-            ports.update({f"tile{t}_start": In(1), f"tile{t}_cmd": In(32),
-                          f"tile{t}_status": Out(32), f"tile{t}_macs_lo": Out(32),
-                          f"tile{t}_macs_hi": Out(32), f"tile{t}_ttu_busy": Out(32)})
-        for s in range(cfg.n_sems):
-            ports[f"sem{s}"] = Out(8)
         super().__init__(ports)
 
     cfg = property(lambda self: self._cfg)
@@ -205,7 +219,7 @@ class Cluster(wiring.Component):
         dma = m.submodules.dma = DMAEngine(channels=cfg.dma_channels, data_width=WORD_BITS,
                                            max_burst=cfg.dma_max_burst,
                                            windows=2 + cfg.tiles)
-        wiring.connect(m, wiring.flipped(self.s_axil), dma.s_axil)
+        self._csr_bus(m, dma)
         # apertures of the cluster named by the cluster_id port (spec.chip address map)
         base = cfg.local_base + self.cluster_id * cfg.cluster_stride
         regions = [(0, cfg.hbm_window), (base, cfg.slot)]
@@ -229,6 +243,7 @@ class Cluster(wiring.Component):
         wiring.connect(m, cs_axi.wr, cs.lane(0))
         wiring.connect(m, cs_axi.rd, cs.lane(1))
 
+        answers = []
         for t in range(cfg.tiles):
             # one Verilog module for all tiles under hierarchical generation (rtl.hier)
             tile = m.submodules[f"tile{t}"] = hier.instance(Tile, cfg.tile)
@@ -242,21 +257,53 @@ class Cluster(wiring.Component):
             wiring.connect(m, ax.rd, mg.rd)
             wiring.connect(m, mg.o, tile.ext)
             wiring.connect(m, tile.m_axi, getattr(hbm, f"s{1 + t}"))
-            m.d.comb += [tile.start.eq(getattr(self, f"tile{t}_start")),
-                         tile.cmd_addr.eq(getattr(self, f"tile{t}_cmd")),
-                         getattr(self, f"tile{t}_status").eq(tile.status),
-                         getattr(self, f"tile{t}_macs_lo").eq(tile.cnt_macs_lo),
-                         getattr(self, f"tile{t}_macs_hi").eq(tile.cnt_macs_hi),
-                         getattr(self, f"tile{t}_ttu_busy").eq(tile.cnt_ttu_busy)]
+            # the CP's broadcast start and the selected-status answer (zero unless selected)
+            me = self.cp.tile_sel == self.cluster_id * cfg.tiles + t
+            shown = self.cp.st_sel == self.cluster_id * cfg.tiles + t
+            m.d.comb += [tile.start.eq(self.cp.tile_start & me),
+                         tile.cmd_addr.eq(self.cp.tile_cmd)]
+            answers.append((shown, tile))
 
-        # cluster semaphores
+        st = self.cp
+        m.d.comb += [st.st_status.eq(or_tree(Mux(h, tl.status, 0) for h, tl in answers)),
+                     st.st_macs.eq(or_tree(Mux(h, Cat(tl.cnt_macs_lo, tl.cnt_macs_hi), 0)
+                                           for h, tl in answers)),
+                     st.st_ttu_busy.eq(or_tree(Mux(h, tl.cnt_ttu_busy, 0)
+                                               for h, tl in answers))]
+
+        # cluster semaphores (global index cluster_id * n_sems + s on the CP link)
         ns = cfg.n_sems
+        sems = []
         for s in range(ns):
-            sem = getattr(self, f"sem{s}")
+            sem = Signal(8, name=f"sem{s}")
             inc = Signal(name=f"sem{s}_inc")
             dec_ = Signal(8, name=f"sem{s}_dec")
+            mine = self.cluster_id * ns + s
             m.d.comb += inc.eq(dma.sem_valid & ((dma.sem_id & (ns - 1)) == s))
-            with m.If(self.take & (self.take_sem == s)):
-                m.d.comb += dec_.eq(self.take_count)
+            with m.If(self.cp.take & (self.cp.sem_sel == mine)):
+                m.d.comb += dec_.eq(self.cp.take_count)
             m.d.sync += sem.eq(sem + inc - dec_)
+            sems.append((mine, sem))
+        m.d.comb += [
+            self.cp.sem_value.eq(or_tree(Mux(self.cp.sem_sel == i, v, 0) for i, v in sems)),
+            self.cp.hsem_value.eq(or_tree(Mux(self.cp.hsem_sel == i, v, 0) for i, v in sems))]
         return m
+
+    def _csr_bus(self, m, dma):
+        """The DMA engine's CSRs on the CP's shared AXI4-Lite bus: requests reach the
+        engine only when the cluster-index bits of their address are ``cluster_id``;
+        ready and response signals are zero unless this cluster is addressed or answering."""
+        bus, s = self.cp.dma, dma.s_axil
+        aw = D.CSR_ADDR_WIDTH
+        w_hit = bus.awaddr[aw:] == self.cluster_id
+        r_hit = bus.araddr[aw:] == self.cluster_id
+        m.d.comb += [s.awaddr.eq(bus.awaddr[:aw]), s.awprot.eq(bus.awprot),
+                     s.awvalid.eq(bus.awvalid & w_hit), bus.awready.eq(s.awready & w_hit),
+                     s.wdata.eq(bus.wdata), s.wstrb.eq(bus.wstrb),
+                     s.wvalid.eq(bus.wvalid & w_hit), bus.wready.eq(s.wready & w_hit),
+                     bus.bvalid.eq(s.bvalid), bus.bresp.eq(Mux(s.bvalid, s.bresp, 0)),
+                     s.bready.eq(bus.bready),
+                     s.araddr.eq(bus.araddr[:aw]), s.arprot.eq(bus.arprot),
+                     s.arvalid.eq(bus.arvalid & r_hit), bus.arready.eq(s.arready & r_hit),
+                     bus.rvalid.eq(s.rvalid), bus.rdata.eq(Mux(s.rvalid, s.rdata, 0)),
+                     bus.rresp.eq(Mux(s.rvalid, s.rresp, 0)), s.rready.eq(bus.rready)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from amaranth import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from rtl.axi import BURST_INCR, RESP_OKAY, RESP_SLVERR, AXI4LiteSignature, AXI4Signature
@@ -13,7 +14,61 @@ from spec import chip as C
 from spec import dma as D
 from spec import tile as T
 
-__all__ = ["CommandProcessor"]
+__all__ = ["CommandProcessor", "ClusterLinkSignature", "dma_csr_addr_width"]
+
+
+def dma_csr_addr_width(cfg: C.ChipConfig) -> int:
+    """Address bits of the shared cluster-DMA CSR bus: a DMA's CSR address
+    (spec.dma.CSR_ADDR_WIDTH bits) with the cluster index above it."""
+    return D.CSR_ADDR_WIDTH + max(1, (cfg.clusters - 1).bit_length())
+
+
+class ClusterLinkSignature(wiring.Signature):
+    """The command processor's one link to every cluster (CP view; docs/chip.md "CP and
+    clusters"). Its width does not depend on the number of clusters or tiles: the chip top
+    sends every ``Out`` member to every cluster unchanged and ORs the clusters' ``In``
+    members together; a cluster drives zeros on them unless it is the one selected.
+
+    Indices are global: tile ``c * tiles + t``, semaphore ``c * n_sems + s``.
+
+    * ``dma``: AXI4-Lite to the cluster DMAs' CSRs, ``awaddr``/``araddr`` = cluster index
+      above the spec.dma CSR address (``dma_csr_addr_width``). One transaction at a time;
+      the CP holds the address until the response (W goes to the cluster named by awaddr).
+    * ``tile_start`` (pulse), ``tile_sel``, ``tile_cmd``: start tile ``tile_sel`` on the
+      command list at ``tile_cmd``.
+    * ``st_sel`` -> ``st_status``, ``st_macs`` (64-bit), ``st_ttu_busy``: the status word
+      and counters of tile ``st_sel``, combinationally (same cycle).
+    * ``sem_sel`` -> ``sem_value`` (the FSM's SEM_WAIT), ``hsem_sel`` -> ``hsem_value``
+      (host CSR reads): semaphore values, combinationally; an index past the last
+      semaphore reads 0.
+    * ``take`` (pulse), ``take_count``: subtract ``take_count`` from semaphore ``sem_sel``.
+    """
+
+    def __init__(self, cfg: C.ChipConfig):
+        if not isinstance(cfg, C.ChipConfig):
+            raise TypeError(f"cfg: must be a spec.chip.ChipConfig, got {type(cfg).__name__}")
+        self._cfg = cfg
+        tiles = range(max(2, cfg.n_tiles))
+        sems = range(max(2, cfg.clusters * cfg.n_sems))
+        super().__init__({
+            "dma": Out(AXI4LiteSignature(addr_width=dma_csr_addr_width(cfg), data_width=32)),
+            "tile_start": Out(1), "tile_sel": Out(tiles), "tile_cmd": Out(32),
+            "st_sel": Out(tiles), "st_status": In(32), "st_macs": In(64),
+            "st_ttu_busy": In(32),
+            "sem_sel": Out(sems), "sem_value": In(8), "hsem_sel": Out(sems),
+            "hsem_value": In(8), "take": Out(1), "take_count": Out(8),
+        })
+
+    cfg = property(lambda self: self._cfg)
+
+    def __eq__(self, other):
+        return isinstance(other, ClusterLinkSignature) and self._cfg == other._cfg
+
+    def __hash__(self):
+        return hash((ClusterLinkSignature, self._cfg))
+
+    def __repr__(self):
+        return f"ClusterLinkSignature({self._cfg.name!r})"
 
 
 class CommandProcessor(wiring.Component):
@@ -42,9 +97,9 @@ class CommandProcessor(wiring.Component):
     -----
     s_axil : host AXI4-Lite (12-bit addresses, spec.chip CSR map).
     m_axi : AXI4 manager to HBM (queue entries; reads only, one beat per entry).
-    dma{c} : AXI4-Lite manager to cluster c's DMA CSRs.
-    c{c}_t{t}_start/_cmd/_status/_macs_lo/_macs_hi/_ttu_busy : tile control and counters.
-    c{c}_sem{s}, c{c}_take/_take_sem/_take_count : cluster semaphores.
+    clusters : Out(ClusterLinkSignature(cfg)), the link to every cluster: DMA CSR bus, tile
+        start, selected tile status and counters, selected semaphores, semaphore take. Its
+        width grows only with the logarithm of the cluster and tile counts.
     irq : Out(1), ``IRQ_STATUS & IRQ_ENABLE != 0``.
     """
 
@@ -66,19 +121,7 @@ class CommandProcessor(wiring.Component):
             ports.update({"coll_entry": Out(WORD_BITS), "coll_check": In(8),
                           "coll_start": Out(1), "coll_busy": In(1), "coll_err": In(8),
                           "coll_detail": In(32), "coll_rank": Out(3), "coll_two_trays": Out(1)})
-        for c in range(cfg.clusters):
-            ports[f"dma{c}"] = Out(AXI4LiteSignature(addr_width=D.CSR_ADDR_WIDTH,
-                                                     data_width=32))
-            for t in range(cfg.tiles):
-                p = f"c{c}_t{t}_"
-                ports.update({p + "start": Out(1), p + "cmd": Out(32), p + "status": In(32),
-                              p + "macs_lo": In(32), p + "macs_hi": In(32),
-                              p + "ttu_busy": In(32)})
-            for s in range(cfg.n_sems):
-                ports[f"c{c}_sem{s}"] = In(8)
-            ports.update({f"c{c}_take": Out(1),
-                          f"c{c}_take_sem": Out(range(max(2, cfg.n_sems))),
-                          f"c{c}_take_count": Out(8)})
+        ports["clusters"] = Out(ClusterLinkSignature(cfg))
         super().__init__(ports)
 
     cfg = property(lambda self: self._cfg)
@@ -110,17 +153,20 @@ class CommandProcessor(wiring.Component):
         ready = Signal()
 
         # ---------------- per-unit state (DMA channels first, then tiles) ----------------
-        u_fly = Array(Signal(name=f"u{u}_fly") for u in range(n_units))
+        # in flight and owner are flops (every queue's pending bit reads all of them); the
+        # dispatching entry's sequence number, irq flag and owner are also kept in a unit
+        # table (a memory, read for the unit being completed: always cur_u), so maia200's
+        # 1,280 units do not become 1,280 x 36 flops with wide multiplexers
+        u_fly = Signal(n_units, name="u_fly")
         u_owner = Array(Signal(range(max(2, NQ)), name=f"u{u}_owner") for u in range(n_units))
-        u_seq = Array(Signal(32, name=f"u{u}_seq") for u in range(n_units))
-        u_irq = Array(Signal(name=f"u{u}_irq") for u in range(n_units))
+        qbits = max(1, (NQ - 1).bit_length())
+        m.submodules.unit_table = utab = Memory(shape=33 + qbits, depth=max(2, n_units),
+                                                init=[])
+        ut_w, ut_r = utab.write_port(), utab.read_port(domain="comb")
+        disp_en, disp_u = Signal(), Signal(range(max(2, n_units)))
+        done_en = Signal()
 
-        tile_status = Array(getattr(self, f"c{u // NT}_t{u % NT}_status") for u in range(n_tile))
-        tile_macs = Array(Cat(getattr(self, f"c{u // NT}_t{u % NT}_macs_lo"),
-                              getattr(self, f"c{u // NT}_t{u % NT}_macs_hi"))
-                          for u in range(n_tile))
-        tile_busy = Array(getattr(self, f"c{u // NT}_t{u % NT}_ttu_busy") for u in range(n_tile))
-        sems = Array(getattr(self, f"c{c}_sem{s}") for c in range(NC) for s in range(NS))
+        link = self.clusters     # selected tile status / semaphores come back on it
 
         pending = Signal(NQ)
         for q in range(NQ):
@@ -162,11 +208,10 @@ class CommandProcessor(wiring.Component):
         ax_c = Signal(range(max(2, NC)))
         ax_addr, ax_wdata, ax_rdata = Signal(D.CSR_ADDR_WIDTH), Signal(32), Signal(32)
         ax_done = Signal()
-        ports = [getattr(self, f"dma{c}") for c in range(NC)]
-        for p in ports:
-            m.d.comb += [p.awaddr.eq(ax_addr), p.araddr.eq(ax_addr), p.wdata.eq(ax_wdata),
-                         p.wstrb.eq(0xF), p.awprot.eq(0), p.arprot.eq(0)]
-        sel = Array(ports)[ax_c]
+        sel = link.dma      # one bus; the cluster index sits above the DMA's CSR address
+        m.d.comb += [sel.awaddr.eq(Cat(ax_addr, ax_c)), sel.araddr.eq(Cat(ax_addr, ax_c)),
+                     sel.wdata.eq(ax_wdata), sel.wstrb.eq(0xF), sel.awprot.eq(0),
+                     sel.arprot.eq(0)]
         aw_ok, w_ok = Signal(), Signal()
         with m.FSM(name="axil"):
             with m.State("IDLE"):
@@ -211,16 +256,8 @@ class CommandProcessor(wiring.Component):
                      hb.wstrb.eq(0), hb.wlast.eq(0)]
 
         # ---------------- tile and semaphore outputs ----------------
-        t_start = Array(getattr(self, f"c{u // NT}_t{u % NT}_start") for u in range(n_tile))
-        t_cmd = Signal(32)
-        for u in range(n_tile):
-            m.d.comb += getattr(self, f"c{u // NT}_t{u % NT}_cmd").eq(t_cmd)
-        take_c, take_s, take_n, take_en = Signal(range(max(2, NC))), \
-            Signal(range(max(2, NS))), Signal(8), Signal()
-        for c in range(NC):
-            m.d.comb += [getattr(self, f"c{c}_take").eq(take_en & (take_c == c)),
-                         getattr(self, f"c{c}_take_sem").eq(take_s),
-                         getattr(self, f"c{c}_take_count").eq(take_n)]
+        # (tile_start / tile_sel / tile_cmd are driven by the EXEC state below; take applies
+        # to the semaphore named by sem_sel, the entry's cluster and unit)
 
         # ---------------- main FSM ----------------
         init_c = Signal(range(max(2, NC)))
@@ -277,30 +314,40 @@ class CommandProcessor(wiring.Component):
 
         dma_u = Signal(range(max(2, n_units)))
         tile_u = Signal(range(max(2, n_tile)))
-        m.d.comb += [dma_u.eq(ecl * NCH + eun), tile_u.eq(ecl * NT + eun)]
-        owned_by_cur = Const(0)
-        for u in range(n_units):
-            owned_by_cur = owned_by_cur | (u_fly[u] & (u_owner[u] == cur_q))
-        sem_val = sems[ecl * NS + eun]
+        m.d.comb += [dma_u.eq(ecl * NCH + eun), tile_u.eq(ecl * NT + eun),
+                     link.tile_sel.eq(tile_u), link.tile_cmd.eq(arg),
+                     link.st_sel.eq(cur_u - n_dma)]
+        owned_by_cur = Cat(u_fly[u] & (u_owner[u] == cur_q) for u in range(n_units)).any()
+        m.d.comb += link.sem_sel.eq(ecl * NS + eun)
+        sem_val = link.sem_value
         fetch_addr = Signal(33)
         m.d.comb += fetch_addr.eq(Cat(Const(0, 5), q_ring[cur_q][5:]) + (q_head[cur_q] << 5))
 
+        u_seq_cur, u_irq_cur, u_owner_cur = ut_r.data[:32], ut_r.data[32], ut_r.data[33:]
+        m.d.comb += [ut_r.addr.eq(cur_u), ut_w.en.eq(disp_en), ut_w.addr.eq(disp_u),
+                     ut_w.data.eq(Cat(seqv, eirq, cur_q[:qbits]))]
+        for u in range(n_units):    # dispatch and completion are in different states
+            with m.If(disp_en & (disp_u == u)):
+                m.d.sync += [u_fly[u].eq(1), u_owner[u].eq(cur_q)]
+            with m.If(done_en & (cur_u == u)):
+                m.d.sync += u_fly[u].eq(0)
+
         def dispatch(u):
-            m.d.sync += [u_fly[u].eq(1), u_owner[u].eq(cur_q), u_seq[u].eq(seqv),
-                         u_irq[u].eq(eirq)]
-            m.d.comb += [adv["en"].eq(1), adv["q"].eq(cur_q)]
+            m.d.comb += [disp_en.eq(1), disp_u.eq(u), adv["en"].eq(1), adv["q"].eq(cur_q)]
 
         def retire_now(q, irq):
             m.d.comb += [ret["en"].eq(1), ret["q"].eq(q), ret["irq"].eq(irq)]
 
-        def complete_unit(u, code, detail):
-            m.d.sync += u_fly[u].eq(0)
-            m.d.comb += [ret["en"].eq(1), ret["q"].eq(u_owner[u]), ret["irq"].eq(u_irq[u])]
+        def complete_unit(code, detail):
+            """Unit cur_u (the polled one) has finished: retire its entry, record an error."""
+            m.d.comb += [done_en.eq(1), ret["en"].eq(1), ret["q"].eq(u_owner_cur),
+                         ret["irq"].eq(u_irq_cur)]
             if isinstance(code, int) and code == 0:
                 return
             with m.If(code != 0):
-                m.d.comb += [rec["en"].eq(1), rec["q"].eq(u_owner[u]), rec["seq"].eq(u_seq[u]),
-                             rec["code"].eq(code), rec["detail"].eq(detail)]
+                m.d.comb += [rec["en"].eq(1), rec["q"].eq(u_owner_cur),
+                             rec["seq"].eq(u_seq_cur), rec["code"].eq(code),
+                             rec["detail"].eq(detail)]
 
         with m.FSM(name="cp"):
             with m.State("INIT"):
@@ -332,7 +379,7 @@ class CommandProcessor(wiring.Component):
                 with m.If(phase == 0):
                     m.d.sync += [cur_u.eq(poll),
                                  poll.eq(Mux(poll == n_units - 1, 0, poll + 1))]
-                    with m.If(u_fly[poll]):
+                    with m.If(u_fly.bit_select(poll, 1)):
                         m.next = "POLL"
                 with m.Else():
                     m.d.sync += [cur_q.eq(qp), qp.eq(Mux(qp == NQ - 1, 0, qp + 1))]
@@ -348,17 +395,15 @@ class CommandProcessor(wiring.Component):
                 if cfg.nic_ports:     # the collective engine: done when no longer busy
                     with m.If(cur_u == coll_u):
                         with m.If(~self.coll_busy):
-                            complete_unit(coll_u, self.coll_err, self.coll_detail)
+                            complete_unit(self.coll_err, self.coll_detail)
                         m.next = "SCHED"
                     tile_branch = m.Elif
                 with tile_branch(cur_u >= n_dma):
-                    tu = Signal(range(max(2, n_tile)))
-                    m.d.comb += tu.eq(cur_u - n_dma)
-                    st = tile_status[tu]
+                    st = link.st_status      # st_sel = cur_u - n_dma (below)
                     with m.If(st[:2] != T.ST_RUNNING):
-                        complete_unit(cur_u, Mux(st[:2] == T.ST_ERROR, C.ERR_TILE, 0), st)
-                        m.d.sync += [macs.eq(macs + tile_macs[tu]),
-                                     ttu_busy.eq(ttu_busy + tile_busy[tu])]
+                        complete_unit(Mux(st[:2] == T.ST_ERROR, C.ERR_TILE, 0), st)
+                        m.d.sync += [macs.eq(macs + link.st_macs),
+                                     ttu_busy.eq(ttu_busy + link.st_ttu_busy)]
                     m.next = "SCHED"
                 with m.Else():
                     m.d.sync += ax_we.eq(0)
@@ -378,14 +423,14 @@ class CommandProcessor(wiring.Component):
                         m.d.sync += ax_addr.eq(ax_addr - D.CH_STATUS + D.CH_ERROR)
                         m.next = "POLL_ERR_GO"
                     with m.Else():
-                        complete_unit(cur_u, 0, 0)
+                        complete_unit(0, 0)
                         m.next = "SCHED"
             with m.State("POLL_ERR_GO"):
                 m.d.comb += ax_go.eq(1)
                 m.next = "POLL_ERR_WAIT"
             with m.State("POLL_ERR_WAIT"):
                 with m.If(ax_done):
-                    complete_unit(cur_u, C.ERR_DMA, ax_rdata)
+                    complete_unit(C.ERR_DMA, ax_rdata)
                     m.next = "SCHED"
 
             # --- taking an entry ---
@@ -435,19 +480,18 @@ class CommandProcessor(wiring.Component):
                     m.next = "SCHED"
                 with m.Elif(op == C.OP_SEM_WAIT):
                     with m.If(sem_val >= arg[:8]):
-                        m.d.comb += [take_en.eq(1), take_c.eq(ecl), take_s.eq(eun),
-                                     take_n.eq(arg[:8])]
+                        m.d.comb += [link.take.eq(1), link.take_count.eq(arg[:8])]
                         retire_now(cur_q, eirq)
                         m.d.comb += [adv["en"].eq(1), adv["q"].eq(cur_q)]
                     m.next = "SCHED"
                 with m.Elif(op == C.OP_WAIT):
-                    with m.If(~u_fly[Mux(arg[0], n_dma + tile_u, dma_u)]):
+                    with m.If(~u_fly.bit_select(Mux(arg[0], n_dma + tile_u, dma_u), 1)):
                         retire_now(cur_q, eirq)
                         m.d.comb += [adv["en"].eq(1), adv["q"].eq(cur_q)]
                     m.next = "SCHED"
                 with m.Elif(op == C.OP_TILE):
-                    with m.If(~u_fly[n_dma + tile_u]):
-                        m.d.comb += [t_cmd.eq(arg), t_start[tile_u].eq(1)]
+                    with m.If(~u_fly.bit_select(n_dma + tile_u, 1)):
+                        m.d.comb += link.tile_start.eq(1)
                         m.d.sync += tile_disp.eq(tile_disp + 1)
                         dispatch(n_dma + tile_u)
                     m.next = "SCHED"
@@ -458,7 +502,7 @@ class CommandProcessor(wiring.Component):
                             dispatch(coll_u)
                         m.next = "SCHED"
                 with m.Else():   # DMA
-                    with m.If(~u_fly[dma_u]):
+                    with m.If(~u_fly.bit_select(dma_u, 1)):
                         m.d.sync += [ax_c.eq(ecl), ax_we.eq(1),
                                      ax_addr.eq(D.ch_reg(0, D.CH_HEAD) + eun * D.CH_STRIDE),
                                      ax_wdata.eq(arg), cur_u.eq(dma_u)]
@@ -501,13 +545,14 @@ class CommandProcessor(wiring.Component):
                     m.d.comb += [rd_data.eq(val), rd_ok.eq(1)]
             for i in range(min(NC * NS, C.SEM_DIRECT_MAX)):
                 with m.Case(C.REG_SEM_BASE + 4 * i):
-                    m.d.comb += [rd_data.eq(sems[i]), rd_ok.eq(1)]
+                    m.d.comb += [link.hsem_sel.eq(i), rd_data.eq(link.hsem_value),
+                                 rd_ok.eq(1)]
             with m.Case(C.REG_SEM_INDEX):
                 m.d.comb += [rd_data.eq(sem_index), rd_ok.eq(1)]
             with m.Case(C.REG_SEM_VALUE):
-                with m.If(sem_index < NC * NS):
-                    m.d.comb += rd_data.eq(sems[sem_index])
-                m.d.comb += rd_ok.eq(1)
+                # an index past the last semaphore selects no cluster: reads 0
+                m.d.comb += [link.hsem_sel.eq(sem_index), rd_data.eq(link.hsem_value),
+                             rd_ok.eq(1)]
             if cfg.nic_ports:
                 with m.Case(C.REG_TRAY_RANK):
                     m.d.comb += [rd_data.eq(tray_rank), rd_ok.eq(1)]

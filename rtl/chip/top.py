@@ -8,7 +8,7 @@ from amaranth.lib.wiring import In, Out
 
 from rtl import hier
 from rtl.axi import AXI4LiteSignature, AXI4Signature
-from rtl.chip.cluster import Cluster, cluster_id_width
+from rtl.chip.cluster import Cluster, cluster_id_width, or_tree
 from rtl.chip.collective import AxiLiteWriteJoin, CollectiveEngine
 from rtl.chip.cp import CommandProcessor
 from rtl.chip.nic_port import AxiLiteDecoder, AxiMerge, AxiUpsizer
@@ -20,7 +20,14 @@ from rtl.tile.tsram import WORD_BITS
 from spec import chip as C
 from spec import noc as N
 
-__all__ = ["Chip"]
+__all__ = ["Chip", "NI_INLINE_MAX_NODES"]
+
+# meshes with more nodes build their network interfaces with rtl.hier.instance
+NI_INLINE_MAX_NODES = 64
+
+
+def _build(factory, *args, **kwargs):
+    return factory(*args, **kwargs)
 
 
 class Chip(wiring.Component):
@@ -52,6 +59,13 @@ class Chip(wiring.Component):
     (0, mesh_y). Each interface keeps up to 4 reads and 4 writes outstanding (docs/noc.md).
     Without ``cfg.noc``: cluster i's DMA drives ``hbm{i}`` directly and the command
     processor ``hbm{clusters}``.
+
+    The command processor reaches the clusters through one link of fixed width
+    (rtl.chip.cp.ClusterLinkSignature: DMA CSR bus with the cluster index in the address,
+    broadcast tile start, selected tile status, selected semaphores): its outputs go to
+    every cluster, the clusters' answers (zero unless selected) are ORed here. On meshes
+    of more than NI_INLINE_MAX_NODES nodes the network interfaces are built with
+    rtl.hier.instance (modules of their own under hierarchical generation).
     """
 
     def __init__(self, cfg: C.ChipConfig | None = None):
@@ -96,19 +110,20 @@ class Chip(wiring.Component):
                 wiring.connect(m, cl.m_axi, wiring.flipped(getattr(self, f"hbm{c}")))
         for c, cl in enumerate(clusters):
             m.submodules[f"cluster{c}"] = cl
-            wiring.connect(m, getattr(cp, f"dma{c}"), cl.s_axil)
-            for t in range(cfg.tiles):
-                p = f"c{c}_t{t}_"
-                m.d.comb += [getattr(cl, f"tile{t}_start").eq(getattr(cp, p + "start")),
-                             getattr(cl, f"tile{t}_cmd").eq(getattr(cp, p + "cmd"))]
-                for n in ("status", "macs_lo", "macs_hi", "ttu_busy"):
-                    m.d.comb += getattr(cp, p + n).eq(getattr(cl, f"tile{t}_{n}"))
-            for s in range(cfg.n_sems):
-                m.d.comb += getattr(cp, f"c{c}_sem{s}").eq(getattr(cl, f"sem{s}"))
-            m.d.comb += [cl.cluster_id.eq(c),
-                         cl.take.eq(getattr(cp, f"c{c}_take")),
-                         cl.take_sem.eq(getattr(cp, f"c{c}_take_sem")),
-                         cl.take_count.eq(getattr(cp, f"c{c}_take_count"))]
+            m.d.comb += cl.cluster_id.eq(c)
+        # the CP's link (rtl.chip.cp.ClusterLinkSignature): its outputs go to every cluster,
+        # the clusters' answers (zero unless selected) are ORed together
+        for path, member, value in cp.clusters.signature.flatten(cp.clusters):
+            theirs = []
+            for cl in clusters:
+                v = cl.cp
+                for part in path:
+                    v = getattr(v, part)
+                theirs.append(v)
+            if member.flow == wiring.Out:
+                m.d.comb += [v.eq(value) for v in theirs]
+            else:
+                m.d.comb += value.eq(or_tree(theirs))
         return m
 
     def _nics(self, m, cp):
@@ -158,15 +173,19 @@ class Chip(wiring.Component):
         regions = tuple(N.Region(base=k * part, size=part, x=k, y=cfg.mesh_y)
                         for k in range(n_hbm))
         fw = WORD_BITS + WORD_BITS // 8
+        # on large meshes (maia200: 176 nodes) every network interface is a module of its
+        # own under hierarchical generation (rtl.hier): one Yosys run per interface instead
+        # of all of them inside the top's run; small chips keep them inline
+        make_ni = hier.instance if kx * ky > NI_INLINE_MAX_NODES else _build
         # (not rtl.hier.instance: maia200's mesh has more than the 65,536 output bits
         # Amaranth allows an Instance; its routers are instances of their own)
         m.submodules.noc = mesh = Mesh(kx=kx, ky=ky, flit_width=fw, depth=cfg.noc_depth)
         for y in range(ky):
             for x in range(kx):
                 i = y * kx + x
-                ni = NetworkInterface(x=x, y=y, kx=kx, ky=ky, regions=regions, flit_width=fw,
-                                      addr_width=32, data_width=WORD_BITS,
-                                      id_width=self._idw)
+                ni = make_ni(NetworkInterface, x=x, y=y, kx=kx, ky=ky, regions=regions,
+                             flit_width=fw, addr_width=32, data_width=WORD_BITS,
+                             id_width=self._idw)
                 m.submodules[f"ni_{x}_{y}"] = ni
                 for c in range(N.N_CLASSES):
                     wiring.connect(m, ni.inj[c], mesh.inj[i][c])
