@@ -7,8 +7,9 @@ bit, and prints a report: vectors, mismatches, cycles, sustained blocks per cycl
 quantization error against a float64 reference.
 
 Part 2 (skip with --no-chip) is the whole-chip demonstration, `cosim.chip.demo`: quantized
-GEMMs tiled across the clusters and tiles of the small `tiny` chip configuration, run on the
-RTL chip (Verilator) and on the golden chip model, with mismatches (must be 0), cycles,
+GEMMs tiled across the clusters and tiles of the `default` chip configuration
+(``MAIA_CHIP_CFG`` picks another), run on the RTL chip (Verilator) and on the golden chip
+model, with mismatches (must be 0), cycles,
 utilization, the golden cycle estimate and the `maia200` configuration's estimate.
 """
 

@@ -1,6 +1,7 @@
 """Whole-chip demonstration (``cosim.chip.demo.main()``, part 2 of `make run`).
 
-Builds the chip (``MAIA_CHIP_CFG``, default ``tiny``) and runs one program through the RTL
+Builds the chip (``MAIA_CHIP_CFG``, default ``default``: 4 clusters x 2 tiles on the NoC;
+``tiny`` builds in a third of the time) and runs one program through the RTL
 (``MAIA_CHIP_SIM``, default Verilator) and the golden chip model: a quantized transformer
 block in MXFP8/MXFP4 (an attention head, then a two-layer MLP with MXFP4 weights) and a
 GEMM whose K is larger than a tile's MATMUL limit. Prints per layer the mismatches against
@@ -62,7 +63,7 @@ def build(cfg: C.ChipConfig, seed: int = 7):
 
 def main(argv=None) -> int:
     sim = os.environ.get("MAIA_CHIP_SIM", "verilator")
-    cfg = C.config(os.environ.get("MAIA_CHIP_CFG", "tiny"))
+    cfg = C.config(os.environ.get("MAIA_CHIP_CFG", "default"))
     print(f"== whole chip: configuration {cfg.name} ({cfg.clusters} clusters x {cfg.tiles} "
           f"tiles of {cfg.tile.rows}x{cfg.tile.cols} MX cells), RTL on {sim} ==")
     p, layers = build(cfg)
