@@ -94,10 +94,18 @@ class PerfModel:
     descriptor; a tile list runs for the golden tile estimate; the CP notices completion
     after ``poll`` cycles; a FENCE waits for every unit of its queue.
 
-    With the NoC (``cfg.noc``) every memory access crosses network interfaces and the mesh,
-    one burst at a time per interface: an entry costs ``noc_entry`` more cycles and a DMA
-    descriptor ``noc_desc`` more. These two constants are calibrated on the ``tiny`` chip's
-    RTL counters (1 x 2 mesh, one hop); they do not yet scale with the mesh distance."""
+    With the NoC (``cfg.noc``) every memory access crosses network interfaces and the mesh:
+    an entry costs ``noc_entry`` more cycles and a DMA descriptor ``noc_desc`` more (both
+    calibrated on the one-hop ``tiny`` chip), plus ``noc_hop`` cycles per hop beyond the
+    first for each HBM round trip of a descriptor (its fetch, its HBM source, its HBM
+    destination; ``hbm_hops``); a tile-DMA access to HBM costs ``tile_noc_desc`` (one hop)
+    plus ``noc_hop`` per further hop. With ``hbm_share`` the data beats of every DMA chain
+    and tile list, plus ``hbm_burst`` per burst, are booked on the HBM port that holds the
+    address (``hbm_port``; reads and writes share the port's network interface): work ends
+    no earlier than ``hbm_tail`` after its last beat leaves a port that earlier work keeps
+    busy. ``poll_unit`` lengthens the CP's poll round per unit of the chip (0: not needed by
+    the calibration programs so far). docs/chip.md "Performance model" has the formulas and
+    the calibration."""
 
     entry: int = 12
     dma_dispatch: int = 10
@@ -108,11 +116,13 @@ class PerfModel:
     init: int = 0
     noc_entry: int = 30
     noc_desc: int = 50
-    # geometry of the mesh (docs/chip.md "Performance model"); 0 turns a term off
+    # the mesh's geometry and shared HBM ports (docs/chip.md "Performance model")
     noc_hop: int = 4            # cycles per hop of one round trip (2 per hop each way)
     poll_unit: float = 0.0      # CP cycles per unit of the chip in one poll round
-    tile_noc_desc: int = 0      # per tile-DMA descriptor crossing the NoC (1 hop)
-    hbm_share: bool = False     # DMA data beats share their HBM port's bandwidth
+    tile_noc_desc: int = 32     # per tile-DMA access to HBM (source or destination), 1 hop
+    hbm_share: bool = True      # DMA and tile-DMA beats queue at their HBM port
+    hbm_burst: int = 2          # port cycles per burst besides its beats (head flit, turn)
+    hbm_tail: int = 20          # from a port's last beat to the end of the unit's work
 
 
 class GoldenChip:
@@ -166,7 +176,7 @@ class GoldenChip:
         # timing state
         t_cp = pm.init
         poll = pm.poll + pm.poll_unit * cfg.clusters * (cfg.dma_channels + cfg.tiles)
-        port_free: dict = {}           # ("rd" | "wr", HBM port) -> cycle its beats are done
+        port_free: dict = {}           # HBM port -> cycle its booked beats are done
         unit_free: dict = {}           # unit key -> cycle its current work ends
         unit_owner: dict = {}
         t_end = 0
@@ -253,10 +263,7 @@ class GoldenChip:
                         t0 = max(t_cp, unit_free.get(key, 0)) + pm.dma_dispatch
                         t_cp = t0
                         t1 = t0 + est
-                        if pm.hbm_share and cfg.noc:   # beats queue behind the port's
-                            for pk, beats in self._last_ports.items():
-                                port_free[pk] = max(port_free.get(pk, 0), t0) + beats
-                                t1 = max(t1, port_free[pk])
+                        t1 = self._share(port_free, self._last_ports, t0, t1)
                         unit_free[key] = t1
                         unit_owner[key] = qi
                     else:   # TILE
@@ -284,7 +291,9 @@ class GoldenChip:
                         key = ("tile", e.cluster, e.unit)
                         t0 = max(t_cp, unit_free.get(key, 0)) + pm.tile_dispatch
                         t_cp = t0
-                        unit_free[key] = t0 + c["cycles"]
+                        ports = (self.tile.model.take_ports()
+                                 if isinstance(self.tile.model, _NocTileModel) else {})
+                        unit_free[key] = self._share(port_free, ports, t0, t0 + c["cycles"])
                         unit_owner[key] = qi
                 r.log.append((seq, outcome))
                 log.append((qi, seq, outcome))
@@ -307,6 +316,18 @@ class GoldenChip:
         regs["MACS_HI"] = (macs >> 32) & 0xFFFF_FFFF
         return ChipResult(mem=mem, queues=qres, regs=regs, sems=(sems & 0xFF).astype(np.uint8),
                           est_cycles=int(t_end), ttu_busy=ttu_busy, deadlock=deadlock, log=log)
+
+    def _share(self, port_free: dict, ports: dict, t0: int, t1: int) -> int:
+        """End of a unit's work that started at ``t0`` and would end at ``t1`` alone, when
+        its HBM traffic ``ports`` {port: (beats, bursts)} queues behind the
+        traffic already booked on those ports (``port_free``, updated)."""
+        pm = self.perf
+        if not (pm.hbm_share and self.cfg.noc):
+            return t1
+        for pk, (beats, bursts) in ports.items():
+            port_free[pk] = max(port_free.get(pk, 0), t0) + beats + pm.hbm_burst * bursts
+            t1 = max(t1, port_free[pk] + pm.hbm_tail)
+        return t1
 
     def _collective(self, mem, e) -> int:
         """A COLLECTIVE entry that passed the static checks (docs/tray.md). A one-rank group
@@ -370,8 +391,8 @@ def hbm_hops(cfg: C.ChipConfig, node: tuple[int, int], addr: int) -> int:
 def dma_noc_trips(cfg: C.ChipConfig, mem: np.ndarray, c: int, head: int, n: int):
     """The HBM round trips of the first ``n`` descriptors (at least one) of the cluster-DMA
     chain at ``head`` of cluster ``c``: a list of hop counts, one per descriptor fetched from
-    HBM and one per HBM source or destination of a descriptor; and the data beats per HBM
-    port and direction {("rd" | "wr", port): beats}."""
+    HBM and one per HBM source or destination of a descriptor; and the HBM traffic per
+    port {port: (beats, bursts)}, descriptor fetches included."""
     node = cluster_node(cfg, c)
     trips, ports = [], {}
     a = head
@@ -379,15 +400,22 @@ def dma_noc_trips(cfg: C.ChipConfig, mem: np.ndarray, c: int, head: int, n: int)
         if not (0 <= a and a + D.DESC_BYTES <= cfg.hbm_window):
             break                          # a chain in the cluster's own memory: no NoC
         trips.append(hbm_hops(cfg, node, a))
+        _book(ports, hbm_port(cfg, a), D.DESC_BYTES, cfg.dma_max_burst)
         d = D.Descriptor.unpack(bytes(mem[a:a + D.DESC_BYTES]))
         nbytes = d.counts[0] * d.counts[1] * d.counts[2] * d.elem_bytes
-        for kind, addr in (("rd", d.src), ("wr", d.dst)):
+        for addr in (d.src, d.dst):
             if addr < cfg.hbm_window:
                 trips.append(hbm_hops(cfg, node, addr))
-                key = (kind, hbm_port(cfg, addr))
-                ports[key] = ports.get(key, 0) + -(-nbytes // T.WORD_BYTES)
+                _book(ports, hbm_port(cfg, addr), nbytes, cfg.dma_max_burst)
         a = d.next
     return trips, ports
+
+
+def _book(ports: dict, key, nbytes: int, max_burst: int) -> None:
+    """Add a transfer of ``nbytes`` (bursts of at most ``max_burst`` beats) to ``ports``."""
+    beats = -(-nbytes // T.WORD_BYTES)
+    b, n = ports.get(key, (0, 0))
+    ports[key] = (b + beats, n + -(-beats // max_burst))
 
 
 class _NocTileModel(CycleModel):
@@ -400,10 +428,15 @@ class _NocTileModel(CycleModel):
     def __init__(self, cfg, *, chip: C.ChipConfig, perf: PerfModel):
         super().__init__(cfg)
         self.chip, self.perf = chip, perf
-        self.node, self.tsram = (0, 0), None
+        self.node, self.tsram, self.ports = (0, 0), None, {}
 
     def at(self, cluster: int, tsram: np.ndarray) -> None:
-        self.node, self.tsram = cluster_node(self.chip, cluster), tsram
+        self.node, self.tsram, self.ports = cluster_node(self.chip, cluster), tsram, {}
+
+    def take_ports(self) -> dict:
+        """The HBM traffic of the list that ran since ``at`` (see GoldenChip._share)."""
+        p, self.ports = self.ports, {}
+        return p
 
     def dma(self, ch) -> int:
         base = super().dma(ch)
@@ -413,10 +446,13 @@ class _NocTileModel(CycleModel):
             if ts is None or not 0 <= a <= ts.size - D.DESC_BYTES:
                 break
             d = D.Descriptor.unpack(bytes(ts[a:a + D.DESC_BYTES]))
+            nbytes = d.counts[0] * d.counts[1] * d.counts[2] * d.elem_bytes
             for addr in (d.src, d.dst):
                 if T.DMA_EXT_BASE <= addr < T.DMA_EXT_BASE + self.cfg.ext_bytes:
                     h = hbm_hops(cfg, self.node, addr - T.DMA_EXT_BASE)
                     extra += pm.tile_noc_desc + pm.noc_hop * (h - 1)
+                    _book(self.ports, hbm_port(cfg, addr - T.DMA_EXT_BASE), nbytes,
+                          T.DMA_MAX_BURST)
             a = d.next
         return base + extra
 

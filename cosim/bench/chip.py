@@ -10,6 +10,12 @@ generated hierarchically): a 128 x 128 x 256 GEMM on Verilator against golden, i
 Verilator build time (the first build takes many minutes) and simulation speed.
 Roofline of the simulated configuration: min(peak MACs/cycle, HBM bytes/cycle x MACs per
 HBM byte), with HBM bytes counted as A + B + C once each (the minimum traffic).
+
+Golden estimate vs RTL on multi-cluster chips (docs/chip.md "Performance model"): one row
+per calibration configuration (``quad``, ``duo_y``; BENCH_CHIP_CALIB=0 skips them), the
+largest estimate error over its calibration programs (cosim.chip.calibration: concurrent
+cluster-DMA copies, tile-DMA-window traffic, a GEMM over every tile, a random multi-queue
+program), each also checked golden == RTL.
 """
 
 from __future__ import annotations
@@ -50,6 +56,9 @@ def run() -> dict:
         "golden_cycles_per_s": {"value": round(g.cycles / max(t_golden, 1e-9)),
                                 "unit": "cycles/s"},
     }
+    if os.environ.get("BENCH_CHIP_CALIB", "1") not in ("", "0"):
+        for name in CALIB_CONFIGS:
+            out.update(calibration(name))
     if os.environ.get("BENCH_CHIP_DEFAULT", "0") not in ("", "0"):
         out.update(default_chip())
     # Icarus: a small GEMM (Icarus is ~1000x slower)
@@ -58,6 +67,31 @@ def run() -> dict:
     out["icarus_cycles_per_s"] = {"value": round(r2.cycles / max(r2.wall_s, 1e-9)),
                                   "unit": "cycles/s"}
     return out
+
+
+CALIB_CONFIGS = ("quad", "duo_y")
+CALIB_PROGRAMS = (("dma", {}), ("dma", {"clusters": (0,)}), ("tile_dma", {}), ("gemm", {}),
+                  ("fuzz", {}))
+
+
+def calibration(name: str, programs=CALIB_PROGRAMS) -> dict:
+    """Golden estimate vs RTL (Verilator) on calibration chip ``name``: the largest error
+    over ``programs`` (kind, kwargs of cosim.chip.calibration.program), mismatches summed."""
+    from cosim.chip import calibration as K
+
+    cfg = C.config(name)
+    worst, mism, rows = 0.0, 0, []
+    for kind, kw in programs:
+        p = K.program(kind, cfg, **kw)
+        g, r = p.run("golden"), p.run("verilator")
+        mism += len(compare(g, r))
+        err = (g.cycles - r.cycles) / r.cycles
+        worst = max(worst, abs(err))
+        rows.append(f"{kind}{kw or ''}: rtl {r.cycles} est {g.cycles} ({err:+.1%})")
+        print(f"chip bench calibration {name}: {rows[-1]}", flush=True)
+    return {f"{name}_golden_estimate_error": {"value": round(worst, 3), "unit": "fraction",
+                                              "target": "<= 0.1", "note": "; ".join(rows)},
+            f"{name}_mismatches": {"value": mism, "unit": "", "target": "== 0"}}
 
 
 def default_chip(M: int = 128, N: int = 128, K: int = 256) -> dict:
