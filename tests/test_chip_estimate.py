@@ -132,7 +132,6 @@ def test_estimate_within_tolerance_on_tiny(kind, kw):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["quad", "duo_y"])
 @pytest.mark.parametrize("kind, kw", [("dma", {}), ("dma", {"clusters": (0,)}),
-                                      ("tile_dma", {}), ("gemm", {}), ("fuzz", {}),
-                                      ("nop", {"queues": 2})])
+                                      ("tile_dma", {}), ("gemm", {}), ("fuzz", {})])
 def test_estimate_within_tolerance_on_multi_cluster_chips(name, kind, kw):
     _check_estimate(C.config(name), kind, **kw)
