@@ -103,7 +103,9 @@ class PerfModel:
     and tile list, plus ``hbm_burst`` per burst, are booked on the HBM port that holds the
     address (``hbm_port``; reads and writes share the port's network interface): work ends
     no earlier than ``hbm_tail`` after its last beat leaves a port that earlier work keeps
-    busy. ``poll_unit`` lengthens the CP's poll round per unit of the chip (0: not needed by
+    busy. An element-mode descriptor (every element its own one-beat burst) costs, per
+    element and HBM side, a round trip ``noc_rt + noc_hop * hops`` divided by the
+    ``ni_outstanding`` bursts a network interface keeps in flight. ``poll_unit`` lengthens the CP's poll round per unit of the chip (0: not needed by
     the calibration programs so far). docs/chip.md "Performance model" has the formulas and
     the calibration."""
 
@@ -123,6 +125,8 @@ class PerfModel:
     hbm_share: bool = True      # DMA and tile-DMA beats queue at their HBM port
     hbm_burst: int = 2          # port cycles per burst besides its beats (head flit, turn)
     hbm_tail: int = 20          # from a port's last beat to the end of the unit's work
+    noc_rt: int = 24            # a one-beat HBM round trip at 0 hops, DMA to DMA
+    ni_outstanding: int = 4     # bursts a network interface keeps in flight per direction
 
 
 class GoldenChip:
@@ -358,9 +362,13 @@ class GoldenChip:
         pm = self.perf
         extra = pm.dma_extra + (pm.noc_desc if cfg.noc else 0)
         est = int(ch.est_cycles * pm.dma_scale) + extra * max(1, ch.desc_count)
-        trips, self._last_ports = dma_noc_trips(cfg, mem, e.cluster, e.arg, ch.desc_count)
+        trips, self._last_ports, elems = dma_noc_trips(cfg, mem, e.cluster, e.arg,
+                                                       ch.desc_count)
         if cfg.noc:
             est += pm.noc_hop * sum(h - 1 for h in trips)
+            # element mode: one-beat bursts, each a NoC round trip, ni_outstanding at a time
+            est += round(sum(n * max(0.0, (pm.noc_rt + pm.noc_hop * h) / pm.ni_outstanding
+                                     - 1) for n, h in elems))
         if ch.status == D.ST_ERROR:
             record(qi, seq, C.ERR_DMA, ch.error)
             return "DMA error", res.mem, est
@@ -388,13 +396,25 @@ def hbm_hops(cfg: C.ChipConfig, node: tuple[int, int], addr: int) -> int:
     return abs(node[0] - hbm_port(cfg, addr)) + abs(node[1] - cfg.mesh_y)
 
 
+def _element_mode(d: D.Descriptor) -> bool:
+    """Whether the DMA engine moves ``d`` element by element, each element its own burst
+    (docs/dma.md "Transfer modes"); row mode needs equal unit strides and the same offset in
+    a 256-bit word on both sides."""
+    e, w = d.elem_bytes, T.WORD_BYTES
+    same = all((s - t) % w == 0 for s, t in zip(d.src_strides[1:], d.dst_strides[1:]))
+    return not (d.src_strides[0] == d.dst_strides[0] == e and (d.src - d.dst) % w == 0
+                and same)
+
+
 def dma_noc_trips(cfg: C.ChipConfig, mem: np.ndarray, c: int, head: int, n: int):
     """The HBM round trips of the first ``n`` descriptors (at least one) of the cluster-DMA
     chain at ``head`` of cluster ``c``: a list of hop counts, one per descriptor fetched from
-    HBM and one per HBM source or destination of a descriptor; and the HBM traffic per
-    port {port: (beats, bursts)}, descriptor fetches included."""
+    HBM and one per HBM source or destination of a descriptor; the HBM traffic per port
+    {port: (beats, bursts)}, descriptor fetches included; and the element-mode accesses:
+    (elements, hops) per HBM side of an element-mode descriptor (each element is its own
+    one-beat burst)."""
     node = cluster_node(cfg, c)
-    trips, ports = [], {}
+    trips, ports, elems = [], {}, []
     a = head
     for _ in range(max(1, n)):
         if not (0 <= a and a + D.DESC_BYTES <= cfg.hbm_window):
@@ -402,13 +422,18 @@ def dma_noc_trips(cfg: C.ChipConfig, mem: np.ndarray, c: int, head: int, n: int)
         trips.append(hbm_hops(cfg, node, a))
         _book(ports, hbm_port(cfg, a), D.DESC_BYTES, cfg.dma_max_burst)
         d = D.Descriptor.unpack(bytes(mem[a:a + D.DESC_BYTES]))
-        nbytes = d.counts[0] * d.counts[1] * d.counts[2] * d.elem_bytes
+        count = d.counts[0] * d.counts[1] * d.counts[2]
+        elem = _element_mode(d)
         for addr in (d.src, d.dst):
             if addr < cfg.hbm_window:
-                trips.append(hbm_hops(cfg, node, addr))
-                _book(ports, hbm_port(cfg, addr), nbytes, cfg.dma_max_burst)
+                h = hbm_hops(cfg, node, addr)
+                trips.append(h)
+                _book(ports, hbm_port(cfg, addr), count * d.elem_bytes,
+                      1 if elem else cfg.dma_max_burst)
+                if elem:
+                    elems.append((count, h))
         a = d.next
-    return trips, ports
+    return trips, ports, elems
 
 
 def _book(ports: dict, key, nbytes: int, max_burst: int) -> None:
