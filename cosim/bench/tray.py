@@ -6,7 +6,7 @@ NOT RTL, except the ``rtl_*`` rows: with MAIA_TRAY_RTL=1, two RTL chips (chip_pa
 ``tiny_nic``, Verilator; the collective engine and NICs in RTL, the chip-pair bench's
 lossless link) and the 4-chip RTL tray (tray_bench of ``tiny_tray``, cosim/tray/rtl_tray.py;
 at 0% and 1% drop; MAIA_TRAY_RTL_COUNT elements per chip, default 64 Ki = 256 KiB) run an
-all-reduce. Figures are in NIC clock cycles (8 bytes per cycle is the
+all-reduce. MAIA_TRAY_RTL=pair or =tray runs only those rows. Figures are in NIC clock cycles (8 bytes per cycle is the
 raw link rate, the 64-bit MAC), so host load does not change them.
 
 Definitions (docs/tray.md "Figures"):
@@ -181,7 +181,10 @@ def run() -> dict:
             "value": round(r["frac"], 4), "unit": "of bound",
             "note": f"busbw/link {r['over_link']:.3f}, bound "
                     f"{r['est']['ideal_busbw'] / lim:.2f}"}
-    if os.environ.get("MAIA_TRAY_RTL", "0") not in ("", "0"):
+    rtl = os.environ.get("MAIA_TRAY_RTL", "0").strip()
+    if rtl not in ("", "0", "1", "pair", "tray"):
+        raise ValueError(f"MAIA_TRAY_RTL must be 0, 1, pair or tray, not {rtl!r}")
+    if rtl in ("1", "pair"):
         r = _rtl_pair_allreduce()
         out["rtl_allreduce_2chip_128KiB_busbw_over_link"] = {
             "value": round(r["busbw"] / r["lim"], 4), "unit": "x one link",
@@ -191,7 +194,7 @@ def run() -> dict:
         out["rtl_allreduce_2chip_128KiB_cycles"] = {
             "value": r["cycles"], "unit": "cycles",
             "note": f"golden estimate for the tiny_nic parameters {r['est']['cycles']:.0f}"}
-    if os.environ.get("MAIA_TRAY_RTL", "0") not in ("", "0"):
+    if rtl in ("1", "tray"):
         count = int(os.environ.get("MAIA_TRAY_RTL_COUNT", RTL_TRAY_COUNT))
         kib = count * 4 // 1024
         for tag, faults in (("loss0", None), ("loss1pct", dict(drop=0.01))):
