@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from cosim.chip import calibration as K
-from cosim.chip.program import compare
+from cosim.chip.program import compare, random_gemm
 from golden import chip as G
 from spec import chip as C
 
@@ -135,3 +135,26 @@ def test_estimate_within_tolerance_on_tiny(kind, kw):
                                       ("tile_dma", {}), ("gemm", {}), ("fuzz", {})])
 def test_estimate_within_tolerance_on_multi_cluster_chips(name, kind, kw):
     _check_estimate(C.config(name), kind, **kw)
+
+
+@pytest.mark.sim
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["gemm", "tile_dma", "fuzz"])
+def test_estimate_within_tolerance_on_the_default_chip(kind):
+    # the default chip (4 clusters x 2 tiles of 2 x 2 cells, hierarchical build); its
+    # concurrent cluster-DMA program is estimated 10.6 % low and is not here (docs/chip.md
+    # "Performance model")
+    if kind == "gemm":
+        p, h, ref = random_gemm(C.DEFAULT, 96, 128, 256, "e4m3", "e4m3", seed=5, bn=16)
+    else:
+        p, h, ref = K.program(kind, C.DEFAULT), None, None
+    g = p.run("golden")
+    r = p.run("verilator")
+    errs = compare(g, r)
+    assert not errs, "default chip: RTL vs golden:\n" + "\n".join(errs)
+    if h is not None:
+        assert np.array_equal(h.read(r), ref)
+    err = _estimate_error(g.cycles, r.cycles)
+    print(f"default {kind}: RTL {r.cycles} cycles, estimate {g.cycles} "
+          f"({(g.cycles - r.cycles) / r.cycles:+.1%})")
+    assert err <= TOLERANCE, f"default {kind}: estimate {g.cycles} vs RTL {r.cycles}"
