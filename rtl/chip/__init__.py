@@ -36,6 +36,9 @@ LARGE_VERILOG_TOPS = {
     "chip": lambda: Chip(C.DEFAULT),
     # one maia200 cluster (its index comes from its cluster_id port)
     "chip_maia200_cluster": lambda: Cluster(C.MAIA200),
+    # the whole maia200 chip: 160 clusters (one module), the CP, a 16 x 11 NoC mesh whose
+    # routers and network interfaces are modules of their own (docs/chip.md "Status")
+    "chip_maia200": lambda: Chip(C.MAIA200),
     # 4 tiny_tray chips (3 NIC ports each) wired as a full mesh (issue #8's first RTL step)
     "tray_tiny": lambda: Tray(C.TINY_TRAY),
 }
