@@ -4,8 +4,10 @@ the collective engine in every chip runs the direct algorithm over its three mes
 (docs/tray.md "RTL tray"); results against golden/tray.py, bit for bit.
 
 The default run checks the set-up (wiring, fault table, arguments, the checker) without a
-simulator. The RTL runs are slow: the tray_bench Verilator build of four chips takes tens of
-minutes on the shared 2-core machine (cached under build/sim afterwards)."""
+simulator. The RTL runs are slow: the tray_bench Verilator build (hierarchical: the chip
+compiled once) takes about 8 minutes on the loaded shared 2-core machine (cached under
+build/sim afterwards), the 8 runs about 12 minutes (two of them wait out the 147,456-cycle
+engine timeout)."""
 
 from __future__ import annotations
 

@@ -23,7 +23,8 @@ Inputs (cosim.tray.rtl_tray.run builds them), for i in 0..3:
 Outputs: hbm_i, qregs_i (Q_REGS per queue), counters_i (per port, spec.nic.COUNTERS),
 done_i (cycle after the doorbells at which chip i's STATUS first showed no pending queue),
 frames_i (frames sent per port), fates (per wire: frames dropped, duplicated, reordered,
-corrupted, delivered as sent), cycles (doorbells to the end).
+corrupted, delivered as sent), wire_stats (per wire: frames, frame bytes, first and last
+frame's cycle after the doorbells, as sent by the chip), cycles (doorbells to the end).
 """
 
 from __future__ import annotations
@@ -121,5 +122,11 @@ async def tray(dut):
                                        for p in range(cfg.nic_ports)], np.int64)
     out["fates"] = np.array([[sum(1 for k, _ in lk.log if k == f) for f in FATES]
                              for lk in links], np.int64)
+    stats = []
+    for c, p, _d, _dp in wires:
+        sent = [(t - t0, len(f)) for t, q, f in chips[c].sent if q == p and t >= t0]
+        stats.append([len(sent), sum(n for _, n in sent), min((t for t, _ in sent), default=-1),
+                      max((t for t, _ in sent), default=-1)])
+    out["wire_stats"] = np.array(stats, np.int64)
     dut._log.info("tray: %d cycles, frames sent %s", cycles, [len(ch.sent) for ch in chips])
     bench_outputs(cycles=np.int64(cycles), **out)

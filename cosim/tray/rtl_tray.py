@@ -78,7 +78,8 @@ def run(hbm: dict, entries: dict, *, faults: dict | None = None, seed: int = 1, 
     frame in both directions. Returns res[rank] = {hbm, queues (Q_REGS dicts), counters (per
     port), done (cycles to the chip's last queue entry retired), frames (per port)},
     res["cycles"] (doorbells to the whole tray idle), res["fates"] (per wire: drop, dup,
-    reorder, corrupt, ok counts)."""
+    reorder, corrupt, ok counts), res["wires"] (per wire, in :func:`wires` order: frames,
+    frame bytes, first and last frame's cycle after the doorbells, as sent)."""
     from cosim.sim import run_bench
     from rtl.chip.tray import tray_bench_tiny
 
@@ -112,7 +113,7 @@ def run(hbm: dict, entries: dict, *, faults: dict | None = None, seed: int = 1, 
     out = run_bench(name="tray_bench_tiny_tray", toplevel="tray_bench", make=tray_bench_tiny,
                     params=CFG.asdict(), test_module=BENCH_MODULE, testcase="tray", sim=sim,
                     tag=tag, inputs=inputs, hierarchical=True)
-    res = {"cycles": int(out["cycles"]), "fates": out["fates"]}
+    res = {"cycles": int(out["cycles"]), "fates": out["fates"], "wires": out["wire_stats"]}
     for rank in sorted(ranks):
         res[rank] = {
             "hbm": out[f"hbm_{rank}"],
