@@ -149,6 +149,17 @@ def test_open_mesh_tray_exposes_the_wires():
         Tray(CFG, open_mesh=1)
 
 
+def test_uplink_ports_are_top_ports_of_both_tray_tops():
+    """With a fourth NIC port (the uplink, spec.tray.UPLINK) every chip's uplink wires are
+    top ports of the tray, closed or open mesh: where a switch model would attach."""
+    from rtl.chip.tray import Tray
+
+    cfg = C.TINY.with_(name="tiny_tray_uplink", nic_ports=T.MESH_PORTS + 1)
+    up = {f"c{i}_nic{T.UPLINK}_wire_{d}" for i in RANKS for d in ("tx", "rx")}
+    for top in (Tray(cfg), Tray(cfg, open_mesh=True)):
+        assert up <= set(top.signature.members)
+
+
 @pytest.mark.parametrize("kw, arg", [
     (dict(faults=dict(drop=1.5)), "faults"),
     (dict(faults=dict(loss=0.1)), "faults"),
