@@ -144,9 +144,52 @@ def test_golden_double_buffered_gemm_random_shapes():
                     f"{got[tuple(bad[0])]:#010x}")
 
 
-def test_gemm_double_buffer_needs_one_k_chunk():
+def _first_diff(got, ref):
+    bad = np.argwhere(got != ref)
+    if not bad.size:
+        return ""
+    i = tuple(int(x) for x in bad[0])
+    return (f"{len(bad)} elements differ, first {i}: expected {int(ref[i]):#010x} got "
+            f"{int(got[i]):#010x}")
+
+
+def test_golden_double_buffered_k_chunks_random_shapes():
+    # K of 2..4 max_k chunks, double-buffered (the default when two sets fit TSRAM), equal to
+    # golden.mx.matmul; ragged last blocks and a short last chunk included.
+    seed = 23
+    rng = np.random.default_rng(seed)
+    print(f"seed={seed}")
+    for cfg in (TINY, C.config("tiny_4m")):
+        mk = cfg.tile.max_k
+        for fa, fb in (("e2m1", "e5m2"), ("e4m3", "e4m3")):
+            M, N = int(rng.integers(1, 70)), int(rng.integers(1, 90))
+            K = 32 * int(rng.integers(mk // 32 + 1, 4 * mk // 32 + 1))
+            s = int(rng.integers(1000))
+            p, h, ref = _gemm_program(cfg, M, N, K, fa, fb, seed=s)
+            p1, _, _ = _gemm_program(cfg, M, N, K, fa, fb, seed=s, double_buffer=True)
+            assert [p.hbm.tobytes(), p.entries] == [p1.hbm.tobytes(), p1.entries], \
+                f"{cfg.name} {M}x{N}x{K}: the default did not double-buffer"
+            res = p.run("golden")
+            got = h.read(res)
+            err = _first_diff(got, ref)
+            assert not err, f"{cfg.name} {M}x{N}x{K} {fa}x{fb} seed {s}: {err}"
+            assert res.regs["MACS_LO"] | res.regs["MACS_HI"] << 32 == M * N * K
+    # the checker catches a corrupted accumulator
+    got[0, 0] ^= 1
+    assert _first_diff(got, ref).startswith("1 elements differ, first (0, 0)")
+
+
+def test_gemm_k_chunks_fall_back_when_two_sets_do_not_fit():
+    # bm=16, bn=16 with K chunks of 256 on tiny: one set is 16 x (256 + 32) x 2 bytes of
+    # operands and two C blocks (2 x 16 x 64 bytes), so one set fits 16 KiB and two do not
+    p0, _, ref = _gemm_program(TINY, 16, 16, 512, bm=16, bn=16, double_buffer=False)
+    pn, hn, _ = _gemm_program(TINY, 16, 16, 512, bm=16, bn=16)
+    assert [p0.hbm.tobytes(), p0.entries] == [pn.hbm.tobytes(), pn.entries]
+    assert np.array_equal(hn.read(pn.run("golden")), ref)
+    with pytest.raises(ValueError, match="double_buffer=True needs two sets"):
+        _gemm_program(TINY, 16, 16, 512, bm=16, bn=16, double_buffer=True)
     with pytest.raises(ValueError, match="double_buffer"):
-        _gemm_program(TINY, 8, 8, 512, double_buffer=True)
+        _gemm_program(TINY, 8, 8, 512, double_buffer=1)
 
 
 def _error_program(cfg):
@@ -223,6 +266,26 @@ def test_rtl_gemm_matches_golden(sim):
     g, r = _check(p, sim)
     assert np.array_equal(h.read(r), ref)
     print(f"{sim}: {M}x{N}x{K} GEMM, RTL {r.cycles} cycles, golden estimate {g.cycles}")
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("sim", [pytest.param(s, marks=pytest.mark.slow) if s == "icarus"
+                                 else s for s in default_sims()])
+def test_rtl_k_chunked_gemm_double_buffered_is_faster(sim):
+    # K = 3 x max_k: the double-buffered program and the single-buffered one both equal
+    # golden (and golden.mx.matmul); the double-buffered one takes fewer RTL cycles.
+    M, N, K = (8, 8, 512) if sim == "icarus" else (16, 24, 768)
+    cyc = {}
+    for db in (True, False):
+        p, h, ref = _gemm_program(TINY, M, N, K, seed=9, double_buffer=db)
+        g, r = _check(p, sim)
+        err = _first_diff(h.read(r), ref)
+        assert not err, f"{sim} {M}x{N}x{K} double_buffer={db}: {err}"
+        cyc[db] = (r.cycles, g.cycles)
+    print(f"{sim}: {M}x{N}x{K} K-chunked GEMM on tiny: double-buffered RTL {cyc[True][0]} "
+          f"cycles (estimate {cyc[True][1]}), single-buffered {cyc[False][0]} "
+          f"(estimate {cyc[False][1]})")
+    assert cyc[True][0] < cyc[False][0], f"double buffering not faster: {cyc}"
 
 
 @pytest.mark.sim

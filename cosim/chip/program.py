@@ -251,10 +251,14 @@ class ChipProgram:
         accumulate), which gives the same bits as one pass over K (the contract rounds
         block by block in K order).
 
-        ``double_buffer`` (default: on when K is one chunk, K <= max_k): two sets of A, A
-        scale, C and command list in TSRAM, so the DMA of row block i+1 into one set runs
-        while the tile computes block i from the other, and C of block i leaves while block
-        i+1 computes. Per tile and step: DMA in (set s % 2), WAIT it, WAIT the tile (step
+        ``double_buffer`` (default None: on when K is one chunk, K <= max_k; with several
+        K chunks on when two buffer sets fit TSRAM, else the single-buffered schedule; True
+        raises ValueError when they do not fit): two sets of A, A scale, C and command list
+        in TSRAM, so the DMA of row block i+1 into one set runs while the tile computes
+        block i from the other, and C of block i leaves while block i+1 computes. With K
+        chunks the B panel changes every chunk, so a set holds B chunk, B scale, A chunk,
+        A scale and list, and two C accumulators alternate per output block
+        (``_gemm_dbk_steps``); chunks still accumulate in K order. Per tile and step: DMA in (set s % 2), WAIT it, WAIT the tile (step
         s-1), DMA out of C (step s-1; the entry is dispatched only once the previous out
         chain has finished, so C of set s % 2 is free), TILE (step s)."""
         cfg = self.cfg
@@ -302,34 +306,62 @@ class ChipProgram:
         if bn % 8 and bn != N:
             raise ValueError(f"bn: must be a multiple of 8 (C rows are word aligned), got {bn}")
 
-        if double_buffer is None:
-            double_buffer = len(chunks) == 1
-        if double_buffer and len(chunks) > 1:
-            raise ValueError(f"double_buffer: needs K <= max_k ({tc.max_k}), got K={K}")
-        nset = 2 if double_buffer else 1
+        if double_buffer is not None and not isinstance(double_buffer, bool):
+            raise ValueError(f"double_buffer: must be None, True or False, got "
+                             f"{double_buffer!r}")
+        multi = len(chunks) > 1
 
-        def layout(bm_, bn_, k=0):
-            """TSRAM layout of buffer set k: (cmd, b0, sb0, a0, sa0, c0, end); ``end`` is
-            the end of the last set. Lists (2 commands) first, then the B panel, then the
-            A / A scale / C sets."""
-            cmd = k * 2 * 32
-            b0 = nset * 2 * 32
+        def panel_layout(nset):
+            def layout(bm_, bn_, k=0):
+                """TSRAM layout of buffer set k: (cmd, b0, sb0, a0, sa0, c0, end); ``end``
+                is the end of the last set. Lists (2 commands) first, then the B panel,
+                then the A / A scale / C sets."""
+                cmd = k * 2 * 32
+                b0 = nset * 2 * 32
+                sb0 = b0 + bn_ * bw
+                size = bm_ * aw + bm_ * sw + bm_ * T.f32_row_words(bn_) * 32
+                a0 = sb0 + bn_ * sw + k * size
+                sa0 = a0 + bm_ * aw
+                c0 = sa0 + bm_ * sw
+                end = sb0 + bn_ * sw + nset * size
+                return cmd, b0, sb0, a0, sa0, c0, end
+            return layout
+
+        def chunk_layout(bm_, bn_, k=0, cb=None):
+            """Double-buffered K chunks: two lists, two sets of B chunk / B scale / A chunk
+            / A scale (set k), then two C accumulators (``cb``, default k)."""
+            cb = k if cb is None else cb
+            size = bn_ * bw + bn_ * sw + bm_ * aw + bm_ * sw
+            b0 = 2 * 2 * 32 + k * size
             sb0 = b0 + bn_ * bw
-            size = bm_ * aw + bm_ * sw + bm_ * T.f32_row_words(bn_) * 32
-            a0 = sb0 + bn_ * sw + k * size
+            a0 = sb0 + bn_ * sw
             sa0 = a0 + bm_ * aw
-            c0 = sa0 + bm_ * sw
-            end = sb0 + bn_ * sw + nset * size
-            return cmd, b0, sb0, a0, sa0, c0, end
+            csize = bm_ * T.f32_row_words(bn_) * 32
+            c0 = 2 * 2 * 32 + 2 * size + cb * csize
+            return k * 2 * 32, b0, sb0, a0, sa0, c0, 2 * 2 * 32 + 2 * size + 2 * csize
         auto = bm_given is None and bn_given is None
-        while auto and layout(bm, bn)[-1] > tc.tsram_bytes and (bm > 1 or bn > 8):
-            if bm > 8 or bn <= 8:
-                bm = max(1, bm // 2)
-            else:
-                bn = max(8, (bn // 2 + 7) // 8 * 8)
+
+        def search(layout):
+            bm_, bn_ = bm, bn
+            while auto and layout(bm_, bn_)[-1] > tc.tsram_bytes and (bm_ > 1 or bn_ > 8):
+                if bm_ > 8 or bn_ <= 8:
+                    bm_ = max(1, bm_ // 2)
+                else:
+                    bn_ = max(8, (bn_ // 2 + 7) // 8 * 8)
+            return bm_, bn_
+        db_layout = chunk_layout if multi else panel_layout(2)
+        if double_buffer is None:
+            # one K chunk: always (a block too large for two sets raises below); K chunks:
+            # when two sets fit TSRAM with the searched block (or the given bm, bn), else
+            # the single-buffered schedule
+            double_buffer = (not multi
+                             or db_layout(*search(db_layout))[-1] <= tc.tsram_bytes)
+        layout = db_layout if double_buffer else panel_layout(1)
+        bm, bn = search(layout)
         if layout(bm, bn)[-1] > tc.tsram_bytes:
+            why = ", double_buffer=True needs two sets" if multi and double_buffer else ""
             raise ValueError(f"bm, bn: a {bm}x{bn} block with K={kc} does not fit TSRAM "
-                             f"({layout(bm, bn)[-1]} > {tc.tsram_bytes} bytes)")
+                             f"({layout(bm, bn)[-1]} > {tc.tsram_bytes} bytes{why})")
         col_blocks = [(j, min(bn, N - j)) for j in range(0, N, bn)]
         row_blocks = [(i, min(bm, M - i)) for i in range(0, M, bm)]
         units = self.units()
@@ -347,9 +379,14 @@ class ChipProgram:
             if double_buffer:
                 # set addresses from the largest block, so the sets never overlap when
                 # the last row block or column panel is smaller
-                steps[(c, t)] = self._gemm_db_steps(
-                    c, t, q, panels, row_blocks, lambda k: layout(bm, bn, k), hbm[0], pc, cw,
-                    fa, fb, K)
+                if multi:
+                    steps[(c, t)] = self._gemm_dbk_steps(
+                        c, t, q, panels, row_blocks, lambda k, cb: layout(bm, bn, k, cb), hbm,
+                        pc, cw, fa, fb, K)
+                else:
+                    steps[(c, t)] = self._gemm_db_steps(
+                        c, t, q, panels, row_blocks, lambda k: layout(bm, bn, k), hbm[0], pc,
+                        cw, fa, fb, K)
                 continue
             for (j, nb) in panels:
                 for (i, mb) in row_blocks:
@@ -412,6 +449,43 @@ class ChipProgram:
                                        T.f32_row_words(nb) * 32, cw)
                 self.macs += mb * nb * K
                 s += 1
+        if prev_out is not None:
+            seq.append(([], [("wait", c, t, True, q), ("dma", c, ch_out, [prev_out], q)]))
+        return seq
+
+    def _gemm_dbk_steps(self, c, t, q, panels, row_blocks, layout, hbm, pc, cw, fa, fb, K):
+        """Double-buffered steps of one tile when K has several chunks (gemm's docstring):
+        one step per (output block, K chunk), in chunk order, plus a final drain. Step s
+        loads B chunk, B scale, A chunk, A scale and its list into set s % 2 while the tile
+        runs step s-1; output block b accumulates in C buffer b % 2, whose DMA out is
+        issued before the first TILE of block b+1."""
+        tb = self.cfg.tsram_base(c, t)
+        ch_in, ch_out = self.channels()
+        seq, prev_out, s, blk = [], None, 0, 0
+        for (j, nb) in panels:
+            for (i, mb) in row_blocks:
+                c0 = None
+                for kk, (pa, psa, pb, psb, kn, kaw, kbw, ksw) in enumerate(hbm):
+                    cmd, b0, sb0, a0, sa0, c0, _ = layout(s % 2, blk % 2)
+                    lst = (T.cmd_matmul(a0, sa0, b0, sb0, c0, mb, nb, kn, fa, fb,
+                                        accumulate=kk > 0) + T.cmd_end())
+                    pl = self.put(np.frombuffer(lst, dtype=np.uint8), 64)
+                    descs = [self.copy(pb + j * kbw, tb + b0, nb * kbw),
+                             self.copy(psb + j * ksw, tb + sb0, nb * ksw),
+                             self.copy(pa + i * kaw, tb + a0, mb * kaw),
+                             self.copy(psa + i * ksw, tb + sa0, mb * ksw),
+                             self.copy(pl, tb + cmd, len(lst))]
+                    phase_a = [("dma", c, ch_in, descs, q), ("wait", c, ch_in, False, q)]
+                    phase_b = [("wait", c, t, True, q)] if s > 0 else []
+                    if kk == 0 and prev_out is not None:
+                        phase_b.append(("dma", c, ch_out, [prev_out], q))
+                    phase_b.append(("tile", c, t, q, cmd))
+                    seq.append((phase_a, phase_b))
+                    s += 1
+                prev_out = self.copy2d(tb + c0, pc + i * cw + j * 4, nb * 4, mb,
+                                       T.f32_row_words(nb) * 32, cw)
+                self.macs += mb * nb * K
+                blk += 1
         if prev_out is not None:
             seq.append(([], [("wait", c, t, True, q), ("dma", c, ch_out, [prev_out], q)]))
         return seq
