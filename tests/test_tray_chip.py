@@ -15,6 +15,7 @@ from cosim.sim import default_sims
 from golden import chip as G
 from golden import tray as GT
 from spec import chip as C
+from spec import nic as S
 from spec import tray as T
 
 CFG = C.TINY_NIC
@@ -226,44 +227,45 @@ def test_rtl_collective_entries_match_golden(sim):
 
 @pytest.mark.sim
 @pytest.mark.skipif("verilator" not in default_sims(), reason="MAIA_SIM excludes verilator")
-def test_rtl_unsupported_and_lone_chip_collectives_end_in_errors():
+def test_rtl_lone_chip_collectives_end_in_timeouts_and_reset_indices():
     """Rank 1 of a pair (REG_TRAY_RANK = 1) whose peer never answers (no NIC set-up, idle
-    wire). Queue 0: a two-rank BROADCAST (not in this build's engine) ends at once with
-    ERR_COLLECTIVE cause UNSUPPORTED, peer 0, and writes nothing; the next entry (one-rank
-    all-reduce) completes. Queue 1: a two-rank ALL_REDUCE starts, nothing ever arrives, and
-    it ends with cause TIMEOUT, peer 0, after the engine timeout instead of hanging."""
+    wire), one queue. (1) A two-rank BROADCAST from rank 1 itself: the root copies its src
+    into its dst, posts its WRITEs and notification, no SEND ever completes, and it ends
+    with ERR_COLLECTIVE cause TIMEOUT, peer 0, after the engine timeout instead of
+    hanging. (2) A one-rank all-reduce completes. (3) A two-rank ALL_REDUCE: nothing ever
+    arrives, cause TIMEOUT, peer 0. After each failure the engine forgets its queue-pair
+    indices (docs/tray.md "After an error"): (3)'s WQEs are in the send ring from slot 0,
+    over (1)'s."""
     from cosim.tray import chip as tc
 
-    bcast = coll(T.KIND_BROADCAST, 0, (0, 1), 64)
+    bcast = coll(T.KIND_BROADCAST, 0, (0, 1), 64, root=1)
     one = coll(0, 0, (1,), 64)
     two = coll(0, 0, (0, 1), 64, dst=DST + 0x1000, scratch=SCRATCH + 0x1000)
     for e in (bcast, one, two):
         assert T.check_chip(e, 1, CFG) == C.ERR_NONE
-    ring1 = RING + 0x1000
-    hbm = image([bcast, one], 13)
-    hbm[ring1:ring1 + 32] = np.frombuffer(two, np.uint8)
-    got = tc.run(CFG, hbm, [G.Queue(RING, QSIZE, 2), G.Queue(ring1, QSIZE, 1)], rank=1,
-                 sim="verilator")
+    hbm = image([bcast, one, two], 13)
+    got = tc.run(CFG, hbm, [G.Queue(RING, QSIZE, 3)], rank=1, sim="verilator")
     assert got["tray_rank"] == 1
-    q0, q1 = got["queues"][0], got["queues"][1]
-    want0 = (C.ERR_COLLECTIVE, 0, T.detail(T.CAUSE_UNSUPPORTED, 0), 1, 2)
-    want1 = (C.ERR_COLLECTIVE, 0, T.detail(T.CAUSE_TIMEOUT, 0), 1, 1)
-    for what, q, want in (("queue 0", q0, want0), ("queue 1", q1, want1)):
-        have = (q["ERROR"], q["ERR_SEQ"], q["ERR_DETAIL"], q["ERR_COUNT"], q["DONE_COUNT"])
-        assert have == want, f"{what}: (ERROR, ERR_SEQ, ERR_DETAIL, ERR_COUNT, DONE_COUNT) " \
-                             f"= {have}, expected {want} (details {have[2]:#x} / {want[2]:#x})"
+    q = got["queues"][0]
+    have = (q["ERROR"], q["ERR_SEQ"], q["ERR_DETAIL"], q["ERR_COUNT"], q["DONE_COUNT"])
+    want = (C.ERR_COLLECTIVE, 0, T.detail(T.CAUSE_TIMEOUT, 0), 2, 3)
+    assert have == want, f"queue 0: (ERROR, ERR_SEQ, ERR_DETAIL, ERR_COUNT, DONE_COUNT) " \
+                         f"= {have}, expected {want} (details {have[2]:#x} / {want[2]:#x})"
+    # the root's local copy and the one-rank copy (same bytes); the failed all-reduce
+    # writes nothing below the rings
     exp = local_reference(hbm, one)
     err = hbm_mismatch("HBM below the rings", exp[:P.ring_base], got["hbm"][:P.ring_base])
     assert err is None, err
+    sq = T.ring_addr(P, 0, T.QP_MESH) + T.SQ_OFF
+    wqes = [S.unpack_fields(S.WQE_FIELDS, bytes(got["hbm"][sq + 32 * i:sq + 32 * i + 32]))
+            for i in range(4)]
+    seen = [(w["opcode"], hex(w["local_addr"]), hex(w["remote_addr"])) for w in wqes]
+    # (3), rank 1 = member 1: chunk 0 of src into the peer's scratch slot 1, its SEND
+    assert seen[0] == (S.WR_WRITE, hex(SRC), hex(SCRATCH + 0x1000 + 128)), seen
+    assert seen[1][0] == S.WR_SEND, seen
+    # (1): chunks 0 and 1 to the peer's dst, its SEND: slot 2 is (1)'s SEND
+    assert seen[2][0] == S.WR_SEND and seen[3] != seen[0], seen
     print(f"cycles {got['cycles']} (engine timeout {P.engine_timeout_cycles})")
-    # chunks of 8 bytes (count 4 over two ranks): not whole 32-byte beats, UNSUPPORTED at once
-    small = coll(0, 0, (0, 1), 4)
-    assert T.check_chip(small, 1, CFG) == C.ERR_NONE
-    got = tc.run(CFG, image([small], 14), [G.Queue(RING, QSIZE, 1)], rank=1, sim="verilator",
-                 max_cycles=20_000)
-    q = got["queues"][0]
-    assert (q["ERROR"], q["ERR_DETAIL"], q["DONE_COUNT"]) == (
-        C.ERR_COLLECTIVE, T.detail(T.CAUSE_UNSUPPORTED, 0), 1), q
 
 
 MUTATIONS = ("none", "w0 reserved", "w1 reserved", "kind", "fmt", "mx reduce", "scales",
@@ -388,36 +390,19 @@ def _ref_sum(parts) -> np.ndarray:
     return bits
 
 
-def test_rtl_reduce_unit_sums_in_input_order_bit_exact():
-    """rtl.chip.collective.ReduceUnit (Amaranth simulator, a stalling AXI memory model
-    here): copies and 2..8-input binary32 sums with specials and subnormals, unaligned to
-    4 KiB, partial last words; results against a numpy float32 reference; no burst crosses
-    4 KiB; bytes after a job's end untouched."""
+def _reduce_unit_sim(jobs, mem: bytearray, rng, unit_cls=None):
+    """Run ``jobs`` (n_inputs, inputs, out, nbytes) one after the other on a ReduceUnit
+    (Amaranth simulator) over ``mem`` (changed in place) behind a memory model that stalls
+    at random; returns (bursts across 4 KiB, stats)."""
     from amaranth.sim import Simulator
 
-    from cosim.tray.scenario import fp32_values
     from rtl.axi import AXI4Signature
     from rtl.chip.collective import ReduceUnit
 
-    seed = 23
-    rng = np.random.default_rng(seed)
-    print(f"seed={seed}")
-    mem = bytearray(rng.integers(0, 256, 64 * 1024, dtype=np.uint8).tobytes())
-    jobs = []        # (n_inputs, inputs, out, nbytes)
-    out = 0xD1E0                      # outputs one after the other, across 0xE000, 0xF000
-    for n_in, nbytes, base in ((1, 200, 0x0FA0), (2, 1016, 0x1F80), (3, 72, 0x3000),
-                               (8, 264, 0x4FE0), (1, 8, 0x7000), (5, 520, 0x8F40),
-                               (2, 2600, 0x3100)):       # 82 beats: full 64-beat bursts
-        ins = [base + i * 0x1000 for i in range(n_in)]
-        for a in ins:
-            mem[a:a + nbytes] = fp32_values(rng, nbytes // 4).tobytes()
-        jobs.append((n_in, ins, out, nbytes))
-        out += -(-nbytes // 32) * 32 + 32
-    before = bytes(mem)
     axi = AXI4Signature(addr_width=32, data_width=256, id_width=1)
-    dut = ReduceUnit(axi)
+    dut = (unit_cls or ReduceUnit)(axi)
     ax = dut.m_axi
-    crossings, stats = [], {"beats": 0}
+    crossings, stats = [], {"beats": 0, "max_reads": 0}
 
     async def reads(ctx):
         queue = []
@@ -437,7 +422,9 @@ def test_rtl_reduce_unit_sums_in_input_order_bit_exact():
                 if n == 1:
                     queue.pop(0)
             if arv:
+                assert ara % 32 == 0, f"AR address {ara:#x} not 32-byte aligned"
                 queue.append((ara, arl + 1))
+                stats["max_reads"] = max(stats["max_reads"], len(queue))
                 if ara // 4096 != (ara + 32 * (arl + 1) - 1) // 4096:
                     crossings.append(("AR", hex(ara), arl + 1))
 
@@ -466,6 +453,7 @@ def test_rtl_reduce_unit_sums_in_input_order_bit_exact():
                     aws.pop(0)
                     bq += 1
             if awv:
+                assert awa % 32 == 0, f"AW address {awa:#x} not 32-byte aligned"
                 aws.append([awa, awl + 1])
                 if awa // 4096 != (awa + 32 * (awl + 1) - 1) // 4096:
                     crossings.append(("AW", hex(awa), awl + 1))
@@ -490,7 +478,12 @@ def test_rtl_reduce_unit_sums_in_input_order_bit_exact():
     sim.add_testbench(writes, background=True)
     sim.add_testbench(bench)
     sim.run()
-    assert not crossings, f"bursts across 4 KiB: {crossings}"
+    return crossings, stats
+
+
+def _check_reduce_jobs(jobs, before: bytes, mem: bytearray) -> None:
+    """The memory after the jobs against a numpy reference: every job's out bytes are the
+    sum (or copy) of its inputs as they were before, every other byte unchanged."""
     exp = bytearray(before)
     for n_in, ins, out, nbytes in jobs:
         parts = [np.frombuffer(before[a:a + nbytes], "<u4") for a in ins]
@@ -501,12 +494,79 @@ def test_rtl_reduce_unit_sums_in_input_order_bit_exact():
     bad = np.flatnonzero(got != want)
     if bad.size:
         i = int(bad[0]) & ~3
-        job = next(j for j in jobs if j[2] <= i < j[2] + j[3] + 32)
-        k = i - job[2]
+        job = next((j for j in jobs if j[2] - 32 <= i < j[2] + j[3] + 32), None)
+        k = i - job[2] if job else 0
         ins = " ".join(f"{int.from_bytes(before[a + k:a + k + 4], 'little'):#010x}"
-                       for a in job[1])
-        raise AssertionError(f"{bad.size} bytes differ, first word at {i:#x} (job {job[:1]} "
-                             f"out {job[2]:#x}): inputs {ins} expected "
+                       for a in job[1]) if job else "-"
+        raise AssertionError(f"{bad.size} bytes differ, first word at {i:#x} (job "
+                             f"{job and (job[0], [hex(a) for a in job[1]], hex(job[2]), job[3])}"
+                             f"): inputs {ins} expected "
                              f"{int.from_bytes(exp[i:i + 4], 'little'):#010x} got "
                              f"{int.from_bytes(mem[i:i + 4], 'little'):#010x}")
+
+
+def test_rtl_reduce_unit_sums_in_input_order_bit_exact():
+    """rtl.chip.collective.ReduceUnit (Amaranth simulator, a stalling AXI memory model
+    here): copies and 2..8-input binary32 sums with specials and subnormals, unaligned to
+    4 KiB, partial last words; results against a numpy float32 reference; no burst crosses
+    4 KiB; bytes after a job's end untouched; several read bursts in flight."""
+    from cosim.tray.scenario import fp32_values
+
+    seed = 23
+    rng = np.random.default_rng(seed)
+    print(f"seed={seed}")
+    mem = bytearray(rng.integers(0, 256, 64 * 1024, dtype=np.uint8).tobytes())
+    jobs = []        # (n_inputs, inputs, out, nbytes)
+    out = 0xD1E0                      # outputs one after the other, across 0xE000, 0xF000
+    for n_in, nbytes, base in ((1, 200, 0x0FA0), (2, 1016, 0x1F80), (3, 72, 0x3000),
+                               (8, 264, 0x4FE0), (1, 8, 0x7000), (5, 520, 0x8F40),
+                               (2, 2600, 0x3100)):       # 82 beats: full 64-beat bursts
+        ins = [base + i * 0x1000 for i in range(n_in)]
+        for a in ins:
+            mem[a:a + nbytes] = fp32_values(rng, nbytes // 4).tobytes()
+        jobs.append((n_in, ins, out, nbytes))
+        out += -(-nbytes // 32) * 32 + 32
+    before = bytes(mem)
+    crossings, stats = _reduce_unit_sim(jobs, mem, rng)
+    assert not crossings, f"bursts across 4 KiB: {crossings}"
+    # the unit keeps several read bursts in flight (every input of a burst, two buffers)
+    assert stats["max_reads"] >= 3, f"at most {stats['max_reads']} reads in flight"
+    _check_reduce_jobs(jobs, before, mem)
     assert stats["beats"] == sum(-(-j[3] // 32) for j in jobs)
+
+
+def test_rtl_reduce_unit_lane_rotation_bit_exact():
+    """Inputs and outputs at any 8-byte offset (lane rotation, docs/tray.md): every
+    combination of the four lane offsets of input 0, input 1 and out, inputs and outputs
+    across 4 KiB boundaries, single words, copies and 3-input sums; results against the
+    numpy reference, the bytes just before and after every out untouched, aligned bursts
+    that never cross 4 KiB."""
+    from cosim.tray.scenario import fp32_values
+
+    seed = 29
+    rng = np.random.default_rng(seed)
+    print(f"seed={seed}")
+    mem = bytearray(rng.integers(0, 256, 256 * 1024, dtype=np.uint8).tobytes())
+    jobs = []
+    out = 0x30000 + 0xFC8             # outputs one after the other, 8-byte gaps between
+    src = 0x1000
+    cases = [(n_in, nbytes, s0, s1, so) for s0 in range(4) for s1 in range(4)
+             for so in range(4) for n_in, nbytes in ((2, 72),)]
+    cases += [(1, 8, 1, 0, 3), (1, 2600, 3, 0, 1), (3, 2400, 1, 2, 3), (2, 4104, 2, 3, 1),
+              (1, 24, 3, 0, 0), (2, 40, 0, 0, 2)]
+    for n_in, nbytes, s0, s1, so in cases:
+        shifts = [s0, s1, (s0 + s1 + 1) % 4][:n_in]
+        ins = []
+        for sh in shifts:
+            a = src + 8 * sh
+            mem[a:a + nbytes] = fp32_values(rng, nbytes // 4).tobytes()
+            ins.append(a)
+            src = -(-(a + nbytes + 40) // 32) * 32 + 0x160   # inputs also across 4 KiB
+        out = -(-out // 32) * 32 + 8 * so
+        jobs.append((n_in, ins, out, nbytes))
+        out += nbytes + 8
+    assert src < 0x30000 and out < len(mem)
+    before = bytes(mem)
+    crossings, _ = _reduce_unit_sim(jobs, mem, rng)
+    assert not crossings, f"bursts across 4 KiB: {crossings}"
+    _check_reduce_jobs(jobs, before, mem)

@@ -84,5 +84,7 @@ def run(cfg: C.ChipConfig, hbm: dict, entries: dict, *, sim: str = "verilator",
             "hbm": out[f"hbm_{x}"],
             "queues": [{n: int(v) for n, v in zip(C.Q_REGS, row)} for row in out[f"qregs_{x}"]],
             "counters": [dict(zip(S.COUNTERS, row)) for row in out[f"counters_{x}"].tolist()],
+            # frames this chip sent: cycle and length of each (for timelines)
+            "tx_t": np.asarray(out[f"tx_{x}_t"]), "tx_len": np.asarray(out[f"tx_{x}_len"]),
         }
     return res

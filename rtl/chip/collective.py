@@ -3,11 +3,14 @@ behind the command processor that takes COLLECTIVE (opcode 0x10) queue entries.
 
 * :class:`CollectiveCheck`: the static checks of ``spec.tray.check_chip`` on one 32-byte
   entry, combinational (the command processor reports its code like any static error).
+* :class:`ReduceUnit`: binary32 sums in fixed input order and copies over HBM, several
+  bursts in flight.
 * :class:`CollectiveEngine`: takes a checked entry from the command processor and executes
-  it through its own AXI4 manager to HBM. This build executes one-rank groups (the result of
-  every kind is a copy of src to dst, codes and MX scales); an entry whose group has other
-  ranks ends at once with ERR_COLLECTIVE, cause ``spec.tray.CAUSE_UNSUPPORTED`` (the
-  multi-chip protocol of cosim/tray/engine.py is not in RTL yet).
+  it through its own AXI4 manager to HBM and the send-queue doorbells of the NIC ports:
+  one-rank groups (copies), and ALL_REDUCE, REDUCE_SCATTER, ALL_GATHER and BROADCAST over
+  ranks of the chip's own tray with the protocol of cosim/tray/engine.py (chunks at any
+  8-byte offset: the ReduceUnit rotates lanes). Groups spanning two trays end with
+  ERR_COLLECTIVE, cause ``spec.tray.CAUSE_UNSUPPORTED``.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ BURST = 64                # beats per burst (the ReduceUnit buffer: 64 x 256 bit
 MAX_INPUTS = T.MAX_RANKS  # inputs of one reduction (one per rank)
 
 # a job of the ReduceUnit: out = ((in[0] + in[1]) + ...) + in[n_inputs - 1], binary32
-# lanes, ``nbytes`` bytes (a multiple of 8); n_inputs = 1 is a copy (any bytes)
+# lanes, ``nbytes`` bytes; n_inputs = 1 is a copy. Addresses and nbytes multiples of 8.
 REDUCE_JOB = data.StructLayout({"n_inputs": 4, "inputs": data.ArrayLayout(32, MAX_INPUTS),
                                 "out": 32, "nbytes": 32})
 
@@ -166,24 +169,35 @@ class CollectiveCheck(wiring.Component):
 
 class ReduceUnit(wiring.Component):
     """Binary32 reductions and copies over HBM in fixed input order (docs/tray.md
-    "Reduction order"), through one AXI4 manager.
+    "Reduction order"), through one AXI4 manager, with several bursts in flight.
 
     Ports
     -----
     job : In(stream.Signature(REDUCE_JOB)), taken when the unit is idle (``ready``).
+        Every address 8-byte aligned, ``nbytes`` a multiple of 8.
     busy : Out(1), from the cycle after a job is taken until its last write response.
-    m_axi : AXI4 manager, 256-bit data; every address 32-byte aligned.
+    m_axi : AXI4 manager, 256-bit data, 32-byte aligned bursts that never cross 4 KiB; one
+        ID (0), so the subordinate answers the reads in order.
 
-    A job is done in bursts of up to 64 beats that never cross a 4 KiB boundary of any of
-    its addresses: input 0's burst is read into a 64 x 256-bit buffer, each further input's
-    burst is added into it lane by lane (8 ``rtl.fp32.AddFP32`` lanes: buffer = buffer +
-    input, so the sum is ((in0 + in1) + in2) + ..., each add RNE with subnormals kept and
-    NaN results 0x7FC00000, equal to ``golden.tvp``'s add), then the buffer is written to
-    ``out``; the last beat of the job carries the strobes of its 8, 16, 24 or 32 bytes.
-    ``n_inputs`` = 1 copies (no addition: bit patterns kept). Throughput: one beat per cycle
-    on each read and write when the memory keeps up; per burst the read latency of every
-    input and one write round trip. Read or write error responses are not reported (the
-    engine's checks keep every address inside HBM).
+    A job is done in bursts of up to 2 KiB of the job (64 beats), cut where ``out`` reaches
+    a 4 KiB boundary. Two 64 x 256-bit buffers take turns: while one burst's result is
+    written, the next burst's inputs are read into the other. Per burst the read requests
+    of all inputs are issued back to back (an input's read split in two where it crosses
+    4 KiB; up to two bursts' reads outstanding). An input that does not start on a 32-byte
+    boundary of the burst is read from the aligned address below it, one beat more, and
+    its beats are rotated by its 8-byte lane offset (lane rotation); input 0's rotated
+    beats are stored, each further input's are added into the buffer lane by lane (8
+    ``rtl.fp32.AddFP32`` lanes: buffer = buffer + input, so the sum is ((in0 + in1) + in2)
+    + ..., each add RNE with subnormals kept and NaN results 0x7FC00000, equal to
+    ``golden.tvp``'s add). The buffer is written rotated to ``out``'s lane offset with the
+    strobes of the job's bytes only (bytes around them untouched), without waiting for the
+    previous write's response; the responses are counted and the job ends when all
+    arrived. ``n_inputs`` = 1 copies (no addition: bit patterns kept).
+
+    Throughput: one read beat per cycle while the memory keeps up, so an m-input job of B
+    bytes takes about m B / 32 cycles (plus one beat per input and burst when misaligned)
+    plus one read latency; writes overlap the next burst's reads. Read or write error
+    responses are not reported (the engine's checks keep every address inside HBM).
     """
 
     def __init__(self, axi: AXI4Signature):
@@ -192,7 +206,7 @@ class ReduceUnit(wiring.Component):
         super().__init__({"job": In(stream.Signature(REDUCE_JOB)), "busy": Out(1),
                           "m_axi": Out(axi)})
 
-    def elaborate(self, platform):  # noqa: C901 - one FSM
+    def elaborate(self, platform):  # noqa: C901 - three cooperating request/data sides
         m = Module()
         ax = self.m_axi
         m.d.comb += [ax.awid.eq(0), ax.arid.eq(0), ax.awsize.eq(5), ax.arsize.eq(5),
@@ -201,96 +215,164 @@ class ReduceUnit(wiring.Component):
                      ax.arlock.eq(0), ax.awprot.eq(0), ax.arprot.eq(0)]
         job = Signal(REDUCE_JOB)
         inputs = Array(job.inputs[k] for k in range(MAX_INPUTS))
-        off = Signal(32)                        # bytes of the job done
-        left = Signal(32)                       # beats left in the job
-        last_bytes = Signal(6)                  # 8, 16, 24 or 32
-        k = Signal(range(MAX_INPUTS + 1))       # input being read
-        beats = Signal(range(BURST + 1))        # beats of the current burst
-        idx = Signal(range(BURST + 1))
-        buf = m.submodules.buf = Memory(shape=8 * WORD_BYTES, depth=BURST, init=[])
+        run = Signal()                          # a job is being done
+        # bursts counted modulo 4: requested (every input's AR sent), received (every
+        # input's beats in the buffer), written (every W beat sent); buffer = bit 0
+        ar_b, r_b, w_b = Signal(2), Signal(2), Signal(2)
+        off = Signal(32)                        # bytes of the job requested
+        left = Signal(32)                       # bytes of the job not yet requested
+        k_ar = Signal(range(MAX_INPUTS + 1))    # input whose AR is next
+        part = Signal()                         # its second AR (after a 4 KiB boundary)
+        k_r = Signal(range(MAX_INPUTS + 1))     # input whose beats arrive
+        c = Signal(7)                           # its beats arrived in this burst
+        jt = Signal(6)                          # buffer words it has produced
+        hold = Signal(8 * WORD_BYTES)           # its previous beat
+        t = Signal(7)                           # output beat being written
+        prev = Signal(8 * WORD_BYTES)           # the buffer word before it
+        bcnt = Signal(range(8))                 # write responses awaited
+        b_off = Array(Signal(32, name=f"b_off{i}") for i in range(2))
+        b_len = Array(Signal(12, name=f"b_len{i}") for i in range(2))
+
+        buf = m.submodules.buf = Memory(shape=8 * WORD_BYTES, depth=2 * BURST, init=[])
         wp = buf.write_port()
-        rp = buf.read_port(transparent_for=())
+        rp = buf.read_port(transparent_for=(wp,))   # the adders' operand
+        wr = buf.read_port()                         # the write data
 
-        # beats of the next burst: min(BURST, left, beats to the next 4 KiB of every address)
-        lims = [Mux(left < BURST, left, BURST)]
-        for i, a in enumerate([job.out] + [job.inputs[j] for j in range(MAX_INPUTS)]):
-            cur = Signal(12, name=f"lo12_{i}")
-            m.d.comb += cur.eq(a[:12] + off[:12])
-            room = Signal(8, name=f"room_{i}")
-            m.d.comb += room.eq((4096 - cur) >> 5)
-            used = Const(1) if i == 0 else (job.n_inputs > i - 1)
-            nxt = Signal(range(BURST + 1), name=f"nb_{i}")
-            m.d.comb += nxt.eq(Mux(used & (room < lims[-1]), room, lims[-1]))
-            lims.append(nxt)
-        nb = lims[-1]
+        def lanes_of(addr, name):
+            """8-byte lane offset of an address in its 32-byte word"""
+            s = Signal(2, name=name)
+            m.d.comb += s.eq(addr[3:5])
+            return s
 
-        # the adder lanes: buffer word (read port) + incoming beat
+        def rotate(lo, hi, sh):
+            """bytes 8 sh .. 8 sh + 31 of the 64 bytes ``lo``, ``hi`` (sh in 0..3)"""
+            both = Cat(lo, hi)
+            return Array(both[64 * i:64 * i + 256] for i in range(4))[sh]
+
+        # ---- burst size: min(2 KiB, left, bytes to out's next 4 KiB boundary) ----
+        out_room = Signal(13)
+        m.d.comb += out_room.eq(4096 - (job.out + off)[:12])
+        bb0, bb = Signal(12), Signal(12)
+        m.d.comb += [bb0.eq(Mux(left < 2048, left, 2048)),
+                     bb.eq(Mux(out_room < bb0, out_room, bb0))]
+
+        m.d.comb += [self.busy.eq(run), self.job.ready.eq(~run)]
+        with m.If(self.job.valid & ~run):
+            p = self.job.payload
+            m.d.sync += [job.eq(p), off.eq(0), run.eq(1), left.eq(p.nbytes), ar_b.eq(0),
+                         r_b.eq(0), w_b.eq(0), k_ar.eq(0), part.eq(0), k_r.eq(0), c.eq(0),
+                         jt.eq(0)]
+
+        # ---- read requests: every input of a burst, while a buffer is free ----
+        a_in = Signal(32)
+        m.d.comb += a_in.eq(inputs[k_ar] + off)
+        a_al = Cat(Const(0, 5), a_in[5:])
+        ib_ar = Signal(7)                       # beats of this input in the burst
+        m.d.comb += ib_ar.eq((a_in[:5] + bb + 31) >> 5)
+        room = Signal(8)                        # beats to its next 4 KiB boundary
+        m.d.comb += room.eq((4096 - a_al[:12]) >> 5)
+        len1 = Signal(7)
+        m.d.comb += len1.eq(Mux(room < ib_ar, room, ib_ar))
+        free = (ar_b - w_b)[:2] < 2
+        m.d.comb += [ax.arvalid.eq(run & (left != 0) & ((k_ar != 0) | part | free)),
+                     ax.araddr.eq(Mux(part, a_al + (len1 << 5), a_al)),
+                     ax.arlen.eq(Mux(part, ib_ar - len1, len1) - 1)]
+        with m.If(ax.arvalid & ax.arready):
+            m.d.sync += [b_off[ar_b[0]].eq(off), b_len[ar_b[0]].eq(bb)]
+            with m.If(~part & (ib_ar > len1)):
+                m.d.sync += part.eq(1)
+            with m.Elif(k_ar + 1 == job.n_inputs):
+                m.d.sync += [part.eq(0), k_ar.eq(0), ar_b.eq(ar_b + 1), off.eq(off + bb),
+                             left.eq(left - bb)]
+            with m.Else():
+                m.d.sync += [part.eq(0), k_ar.eq(k_ar + 1)]
+
+        # ---- read data: rotated to the burst's start; input 0 stored, the others added ----
+        rs = r_b[0]
+        r_len = b_len[rs]
+        sh_r = lanes_of(inputs[k_r] + b_off[rs], "sh_r")
+        words = Signal(7)                       # buffer words of the burst
+        m.d.comb += words.eq((r_len + 31) >> 5)
+        ib = Signal(7)
+        m.d.comb += ib.eq((Cat(Const(0, 3), sh_r) + r_len + 31) >> 5)
+        fire = ax.rvalid & ax.rready
+        flush = Signal()                        # the last word from the held beat alone
+        m.d.comb += [ax.rready.eq(run & (c < ib)),
+                     flush.eq(run & (sh_r != 0) & (c == ib) & (jt != words))]
+        jbeat = Signal(8 * WORD_BYTES)
+        m.d.comb += jbeat.eq(Mux(sh_r == 0, ax.rdata, rotate(hold, ax.rdata, sh_r)))
+        emit = Signal()
+        m.d.comb += emit.eq((fire & ((sh_r == 0) | (c != 0))) | flush)
+        last_emit = emit & (jt + 1 == words)
         sums = []
         for lane in range(8):
             add = m.submodules[f"add{lane}"] = AddFP32()
             m.d.comb += [add.a.eq(rp.data[32 * lane:32 * lane + 32]),
-                         add.b.eq(ax.rdata[32 * lane:32 * lane + 32])]
+                         add.b.eq(jbeat[32 * lane:32 * lane + 32])]
             sums.append(add.result)
+        njt = Signal(6)
+        m.d.comb += [njt.eq(Mux(emit, Mux(last_emit, 0, jt + 1), jt)),
+                     rp.addr.eq(Cat(njt, rs)), wp.addr.eq(Cat(jt, rs)), wp.en.eq(emit),
+                     wp.data.eq(Mux(k_r == 0, jbeat, Cat(*sums)))]
+        with m.If(fire):
+            m.d.sync += [hold.eq(ax.rdata), c.eq(c + 1)]
+        with m.If(emit):
+            m.d.sync += jt.eq(njt)
+        with m.If(last_emit):
+            m.d.sync += c.eq(0)
+            with m.If(k_r + 1 == job.n_inputs):
+                m.d.sync += [k_r.eq(0), r_b.eq(r_b + 1)]
+            with m.Else():
+                m.d.sync += k_r.eq(k_r + 1)
 
-        with m.FSM(name="reduce"):
+        # ---- writes: the buffer rotated to out's lanes, responses counted ----
+        slot = w_b[0]
+        w_len = b_len[slot]
+        o_addr = Signal(32)
+        m.d.comb += o_addr.eq(job.out + b_off[slot])
+        sh_o = lanes_of(o_addr, "sh_o")
+        ob = Signal(7)                          # output beats of the burst
+        m.d.comb += ob.eq((Cat(Const(0, 3), sh_o) + w_len + 31) >> 5)
+        wdone = Signal()
+        with m.FSM(name="write"):
             with m.State("IDLE"):
-                m.d.comb += self.job.ready.eq(1)
-                with m.If(self.job.valid):
-                    p = self.job.payload
-                    m.d.sync += [job.eq(p), off.eq(0),
-                                 left.eq((p.nbytes + WORD_BYTES - 1) >> 5),
-                                 last_bytes.eq(Mux(p.nbytes[:5] == 0, 32, p.nbytes[:5]))]
-                    m.next = "NEXT"
-            with m.State("NEXT"):
-                m.d.comb += self.busy.eq(1)
-                with m.If(left != 0):
-                    m.d.sync += [beats.eq(nb), k.eq(0)]
-                    m.next = "AR"
-                with m.Else():
-                    m.next = "IDLE"
-            with m.State("AR"):
-                m.d.comb += [self.busy.eq(1), ax.arvalid.eq(1), ax.araddr.eq(inputs[k] + off),
-                             ax.arlen.eq(beats - 1), rp.addr.eq(0)]
-                m.d.sync += idx.eq(0)
-                with m.If(ax.arready):
-                    m.next = "R"
-            with m.State("R"):
-                fire = ax.rvalid
-                m.d.comb += [self.busy.eq(1), ax.rready.eq(1), rp.addr.eq(idx + fire),
-                             wp.addr.eq(idx), wp.en.eq(fire),
-                             wp.data.eq(Mux(k == 0, ax.rdata, Cat(*sums)))]
-                with m.If(fire):
-                    m.d.sync += idx.eq(idx + 1)
-                    with m.If(ax.rlast):
-                        with m.If(k + 1 == job.n_inputs):
-                            m.next = "AW"
-                        with m.Else():
-                            m.d.sync += k.eq(k + 1)
-                            m.next = "AR"
+                m.d.comb += wr.addr.eq(Cat(Const(0, 6), slot))
+                with m.If(run & (w_b != r_b)):
+                    m.next = "AW"
             with m.State("AW"):
-                m.d.comb += [self.busy.eq(1), ax.awvalid.eq(1), ax.awaddr.eq(job.out + off),
-                             ax.awlen.eq(beats - 1), rp.addr.eq(0)]
-                m.d.sync += idx.eq(0)
+                m.d.comb += [ax.awvalid.eq(1), ax.awaddr.eq(Cat(Const(0, 5), o_addr[5:])),
+                             ax.awlen.eq(ob - 1), wr.addr.eq(Cat(Const(0, 6), slot))]
+                m.d.sync += t.eq(0)
                 with m.If(ax.awready):
                     m.next = "W"
             with m.State("W"):
-                fire = ax.wvalid & ax.wready
-                final = idx == beats - 1
+                wfire = ax.wvalid & ax.wready
+                final = t == ob - 1
+                lo = Signal(6)
+                hi = Signal(6)
+                m.d.comb += [lo.eq(Mux(t == 0, Cat(Const(0, 3), sh_o), 0)),
+                             hi.eq(Mux(final, Cat(Const(0, 3), sh_o) + w_len - (t << 5), 32))]
                 strb = Signal(WORD_BYTES)
-                m.d.comb += strb.eq(~0)
-                with m.If(final & (left == beats)):
-                    m.d.comb += strb.eq((Const(1, 33) << last_bytes) - 1)
-                m.d.comb += [self.busy.eq(1), ax.wvalid.eq(1), ax.wdata.eq(rp.data),
-                             ax.wstrb.eq(strb), ax.wlast.eq(final), rp.addr.eq(idx + fire)]
-                with m.If(fire):
-                    m.d.sync += idx.eq(idx + 1)
+                m.d.comb += strb.eq(((Const(1, 33) << hi) - 1) & ~((Const(1, 33) << lo) - 1))
+                # output byte p of beat t is burst byte 32 t + p - 8 sh_o
+                osh = Signal(2)
+                m.d.comb += osh.eq(4 - sh_o)
+                odata = rotate(prev, wr.data, osh)
+                nt = Signal(6)
+                m.d.comb += [ax.wvalid.eq(1), ax.wstrb.eq(strb), ax.wlast.eq(final),
+                             ax.wdata.eq(Mux(sh_o == 0, wr.data, odata)),
+                             nt.eq(t + wfire), wr.addr.eq(Cat(nt, slot))]
+                with m.If(wfire):
+                    m.d.sync += [t.eq(t + 1), prev.eq(wr.data)]
                     with m.If(final):
-                        m.next = "B"
-            with m.State("B"):
-                m.d.comb += [self.busy.eq(1), ax.bready.eq(1)]
-                with m.If(ax.bvalid):
-                    m.d.sync += [off.eq(off + (beats << 5)), left.eq(left - beats)]
-                    m.next = "NEXT"
+                        m.d.comb += wdone.eq(1)
+                        m.d.sync += w_b.eq(w_b + 1)
+                        m.next = "IDLE"
+        m.d.comb += ax.bready.eq(1)
+        m.d.sync += bcnt.eq(bcnt + wdone - (ax.bvalid & (bcnt != 0)))
+        with m.If(run & (left == 0) & (k_ar == 0) & ~part & (w_b == ar_b) & ~wdone
+                  & (bcnt == 0)):
+            m.d.sync += run.eq(0)
         return m
 
 
@@ -351,17 +433,21 @@ class CollectiveEngine(wiring.Component):
     nic{p} : AXI4-Lite manager to NIC port p's CSRs (send-queue doorbells only).
 
     Behaviour (docs/tray.md "Collective engine in the chip"): a one-rank group is copied by
-    the :class:`ReduceUnit`. ALL_REDUCE, REDUCE_SCATTER and ALL_GATHER over ranks of this
-    chip's tray run the direct algorithm of spec.tray.plan with the protocol of
-    cosim/tray/engine.py on queue pair QP_MESH of the mesh ports: per phase, local copies;
-    per destination (ascending rank) unsignaled WRITE WQEs of at most ``nic_max_msg``
-    bytes, the 8-byte notification and its signaled SEND WQE, the doorbell; then CQ
-    polling until every SEND completed and every member's notification of the phase
-    arrived; then the reduction (rank order) by the ReduceUnit. A CQE with an error status
-    ends the command with ERR_COLLECTIVE cause NIC; ``timeout`` cycles without a CQE while
-    waiting, cause TIMEOUT. BROADCAST, groups spanning two trays, and chunks whose code (or
-    MX scale) bytes are not a multiple of 32 (the ReduceUnit moves whole 32-byte beats from
-    32-byte aligned addresses) end at once with cause UNSUPPORTED (peer = the lowest other
+    the :class:`ReduceUnit`. ALL_REDUCE, REDUCE_SCATTER, ALL_GATHER and BROADCAST over ranks
+    of this chip's tray run the direct / broadcast plans of spec.tray.plan with the
+    protocol of cosim/tray/engine.py on queue pair QP_MESH of the mesh ports: per phase,
+    local copies (started, running on meanwhile); the phase's transfers in segments of at
+    most ``nic_max_msg`` bytes, each segment as one unsignaled WRITE WQE per destination
+    (ascending rank) followed by that port's doorbell; then per destination the 8-byte
+    notification, its signaled SEND WQE and the doorbell; then CQ polling until every SEND
+    completed and every expected notification of the phase arrived. REDUCE_SCATTER then
+    reduces (rank order); ALL_REDUCE reduces its chunk segment by segment in phase 1, each
+    segment just before its WRITEs are posted, so the sum overlaps the sends. A CQE with
+    an error status ends the command with ERR_COLLECTIVE cause NIC; ``timeout`` cycles
+    without a CQE while waiting, cause TIMEOUT; after either the engine's queue-pair
+    indices are 0 (docs/tray.md "After an error"). Member k's chunk sits at k x chunk
+    bytes, 8-byte aligned: the ReduceUnit rotates lanes where it is not 32-byte aligned.
+    Groups spanning two trays end at once with cause UNSUPPORTED (peer = the lowest other
     member).
     """
 
@@ -374,6 +460,10 @@ class CollectiveEngine(wiring.Component):
         self._timeout = self._p.engine_timeout_cycles if timeout is None else timeout
         if not isinstance(self._timeout, int) or not 1 <= self._timeout < 1 << 32:
             raise ValueError(f"timeout: must be an int in 1..2^32-1, got {timeout!r}")
+        if self._p.wqe_max % WORD_BYTES:
+            raise ValueError(f"cfg: nic_max_msg must be a multiple of {WORD_BYTES} bytes (the "
+                             f"engine reduces and sends in segments of it), got "
+                             f"{self._p.wqe_max}")
         ports = {"entry": In(ENTRY_BITS), "rank": In(3), "two_trays": In(1),
                  "check": Out(8), "start": In(1), "busy": Out(1), "err": Out(8),
                  "detail": Out(32), "m_axi": Out(axi)}
@@ -442,12 +532,16 @@ class CollectiveEngine(wiring.Component):
         ph, nph = Signal(), Signal(2)
         j = Signal(range(T.MAX_RANKS + 1))   # destination rank being served
         port = Signal(range(max(2, NP)))     # its port
-        piece = Signal()
-        woff = Signal(32)
+        piece = Signal(3)                    # the phase's transfer being posted (below)
+        woff = Signal(32)                    # offset of the segment in it
+        bret = Signal()                      # after the doorbell: 0 next WRITE, 1 next note
         prod = Array(Signal(32, name=f"sq_prod{q}") for q in range(NP))
         cons = Array(Signal(32, name=f"cq_cons{q}") for q in range(NP))
         pend = Array(Signal(8, name=f"pend{q}") for q in range(NP))
         got = Array(Signal(8, name=f"got{i}") for i in range(2))
+        # notifications of the next command (sequence number + 1) that arrive while this
+        # one still polls: a faster member may already be there; kept for it
+        got_nx = Array(Signal(8, name=f"got_next{i}") for i in range(2))
         pp = Signal(range(max(2, NP)))       # port polled
         tmo = Signal(32)
         cqe = Signal(128)
@@ -456,21 +550,58 @@ class CollectiveEngine(wiring.Component):
         peers_a = Array(peers)
         used_a = Array(used[q] for q in range(NP))
 
-        # the current destination j: its position k, port, the piece to send
+        # the phase: who this rank sends to (dests) and hears from (expect)
+        bcast = kind == T.KIND_BROADCAST
+        reduce_kind = (kind == T.KIND_ALL_REDUCE) | (kind == T.KIND_REDUCE_SCATTER)
+        root = _field(w[1], T.W1_ROOT)
+        root_bit = Signal(8)
+        m.d.comb += root_bit.eq(Const(1, 8) << root)
+        is_root = root == rank
+        dests, expect = Signal(8), Signal(8)
+        with m.If(~bcast):
+            m.d.comb += [dests.eq(others), expect.eq(others)]
+        with m.Elif(ph == 0):                  # BROADCAST: the root's chunks
+            m.d.comb += [dests.eq(Mux(is_root, others, 0)), expect.eq(Mux(is_root, 0, root_bit))]
+        with m.Else():                         # BROADCAST: the others all-gather
+            m.d.comb += [dests.eq(Mux(is_root, 0, others & ~root_bit)),
+                         expect.eq(Mux(is_root, 0, others & ~root_bit))]
+
+        # the current destination j: its position k, port; the transfer (piece) to send:
+        #   ALL_REDUCE/REDUCE_SCATTER phase 0: 0 = chunk k of src -> scratch slot me
+        #   ALL_REDUCE phase 1: 0 = finished chunk me of dst (reduced segment by segment)
+        #   ALL_GATHER: 0 = src -> dst chunk me, 1 = (MX) its scales
+        #   BROADCAST phase 0 (root): 0/1 = chunk k (codes/scales), 2/3 = chunk root
+        #   BROADCAST phase 1: 0/1 = chunk me of dst (codes/scales)
         k = Signal(3)
         m.d.comb += k.eq(sum((gmask[r] & (j > r)) for r in range(T.MAX_RANKS)))
+        rpos = Signal(3)                     # the root's position in the group
+        m.d.comb += rpos.eq(sum((gmask[r] & (root > r)) for r in range(T.MAX_RANKS - 1)))
         jport = Signal(range(max(2, NP)))
         m.d.comb += jport.eq(j[:2] - (chip_me < j[:2]))
-        reduce_kind = (kind == T.KIND_ALL_REDUCE) | (kind == T.KIND_REDUCE_SCATTER)
+        ar_seg = (kind == T.KIND_ALL_REDUCE) & (ph == 1)   # reduce each segment, then send
         pc_src, pc_dst, pc_len = Signal(32), Signal(32), Signal(32)
+        pc_ok = Signal()                     # the piece exists in this phase
+        scale_piece = piece[0]
+        m.d.comb += pc_len.eq(Mux(scale_piece, sb, cb))
         with m.If(reduce_kind & (ph == 0)):
-            m.d.comb += [pc_src.eq(src + k * cb), pc_dst.eq(scratch + me * cb), pc_len.eq(cb)]
-        with m.Elif(reduce_kind):              # ALL_REDUCE phase 1: my finished chunk
-            m.d.comb += [pc_src.eq(dst + me * cb), pc_dst.eq(dst + me * cb), pc_len.eq(cb)]
-        with m.Elif(piece == 0):               # ALL_GATHER: my chunk, then (MX) its scales
-            m.d.comb += [pc_src.eq(src), pc_dst.eq(dst + me * cb), pc_len.eq(cb)]
+            m.d.comb += [pc_src.eq(src + k * cb), pc_dst.eq(scratch + me * cb),
+                         pc_ok.eq(piece == 0)]
+        with m.Elif(reduce_kind):
+            m.d.comb += [pc_src.eq(dst + me * cb), pc_dst.eq(dst + me * cb),
+                         pc_ok.eq(piece == 0)]
+        with m.Elif(~bcast):
+            m.d.comb += [pc_src.eq(Mux(scale_piece, src_s, src)),
+                         pc_dst.eq(Mux(scale_piece, dst_s + me * sb, dst + me * cb)),
+                         pc_ok.eq((piece == 0) | ((piece == 1) & mx))]
+        with m.Elif(ph == 0):
+            c = Mux(piece[1], rpos, k)
+            m.d.comb += [pc_src.eq(Mux(scale_piece, src_s + c * sb, src + c * cb)),
+                         pc_dst.eq(Mux(scale_piece, dst_s + c * sb, dst + c * cb)),
+                         pc_ok.eq((piece < 4) & (~scale_piece | mx))]
         with m.Else():
-            m.d.comb += [pc_src.eq(src_s), pc_dst.eq(dst_s + me * sb), pc_len.eq(sb)]
+            m.d.comb += [pc_src.eq(Mux(scale_piece, dst_s + me * sb, dst + me * cb)),
+                         pc_dst.eq(Mux(scale_piece, dst_s + me * sb, dst + me * cb)),
+                         pc_ok.eq((piece == 0) | ((piece == 1) & mx))]
         wlen = Signal(32)
         m.d.comb += wlen.eq(Mux(pc_len - woff > P.wqe_max, P.wqe_max, pc_len - woff))
 
@@ -501,10 +632,16 @@ class CollectiveEngine(wiring.Component):
             status = Const(0, 8) if status is None else status
             m.d.sync += [err.eq(C.ERR_COLLECTIVE),
                          detail.eq(Cat(peer, Const(0, 5), Const(cause, 4), status))]
+            if cause != T.CAUSE_UNSUPPORTED:
+                # the command posted work: the engine forgets its queue-pair indices, the
+                # host re-initialises the queue pairs (docs/tray.md "After an error")
+                m.d.sync += [*[prod[q].eq(0) for q in range(NP)],
+                             *[cons[q].eq(0) for q in range(NP)],
+                             got_nx[0].eq(0), got_nx[1].eq(0)]
             m.next = "IDLE"
 
         missing = Signal(8)
-        m.d.comb += missing.eq(others & ~got[ph])
+        m.d.comb += missing.eq(expect & ~got[ph])
         stuck = Signal(3)          # a peer to blame on timeout
         m.d.comb += stuck.eq(rank)
         for q in reversed(range(NP)):
@@ -516,6 +653,20 @@ class CollectiveEngine(wiring.Component):
         all_sent = Const(1)
         for q in range(NP):
             all_sent = all_sent & (pend[q] == 0)
+
+        # local copies of a phase (codes, then MX scales): ALL_GATHER my chunk into dst,
+        # BROADCAST (root, phase 0) the whole vector
+        cp_c = Signal()
+        cp_src, cp_dst, cp_len, cps_dst, cps_len = (Signal(32, name=n) for n in
+                                                    ("cp_src", "cp_dst", "cp_len", "cps_dst",
+                                                     "cps_len"))
+        with m.If(bcast):
+            m.d.comb += [cp_c.eq(is_root & (ph == 0)), cp_src.eq(src), cp_dst.eq(dst),
+                         cp_len.eq(code_len), cps_dst.eq(dst_s), cps_len.eq(scale_len)]
+        with m.Else():
+            m.d.comb += [cp_c.eq((kind == T.KIND_ALL_GATHER) & (ph == 0)), cp_src.eq(src),
+                         cp_dst.eq(dst + me * cb), cp_len.eq(cb), cps_dst.eq(dst_s + me * sb),
+                         cps_len.eq(sb)]
 
         with m.FSM(name="coll"):
             with m.State("IDLE"):
@@ -530,13 +681,14 @@ class CollectiveEngine(wiring.Component):
                 m.d.comb += self.busy.eq(1)
                 with m.If(others == 0):
                     m.next = "CODES"
-                with m.Elif((kind == T.KIND_BROADCAST) | other_tray
-                            | (cb[:5] != 0) | (mx & (sb[:5] != 0))):
+                with m.Elif(other_tray):
                     fail(T.CAUSE_UNSUPPORTED, lowest_other)
                 with m.Else():
-                    m.d.sync += [seq.eq(seq + 1), ph.eq(0), got[0].eq(0), got[1].eq(0),
-                                 *[pend[q].eq(0) for q in range(NP)],
-                                 nph.eq(Mux(kind == T.KIND_ALL_REDUCE, 2, 1)), tmo.eq(0)]
+                    m.d.sync += [seq.eq(seq + 1), ph.eq(0), got[0].eq(got_nx[0]),
+                                 got[1].eq(got_nx[1]), got_nx[0].eq(0), got_nx[1].eq(0),
+                                 *[pend[q].eq(0) for q in range(NP)], tmo.eq(0),
+                                 nph.eq(Mux((kind == T.KIND_ALL_REDUCE)
+                                            | (bcast & (n_members > 2)), 2, 1))]
                     m.next = "PH_COPY"
 
             # ---- one-rank group: dst = src ----
@@ -557,31 +709,60 @@ class CollectiveEngine(wiring.Component):
                     m.next = "IDLE"
 
             # ---- multi-rank: the phases ----
-            with m.State("PH_COPY"):          # ALL_GATHER: my own chunk into dst
-                m.d.comb += [self.busy.eq(1), jp.n_inputs.eq(1), jp.inputs[0].eq(src),
-                             jp.out.eq(dst + me * cb), jp.nbytes.eq(cb)]
-                with m.If(kind == T.KIND_ALL_GATHER):
-                    m.d.comb += unit.job.valid.eq(1)
-                    with m.If(unit.job.ready):
+            with m.State("PH_COPY"):          # the phase's local copies (run on meanwhile)
+                m.d.comb += [self.busy.eq(1), jp.n_inputs.eq(1), jp.inputs[0].eq(cp_src),
+                             jp.out.eq(cp_dst), jp.nbytes.eq(cp_len)]
+                m.d.sync += [piece.eq(0), woff.eq(0)]
+                with m.If(cp_c):
+                    m.d.comb += unit.job.valid.eq(~unit.busy)
+                    with m.If(unit.job.ready & ~unit.busy):
                         m.next = "PH_COPY_S"
                 with m.Else():
-                    m.d.sync += j.eq(0)
-                    m.next = "PH_SEND"
+                    m.next = "SEG"
             with m.State("PH_COPY_S"):
                 m.d.comb += [self.busy.eq(1), unit.job.valid.eq(mx & ~unit.busy),
                              jp.n_inputs.eq(1), jp.inputs[0].eq(src_s),
-                             jp.out.eq(dst_s + me * sb), jp.nbytes.eq(sb)]
-                with m.If((~mx | unit.job.ready) & ~unit.busy):
-                    m.d.sync += j.eq(0)
-                    m.next = "PH_SEND"
-            with m.State("PH_SEND"):           # next destination, ascending rank
+                             jp.out.eq(cps_dst), jp.nbytes.eq(cps_len)]
+                with m.If(~mx | (unit.job.ready & ~unit.busy)):
+                    m.next = "SEG"
+            with m.State("SEG"):               # next segment (piece, woff) of the phase
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += j.eq(0)
+                with m.If(dests == 0):
+                    m.next = "NOTES"
+                with m.Elif(piece == 4):
+                    m.next = "NOTES"
+                with m.Elif(~pc_ok):
+                    m.d.sync += piece.eq(piece + 1)
+                with m.Elif(ar_seg):
+                    m.next = "SEG_RED"
+                with m.Else():
+                    m.next = "POST"
+            with m.State("SEG_RED"):           # ALL_REDUCE: this segment of chunk me's sum
+                m.d.comb += [self.busy.eq(1), jp.n_inputs.eq(n_members), jp.nbytes.eq(wlen),
+                             jp.out.eq(dst + me * cb + woff),
+                             unit.job.valid.eq(~unit.busy)]
+                for i in range(T.MAX_RANKS):
+                    m.d.comb += jp.inputs[i].eq(
+                        Mux(me == i, src + me * cb, scratch + i * cb) + woff)
+                with m.If(unit.job.ready & ~unit.busy):
+                    m.next = "SEG_RED_WAIT"
+            with m.State("SEG_RED_WAIT"):
+                m.d.comb += self.busy.eq(1)
+                with m.If(~unit.busy):
+                    m.next = "POST"
+            with m.State("POST"):              # the segment to every destination
                 m.d.comb += self.busy.eq(1)
                 with m.If(j == T.MAX_RANKS):
-                    m.next = "PH_WAIT"
-                with m.Elif(~(others >> j)[0]):
+                    with m.If(woff + wlen < pc_len):
+                        m.d.sync += woff.eq(woff + wlen)
+                    with m.Else():
+                        m.d.sync += [woff.eq(0), piece.eq(piece + 1)]
+                    m.next = "SEG"
+                with m.Elif(~(dests >> j)[0]):
                     m.d.sync += j.eq(j + 1)
                 with m.Else():
-                    m.d.sync += [port.eq(jport), piece.eq(0), woff.eq(0)]
+                    m.d.sync += [port.eq(jport), bret.eq(0)]
                     m.next = "WQE_AW"
             with m.State("WQE_AW"):            # one unsignaled WRITE of <= wqe_max bytes
                 m.d.comb += [self.busy.eq(1), ax.awvalid.eq(1), ax.awaddr.eq(sq_addr)]
@@ -589,22 +770,25 @@ class CollectiveEngine(wiring.Component):
                     m.next = "WQE_W"
             with m.State("WQE_W"):
                 m.d.comb += [self.busy.eq(1), ax.wvalid.eq(1), ax.wstrb.eq(~0),
-                             ax.wdata.eq(wqe("write", S.WR_WRITE, 0, Cat(woff[3:19], j, ph),
+                             ax.wdata.eq(wqe("write", S.WR_WRITE, 0,
+                                             Cat(woff[3:18], piece[1], j, ph),
                                              pc_src + woff, pc_dst + woff, wlen))]
                 with m.If(ax.wready):
                     m.next = "WQE_B"
             with m.State("WQE_B"):
                 m.d.comb += [self.busy.eq(1), ax.bready.eq(1)]
                 with m.If(ax.bvalid):
-                    m.d.sync += prod[port].eq(prod[port] + 1)
-                    with m.If(woff + wlen < pc_len):
-                        m.d.sync += woff.eq(woff + wlen)
-                        m.next = "WQE_AW"
-                    with m.Elif((kind == T.KIND_ALL_GATHER) & mx & (piece == 0)):
-                        m.d.sync += [piece.eq(1), woff.eq(0)]
-                        m.next = "WQE_AW"
-                    with m.Else():
-                        m.next = "NOTE_AW"
+                    m.d.sync += [prod[port].eq(prod[port] + 1), bell_aw.eq(0), bell_w.eq(0)]
+                    m.next = "BELL"
+            with m.State("NOTES"):             # every destination: notification + SEND
+                m.d.comb += self.busy.eq(1)
+                with m.If(j == T.MAX_RANKS):
+                    m.next = "PH_WAIT"
+                with m.Elif(~(dests >> j)[0]):
+                    m.d.sync += j.eq(j + 1)
+                with m.Else():
+                    m.d.sync += [port.eq(jport), bret.eq(1)]
+                    m.next = "NOTE_AW"
             with m.State("NOTE_AW"):           # the notification bytes
                 m.d.comb += [self.busy.eq(1), ax.awvalid.eq(1), ax.awaddr.eq(note_addr)]
                 with m.If(ax.awready):
@@ -635,7 +819,7 @@ class CollectiveEngine(wiring.Component):
                     m.d.sync += [prod[port].eq(prod[port] + 1), pend[port].eq(pend[port] + 1),
                                  bell_aw.eq(0), bell_w.eq(0)]
                     m.next = "BELL"
-            with m.State("BELL"):              # sq_prod doorbell of the port
+            with m.State("BELL"):              # sq_prod doorbell of the port, every WQE
                 m.d.comb += self.busy.eq(1)
                 for q, n in enumerate(nics):
                     with m.If(port == q):
@@ -647,7 +831,10 @@ class CollectiveEngine(wiring.Component):
                             m.d.sync += bell_w.eq(1)
                         with m.If(n.bvalid):
                             m.d.sync += j.eq(j + 1)
-                            m.next = "PH_SEND"
+                            with m.If(bret):
+                                m.next = "NOTES"
+                            with m.Else():
+                                m.next = "POST"
 
             with m.State("PH_WAIT"):           # every SEND completed, every note arrived
                 m.d.comb += self.busy.eq(1)
@@ -695,18 +882,22 @@ class CollectiveEngine(wiring.Component):
                 lanes = Array(ax.rdata[64 * i:64 * i + 64] for i in range(4))
                 nt = lanes[cqe_id[:2]]
                 n_ph, n_src, n_seq, n_magic = nt[0:8], nt[8:16], nt[16:32], nt[32:64]
+                ok = (n_magic == T.NOTE_MAGIC) & (n_ph < 2) & (n_src == peers_a[pp])
                 with m.If(ax.rvalid):
-                    with m.If((n_magic == T.NOTE_MAGIC) & (n_seq == seq) & (n_ph < 2)
-                              & (n_src == peers_a[pp])):
+                    with m.If(ok & (n_seq == seq)):
                         m.d.sync += got[n_ph[0]].eq(got[n_ph[0]] | (Const(1, 8) << n_src[:3]))
+                    with m.Elif(ok & (n_seq == (seq + 1)[:16])):
+                        m.d.sync += got_nx[n_ph[0]].eq(got_nx[n_ph[0]]
+                                                       | (Const(1, 8) << n_src[:3]))
                     m.next = "PH_WAIT"
 
-            with m.State("PH_REDUCE"):         # ALL_REDUCE / REDUCE_SCATTER after phase 0
+            with m.State("PH_REDUCE"):         # REDUCE_SCATTER after phase 0 (ALL_REDUCE
+                # reduces in phase 1, segment by segment, ahead of its sends)
                 m.d.comb += [self.busy.eq(1), jp.n_inputs.eq(n_members), jp.nbytes.eq(cb),
-                             jp.out.eq(Mux(kind == T.KIND_ALL_REDUCE, dst + me * cb, dst))]
+                             jp.out.eq(dst)]
                 for i in range(T.MAX_RANKS):
                     m.d.comb += jp.inputs[i].eq(Mux(me == i, src + me * cb, scratch + i * cb))
-                with m.If(reduce_kind & (ph == 0)):
+                with m.If((kind == T.KIND_REDUCE_SCATTER) & (ph == 0)):
                     m.d.comb += unit.job.valid.eq(~unit.busy)
                     with m.If(unit.job.ready & ~unit.busy):
                         m.next = "PH_NEXT"
@@ -718,6 +909,6 @@ class CollectiveEngine(wiring.Component):
                     with m.If(ph + 1 == nph):
                         m.next = "IDLE"
                     with m.Else():
-                        m.d.sync += [ph.eq(1), j.eq(0)]
-                        m.next = "PH_SEND"
+                        m.d.sync += ph.eq(1)
+                        m.next = "PH_COPY"
         return m
