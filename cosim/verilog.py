@@ -2,7 +2,7 @@
 
 Blocks are found by importing every module of the ``rtl`` package and collecting its
 ``VERILOG_TOPS`` dict ({verilog_name: zero-argument factory}). ``LARGE_VERILOG_TOPS`` (same
-form) holds designs that take minutes to generate (the default chip, a maia200 cluster):
+form) holds designs that take minutes to generate (the default chip, the whole maia200 chip, the tray):
 they are written only with ``--large`` (`make verilog-large`) or when named, and
 hierarchically (rtl.hier: each distinct tile is generated once and instantiated). ``--all``
 writes both sets (`make verilog`: the chip top in its default and maia200 configurations).

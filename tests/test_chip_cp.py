@@ -8,15 +8,15 @@ the shared link).
 
 from __future__ import annotations
 
-import re
-import subprocess
-
 import numpy as np
 import pytest
 from amaranth.hdl import Shape
 
 from cosim.chip.fuzz import random_program
 from cosim.chip.program import compare, random_gemm
+from cosim.lint import lint_in_parts
+from cosim.lint import modules as _modules
+from cosim.lint import stub as _stub
 from rtl.chip.cluster import Cluster
 from rtl.chip.cp import ClusterLinkSignature, CommandProcessor, dma_csr_addr_width
 from spec import chip as C
@@ -85,60 +85,7 @@ def test_rtl_two_cluster_chip_matches_golden():
 
 
 # ------------------------------------------------- the maia200 chip top, linted in parts ----
-
-_MODULE = re.compile(r"^module \\?([^\s(]+)", re.M)
-
-
-def _modules(text: str) -> dict[str, str]:
-    """{module name: its Verilog text} of an Amaranth/Yosys Verilog file."""
-    out = {}
-    for m in _MODULE.finditer(text):
-        end = text.index("\nendmodule", m.start()) + len("\nendmodule")
-        out[m.group(1)] = text[m.start():end]
-    return out
-
-
-def _stub(module: str) -> str:
-    """The module with its ports only, every output tied to 0."""
-    lines = module.split("\n")
-    head = []
-    for ln in lines:
-        head.append(ln)
-        if ln.rstrip().endswith(");"):
-            break
-    ports = [ln for ln in lines if re.match(r"\s*(input|output)\b", ln)]
-    outs = [re.sub(r"^\s*output\s*(\[[^\]]*\])?\s*", "", ln).rstrip(";").strip()
-            for ln in ports if ln.lstrip().startswith("output")]
-    return "\n".join(head + ["  /* verilator lint_off UNUSEDSIGNAL */"] + ports
-                     + [f"  assign {o} = '0;" for o in outs] + ["endmodule"])
-
-
-def lint_maia200_in_parts(path, workdir) -> list[tuple[str, str]]:
-    """Verilator lint (cosim/lint.py's waivers) of the maia200 chip Verilog at ``path`` in
-    two runs, because one run over the whole top needs more than the 23 GB of the project's
-    machine (640 instances of the 8x8-cell tile): (1) the top with the tile module replaced
-    by a port-only stub (top, CP, cluster, NoC routers and interfaces), (2) the tile module
-    with its submodules alone. Returns [(part, verilator stderr)] of the parts with
-    findings."""
-    from cosim.lint import WAIVERS
-    from cosim.sim import setup_verilator
-
-    text = path.read_text()
-    mods = _modules(text)
-    tile = next(n for n in mods if re.fullmatch(r"tile_[0-9a-f]{10}", n))
-    stubbed = workdir / "chip_maia200_tile_stub.v"
-    stubbed.write_text(text.replace(mods[tile], _stub(mods[tile])))
-    alone = workdir / "chip_maia200_tile.v"
-    alone.write_text("\n".join(v for n, v in mods.items()
-                               if n == tile or n.startswith(tile + ".")) + "\n")
-    verilator = setup_verilator()
-    bad = []
-    for f, top in ((stubbed, "chip_maia200"), (alone, tile)):
-        r = subprocess.run([verilator, "--lint-only", "-Wall", *WAIVERS, "--top-module", top,
-                            str(f)], capture_output=True, text=True)
-        if r.returncode != 0 or "%Warning" in r.stderr:
-            bad.append((top, r.stderr[-5000:]))
-    return bad
+# (cosim.lint.LINT_IN_PARTS: one Verilator run over the whole top needs more than 23 GB)
 
 
 def test_stub_keeps_the_ports_and_ties_outputs_to_zero():
@@ -151,12 +98,61 @@ def test_stub_keeps_the_ports_and_ties_outputs_to_zero():
     assert _modules("x\n" + mod + "\nmodule \\t.u(q);\nendmodule\n").keys() == {"t", "t.u"}
 
 
+_TWO_PART = """module tile_0123456789(clk, a, y);
+  input clk;
+  wire clk;
+  input [7:0] a;
+  wire [7:0] a;
+  output [7:0] y;
+  reg [7:0] y = 8'h00;
+  always @(posedge clk) y <= a + 8'h01;
+endmodule
+module top(clk, a, y);
+  input clk;
+  wire clk;
+  input [7:0] a;
+  wire [7:0] a;
+  output [7:0] y;
+  wire [7:0] y;
+  wire [7:0] m;
+  tile_0123456789 t0 (.clk(clk), .a(a), .y(m));
+  tile_0123456789 t1 (.clk(clk), .a(m), .y(y));
+endmodule
+"""
+
+
+def test_lint_in_parts_is_clean_and_finds_a_problem_in_either_part(tmp_path):
+    from cosim.sim import setup_verilator
+
+    verilator = setup_verilator()
+    good = tmp_path / "good.v"
+    good.write_text(_TWO_PART)
+    assert lint_in_parts(verilator, good, "top", r"tile_[0-9a-f]{10}", tmp_path) == []
+    # an undriven wire inside the tile: found by the tile's own run
+    bad_tile = tmp_path / "bad_tile.v"
+    bad_tile.write_text(_TWO_PART.replace("y <= a + 8'h01;", "y <= a + q;").replace(
+        "  reg [7:0] y = 8'h00;", "  reg [7:0] y = 8'h00;\n  wire [7:0] q;"))
+    found = lint_in_parts(verilator, bad_tile, "top", r"tile_[0-9a-f]{10}", tmp_path)
+    assert [t for t, _ in found] == ["tile_0123456789"], found
+    # an undriven wire in the top: found by the stubbed run
+    bad_top = tmp_path / "bad_top.v"
+    bad_top.write_text(_TWO_PART.replace("  wire [7:0] m;", "  wire [7:0] m;\n  wire [7:0] n;\n"
+                                         "  wire [7:0] u = n;"))
+    found = lint_in_parts(verilator, bad_top, "top", r"tile_[0-9a-f]{10}", tmp_path)
+    assert [t for t, _ in found] == ["top"], found
+    with pytest.raises(ValueError, match="part"):
+        lint_in_parts(verilator, good, "top", r"router_\w+", tmp_path)
+
+
 @pytest.mark.slow
 def test_maia200_chip_top_generates_and_lints_clean_in_parts(tmp_path):
     # `make verilog-large` writes chip_maia200 (about 30 minutes on the shared 2-core host,
     # 2.3 GB); the lint runs take about 15 GB and 10+ minutes (docs/chip.md "Status")
+    from cosim.lint import LINT_IN_PARTS
+    from cosim.sim import setup_verilator
     from cosim.verilog import generate
 
     path = generate(["chip_maia200"], quiet=True)["chip_maia200"]
-    bad = lint_maia200_in_parts(path, tmp_path)
+    bad = lint_in_parts(setup_verilator(), path, "chip_maia200", LINT_IN_PARTS["chip_maia200"],
+                        tmp_path)
     assert not bad, "\n".join(f"lint {top}:\n{err}" for top, err in bad)

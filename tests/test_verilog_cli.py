@@ -31,5 +31,5 @@ def test_unknown_top_is_a_clear_error(tmp_path):
 def test_all_includes_large_tops():
     regular = set(verilog.discover())
     every = set(verilog.discover(large=True))
-    assert {"chip", "chip_maia200_cluster"} <= every - regular
+    assert {"chip", "chip_maia200", "tray_tiny"} <= every - regular
     assert "mxdot" in regular
