@@ -32,40 +32,29 @@ import cocotb
 import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles
-from cocotb.utils import get_sim_time
 from cocotbext.axi import (
     AxiBus,
     AxiLiteBus,
     AxiLiteMaster,
     AxiRam,
     AxiStreamBus,
-    AxiStreamFrame,
     AxiStreamSink,
     AxiStreamSource,
 )
 
 from cosim.chip.bench import _cfg_from_params
+from cosim.linkbench import PERIOD_NS, cycle, lossy_link, quiet
 from cosim.nic.frames import join
 from cosim.sim import bench_inputs, bench_outputs
 from golden.nic import LossyLink
 from spec import chip as C
 from spec import nic as S
 
-PERIOD_NS = 10
 
+class ChipSide:
+    """One chip of a bench: its HBM (AxiRam per edge port), host (AxiLiteMaster) and NIC
+    wires (sink of wire_tx, source of wire_rx per port); ports ``<name>_*``."""
 
-def _cycle() -> int:
-    return int(get_sim_time("ns")) // PERIOD_NS
-
-
-def _quiet(obj):
-    for ch in ("write_if", "read_if"):
-        x = getattr(obj, ch, None)
-        if x is not None:
-            x.log.setLevel(logging.WARNING)
-
-
-class _Chip:
     def __init__(self, dut, name, cfg, hbm):
         self.name, self.cfg = name, cfg
         self.hbm = bytearray(hbm)
@@ -73,10 +62,10 @@ class _Chip:
                             size=len(self.hbm), mem=self.hbm)
                      for i in range(cfg.edge_hbm_ports)]
         for r in self.rams:
-            _quiet(r)
+            quiet(r)
         self.host = AxiLiteMaster(AxiLiteBus.from_prefix(dut, f"{name}_s_axil_"), dut.clk,
                                   dut.rst)
-        _quiet(self.host)
+        quiet(self.host)
         self.sinks = [AxiStreamSink(AxiStreamBus.from_prefix(dut, f"{name}_nic{p}_wire_tx_"),
                                     dut.clk, dut.rst) for p in range(cfg.nic_ports)]
         self.sources = [AxiStreamSource(AxiStreamBus.from_prefix(dut, f"{name}_nic{p}_wire_rx_"),
@@ -95,24 +84,11 @@ class _Chip:
         return int.from_bytes(r.data, "little")
 
 
-async def _link(dut, tx: _Chip, rx: _Chip, port: int, lossy: LossyLink, state: dict, key):
-    """Frames from tx's NIC port ``port`` to rx's, through the lossy link (every 4 cycles)."""
-    sink, source = tx.sinks[port], rx.sources[port]
-    quiet = 0
-    while True:
-        await ClockCycles(dut.clk, 4)
-        if not sink.empty():
-            frame = bytes(sink.recv_nowait().tdata)
-            tx.sent.append((_cycle(), port, frame))
-            for g in lossy.fate(frame):
-                await source.send(AxiStreamFrame(g))
-            quiet = 0
-        else:
-            quiet += 1
-            if lossy.held is not None and quiet > 64:
-                for g in lossy.flush():
-                    await source.send(AxiStreamFrame(g))
-        state[key] = sink.empty() and source.empty() and source.idle() and lossy.held is None
+async def link(dut, tx: ChipSide, rx: ChipSide, port: int, lossy: LossyLink, state: dict,
+               key):
+    """Frames from tx's NIC port ``port`` to rx's, through the lossy link."""
+    await lossy_link(dut.clk, tx.sinks[port], rx.sources[port], lossy, tx.sent, state, key,
+                     tag=(port,))
 
 
 @cocotb.test()
@@ -121,7 +97,7 @@ async def chip_pair(dut):
     vec = bench_inputs()
     cocotb.start_soon(Clock(dut.clk, PERIOD_NS, unit="ns").start())
     dut.rst.value = 1
-    chips = {x: _Chip(dut, x, cfg, vec[f"hbm_{x}"].astype(np.uint8).tobytes()) for x in "ab"}
+    chips = {x: ChipSide(dut, x, cfg, vec[f"hbm_{x}"].astype(np.uint8).tobytes()) for x in "ab"}
     await ClockCycles(dut.clk, 4)
     dut.rst.value = 0
     await ClockCycles(dut.clk, 2)
@@ -133,7 +109,7 @@ async def chip_pair(dut):
                               corrupt=corrupt)
             key = (tx.name, p)
             state[key] = True
-            cocotb.start_soon(_link(dut, tx, rx, p, lossy, state, key))
+            cocotb.start_soon(link(dut, tx, rx, p, lossy, state, key))
     for c in chips.values():
         ident = await c.rd(C.REG_ID)
         assert ident == C.ID_MAGIC, f"chip {c.name}: ID {ident:#010x}"
@@ -149,7 +125,7 @@ async def chip_pair(dut):
             await c.wr(C.q_reg(q, C.Q_RING), ring)
             await c.wr(C.q_reg(q, C.Q_SIZE), size)
         await c.wr(C.REG_IRQ_ENABLE, 0xFFFF_FFFF)
-    t0 = _cycle()
+    t0 = cycle()
     for x, c in chips.items():
         for q, _ring, _size, tail in np.asarray(vec[f"queues_{x}"]).reshape(-1, 4).tolist():
             await c.wr(C.q_reg(q, C.Q_TAIL), tail)
@@ -163,12 +139,12 @@ async def chip_pair(dut):
         st = [await c.rd(C.REG_STATUS) for c in chips.values()]
         done = all((s & 2) == 0 and (s & 4) for s in st) and all(state.values())
         stable = stable + 1 if done else 0
-        if _cycle() - t0 > max_cycles:
+        if cycle() - t0 > max_cycles:
             raise AssertionError(
                 f"chips not done after {max_cycles} cycles: STATUS a {st[0]:#x} b {st[1]:#x} "
                 f"(bit 1 queue pending, bit 2 NICs idle), links idle {state}, frames sent "
                 f"a {len(chips['a'].sent)} b {len(chips['b'].sent)}")
-    cycles = _cycle() - t0
+    cycles = cycle() - t0
     out = {}
     for x, c in chips.items():
         out[f"hbm_{x}"] = np.frombuffer(bytes(c.hbm), dtype=np.uint8)

@@ -26,7 +26,6 @@ end), first_bell (cycle of the first doorbell write).
 
 from __future__ import annotations
 
-import logging
 import os
 import pickle
 
@@ -34,7 +33,6 @@ import cocotb
 import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles
-from cocotb.utils import get_sim_time
 from cocotbext.axi import (
     AxiBus,
     AxiLiteBus,
@@ -47,25 +45,11 @@ from cocotbext.axi import (
 )
 
 from cosim.chip.bench import _cfg_from_params
+from cosim.linkbench import PERIOD_NS, cycle, quiet
 from cosim.nic.frames import join
 from cosim.sim import bench_inputs, bench_outputs
 from spec import chip as C
 from spec import nic as S
-
-PERIOD_NS = 10
-
-
-def _cycle() -> int:
-    return int(get_sim_time("ns")) // PERIOD_NS
-
-
-def _quiet(obj):
-    for ch in ("write_if", "read_if"):
-        x = getattr(obj, ch, None)
-        if x is not None:
-            x.log.setLevel(logging.WARNING)
-    if hasattr(obj, "log"):
-        obj.log.setLevel(logging.WARNING)
 
 
 async def _peer_link(dut, sink, source, peer, log, state, tick_cycles):
@@ -75,13 +59,13 @@ async def _peer_link(dut, sink, source, peer, log, state, tick_cycles):
         await ClockCycles(dut.clk, 4)
         while not sink.empty():
             frame = bytes(sink.recv_nowait().tdata)
-            log["chip"].append((_cycle(), frame))
+            log["chip"].append((cycle(), frame))
             peer.receive(frame)
             quiet = 0
         if source.empty():
             f = peer.transmit()
             if f is not None:
-                log["peer"].append((_cycle(), f))
+                log["peer"].append((cycle(), f))
                 await source.send(AxiStreamFrame(f))
         quiet += 4
         if quiet >= tick_cycles:
@@ -106,7 +90,7 @@ async def chip_peer(dut):
     sink = AxiStreamSink(AxiStreamBus.from_prefix(dut, "nic0_wire_tx_"), dut.clk, dut.rst)
     source = AxiStreamSource(AxiStreamBus.from_prefix(dut, "nic0_wire_rx_"), dut.clk, dut.rst)
     for x in (*rams, host, sink, source):
-        _quiet(x)
+        quiet(x)
     await ClockCycles(dut.clk, 4)
     dut.rst.value = 0
     await ClockCycles(dut.clk, 2)
@@ -135,7 +119,7 @@ async def chip_peer(dut):
     log = {"chip": [], "peer": []}
     state = {"idle": False}
     cocotb.start_soon(_peer_link(dut, sink, source, peer, log, state, int(vec["tick_cycles"])))
-    t0 = _cycle()
+    t0 = cycle()
     for q, _ring, _size, tail in queues:
         await wr(C.q_reg(q, C.Q_TAIL), tail)
     for addr, value in vec["bell"].reshape(-1, 2).tolist():
@@ -146,12 +130,12 @@ async def chip_peer(dut):
         await ClockCycles(dut.clk, poll)
         st = await rd(C.REG_STATUS)
         stable = stable + 1 if (st & 2) == 0 and (st & 4) and state["idle"] else 0
-        if _cycle() - t0 > max_cycles:
+        if cycle() - t0 > max_cycles:
             raise AssertionError(
                 f"chip not done after {max_cycles} cycles: STATUS {st:#x} (bit 1 queue "
                 f"pending, bit 2 NIC idle), peer/wire idle {state['idle']}, frames chip "
                 f"{len(log['chip'])} peer {len(log['peer'])}")
-    cycles = _cycle() - t0
+    cycles = cycle() - t0
     base = cfg.nic_csr_base(0)
     out = {
         "hbm": np.frombuffer(bytes(hbm), dtype=np.uint8),

@@ -25,7 +25,6 @@ import cocotb
 import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, with_timeout
-from cocotb.utils import get_sim_time
 from cocotbext.axi import (
     AxiBus,
     AxiLiteBus,
@@ -37,15 +36,10 @@ from cocotbext.axi import (
 )
 from cocotbext.eth import EthMac, EthMacFrame
 
+from cosim.linkbench import PERIOD_NS, cycle
 from cosim.nic.frames import join, split
 from cosim.sim import bench_inputs, bench_outputs
 from spec import nic as S
-
-PERIOD_NS = 10
-
-
-def _cycle() -> int:
-    return int(get_sim_time("ns")) // PERIOD_NS
 
 
 @cocotb.test()
@@ -78,7 +72,7 @@ async def eth_peer(dut):
 
     for addr, value in vec["cfg_a"].reshape(-1, 2).tolist():
         await wr(addr, value)
-    start = _cycle()
+    start = cycle()
     for f in split(vec["rx_data"], vec["rx_len"]):
         await peer.rx.send(EthMacFrame(f))
     got = []
@@ -91,7 +85,7 @@ async def eth_peer(dut):
         await ClockCycles(dut.clk, 32)
         quiet = peer.rx.empty() and peer.rx.idle() and peer.tx.empty()
         stable = stable + 1 if int(dut.a_idle.value) and quiet else 0
-        assert _cycle() - start < int(vec["max_cycles"]), "NIC a not idle in time"
+        assert cycle() - start < int(vec["max_cycles"]), "NIC a not idle in time"
     extra = []
     while not peer.tx.empty():
         extra.append(bytes(peer.tx.recv_nowait().data))
@@ -100,4 +94,4 @@ async def eth_peer(dut):
     d, lens = join(got + extra)
     bench_outputs(mem_a=np.frombuffer(ram.read(0, len(vec["mem_a"])), np.uint8),
                   counters_a=counters, tx_data=d, tx_len=lens,
-                  cycles=np.int64(_cycle() - start))
+                  cycles=np.int64(cycle() - start))

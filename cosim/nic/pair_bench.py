@@ -30,28 +30,21 @@ import cocotb
 import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
-from cocotb.utils import get_sim_time
 from cocotbext.axi import (
     AxiBus,
     AxiLiteBus,
     AxiLiteMaster,
     AxiRam,
     AxiStreamBus,
-    AxiStreamFrame,
     AxiStreamSink,
     AxiStreamSource,
 )
 
+from cosim.linkbench import PERIOD_NS, cycle, lossy_link
 from cosim.nic.frames import join
 from cosim.sim import bench_inputs, bench_outputs, bench_params
 from golden.nic import LossyLink
 from spec import nic as S
-
-PERIOD_NS = 10
-
-
-def _cycle() -> int:
-    return int(get_sim_time("ns")) // PERIOD_NS
 
 
 class _Side:
@@ -77,23 +70,8 @@ class _Side:
 
 
 async def _link(dut, tx: _Side, rx: _Side, lossy: LossyLink, state: dict):
-    """Move frames from tx's wire to rx's wire through the lossy link (poll every 4 cycles)."""
-    quiet = 0
-    while True:
-        await ClockCycles(dut.clk, 4)
-        if not tx.sink.empty():
-            frame = bytes(tx.sink.recv_nowait().tdata)
-            tx.sent.append((_cycle(), frame))
-            for g in lossy.fate(frame):
-                await rx.source.send(AxiStreamFrame(g))
-            quiet = 0
-        else:
-            quiet += 1
-            if lossy.held is not None and quiet > 64:
-                for g in lossy.flush():
-                    await rx.source.send(AxiStreamFrame(g))
-        state[tx.name] = tx.sink.empty() and rx.source.empty() and rx.source.idle() \
-            and lossy.held is None
+    """Move frames from tx's wire to rx's wire through the lossy link."""
+    await lossy_link(dut.clk, tx.sink, rx.source, lossy, tx.sent, state, tx.name)
 
 
 async def _count_edges(sig, box):
@@ -108,7 +86,7 @@ async def _watch_b(dut, log):
     while True:
         await RisingEdge(dut.clk)
         if dut.a_m_axi__bvalid.value == 1 and dut.a_m_axi__bready.value == 1:
-            log.append(_cycle())
+            log.append(cycle())
 
 
 @cocotb.test()
@@ -138,11 +116,11 @@ async def pair(dut):
     bwrites: list[int] = []
     if int(vec.get("watch_b", 0)):
         cocotb.start_soon(_watch_b(dut, bwrites))
-    bell_cycle = _cycle()
+    bell_cycle = cycle()
     for side, bell in ((a, vec["bell_a"]), (b, vec["bell_b"])):
         for addr, value in bell.reshape(-1, 2).tolist():
             await side.wr(addr, value)
-    bell_done = _cycle()
+    bell_done = cycle()
     max_cycles = int(vec["max_cycles"])
     stable = 0
     while stable < 3:
@@ -151,10 +129,10 @@ async def pair(dut):
         done = (int(a.idle.value) and int(b.idle.value) and state["a"] and state["b"]
                 and a.sink.empty() and b.sink.empty())
         stable = stable + 1 if done else 0
-        assert _cycle() < max_cycles, (
+        assert cycle() < max_cycles, (
             f"NICs not idle after {max_cycles} cycles (a idle {int(a.idle.value)}, "
             f"b idle {int(b.idle.value)}, frames a->b {len(a.sent)}, b->a {len(b.sent)})")
-    cycles = _cycle() - bell_cycle
+    cycles = cycle() - bell_cycle
     out = {}
     for side in (a, b):
         n = side.name

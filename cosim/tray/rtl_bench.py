@@ -37,7 +37,8 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles
 
 from cosim.chip.bench import _cfg_from_params
-from cosim.chippair.bench import PERIOD_NS, _Chip, _cycle, _link
+from cosim.chippair.bench import ChipSide, link
+from cosim.linkbench import PERIOD_NS, cycle
 from cosim.sim import bench_inputs, bench_outputs
 from golden.nic import LossyLink
 from spec import chip as C
@@ -53,7 +54,7 @@ async def tray(dut):
     vec = bench_inputs()
     cocotb.start_soon(Clock(dut.clk, PERIOD_NS, unit="ns").start())
     dut.rst.value = 1
-    chips = [_Chip(dut, f"c{i}", cfg, vec[f"hbm_{i}"].astype(np.uint8).tobytes())
+    chips = [ChipSide(dut, f"c{i}", cfg, vec[f"hbm_{i}"].astype(np.uint8).tobytes())
              for i in range(N_CHIPS)]
     await ClockCycles(dut.clk, 4)
     dut.rst.value = 0
@@ -68,7 +69,7 @@ async def tray(dut):
         # receiving chip whose port p is the peer's port dp
         rx = SimpleNamespace(sources={p: chips[d].sources[dp]})
         state[(c, p)] = True
-        cocotb.start_soon(_link(dut, chips[c], rx, p, lossy, state, (c, p)))
+        cocotb.start_soon(link(dut, chips[c], rx, p, lossy, state, (c, p)))
     for ch in chips:
         ident = await ch.rd(C.REG_ID)
         assert ident == C.ID_MAGIC, f"chip {ch.name}: ID {ident:#010x}"
@@ -84,7 +85,7 @@ async def tray(dut):
             await ch.wr(C.q_reg(q, C.Q_RING), ring)
             await ch.wr(C.q_reg(q, C.Q_SIZE), size)
         await ch.wr(C.REG_IRQ_ENABLE, 0xFFFF_FFFF)
-    t0 = _cycle()
+    t0 = cycle()
     for i, ch in enumerate(chips):
         for q, _ring, _size, tail in np.asarray(vec[f"queues_{i}"]).reshape(-1, 4).tolist():
             await ch.wr(C.q_reg(q, C.Q_TAIL), tail)
@@ -96,16 +97,16 @@ async def tray(dut):
         st = [await ch.rd(C.REG_STATUS) for ch in chips]
         for i, s in enumerate(st):
             if done[i] < 0 and not s & 2:
-                done[i] = _cycle() - t0
+                done[i] = cycle() - t0
         idle = all((s & 2) == 0 and (s & 4) for s in st) and all(state.values())
         stable = stable + 1 if idle else 0
-        if _cycle() - t0 > max_cycles:
+        if cycle() - t0 > max_cycles:
             raise AssertionError(
                 f"tray not done after {max_cycles} cycles: STATUS "
                 + " ".join(f"{s:#x}" for s in st)
                 + f" (bit 1 queue pending, bit 2 NICs idle), wires idle {state}, frames sent "
                 + str([len(ch.sent) for ch in chips]))
-    cycles = _cycle() - t0
+    cycles = cycle() - t0
     out = {}
     for i, ch in enumerate(chips):
         out[f"hbm_{i}"] = np.frombuffer(bytes(ch.hbm), dtype=np.uint8)
