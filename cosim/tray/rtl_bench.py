@@ -25,6 +25,15 @@ done_i (cycle after the doorbells at which chip i's STATUS first showed no pendi
 frames_i (frames sent per port), fates (per wire: frames dropped, duplicated, reordered,
 corrupted, delivered as sent), wire_stats (per wire: frames, frame bytes, first and last
 frame's cycle after the doorbells, as sent by the chip), cycles (doorbells to the end).
+
+Two trays (top of ``rtl.chip.tray.tray2_bench_tiny4``, cosim/tray/rtl_tray.py ``run2``), extra
+inputs: n_chips (8), uplinks int64 [k, 3] (chip, port, MAC: switch port k), up_fates float64
+[k, 5] (seed, drop, dup, reorder, corrupt of ingress k), switch_buffer (bytes per output
+FIFO), and per chip (optional) bell_i int64 [n, 2] (host address, value) written after the
+queue tails (NIC doorbells of work requests the host posted). The uplinks meet in
+cosim.tray.rtl_switch (SwitchModel + run_switch). Extra outputs: switch (counters in
+rtl_switch.COUNTERS order), switch_max (per output port: most bytes, most frames queued),
+up_fates (per ingress, as fates), up_stats (per switch port: frames in, frame bytes).
 """
 
 from __future__ import annotations
@@ -40,6 +49,7 @@ from cosim.chip.bench import _cfg_from_params
 from cosim.chippair.bench import ChipSide, link
 from cosim.linkbench import PERIOD_NS, cycle
 from cosim.sim import bench_inputs, bench_outputs
+from cosim.tray.rtl_switch import COUNTERS, SwitchModel, run_switch
 from golden.nic import LossyLink
 from spec import chip as C
 from spec import nic as S
@@ -52,10 +62,11 @@ FATES = ("drop", "dup", "reorder", "corrupt", "ok")
 async def tray(dut):
     cfg = _cfg_from_params()
     vec = bench_inputs()
+    n_chips = int(vec["n_chips"]) if "n_chips" in vec else N_CHIPS
     cocotb.start_soon(Clock(dut.clk, PERIOD_NS, unit="ns").start())
     dut.rst.value = 1
     chips = [ChipSide(dut, f"c{i}", cfg, vec[f"hbm_{i}"].astype(np.uint8).tobytes())
-             for i in range(N_CHIPS)]
+             for i in range(n_chips)]
     await ClockCycles(dut.clk, 4)
     dut.rst.value = 0
     await ClockCycles(dut.clk, 2)
@@ -70,6 +81,18 @@ async def tray(dut):
         rx = SimpleNamespace(sources={p: chips[d].sources[dp]})
         state[(c, p)] = True
         cocotb.start_soon(link(dut, chips[c], rx, p, lossy, state, (c, p)))
+    model, up_links, up_sent = None, [], []
+    if "uplinks" in vec:
+        ups = np.asarray(vec["uplinks"]).reshape(-1, 3).tolist()
+        model = SwitchModel({int(mac): k for k, (_c, _p, mac) in enumerate(ups)}, len(ups),
+                            buffer=int(vec["switch_buffer"]))
+        for seed, drop, dup, reorder, corrupt in np.asarray(vec["up_fates"]).reshape(-1, 5):
+            up_links.append(LossyLink(int(seed), drop=drop, dup=dup, reorder=reorder,
+                                      corrupt=corrupt))
+        state["switch"] = True
+        cocotb.start_soon(run_switch(dut.clk, model, [chips[c].sinks[p] for c, p, _ in ups],
+                                     [chips[c].sources[p] for c, p, _ in ups], up_links,
+                                     up_sent, state, "switch"))
     for ch in chips:
         ident = await ch.rd(C.REG_ID)
         assert ident == C.ID_MAGIC, f"chip {ch.name}: ID {ident:#010x}"
@@ -89,8 +112,11 @@ async def tray(dut):
     for i, ch in enumerate(chips):
         for q, _ring, _size, tail in np.asarray(vec[f"queues_{i}"]).reshape(-1, 4).tolist():
             await ch.wr(C.q_reg(q, C.Q_TAIL), tail)
+        for addr, value in np.asarray(vec.get(f"bell_{i}", np.zeros((0, 2)))).reshape(
+                -1, 2).tolist():
+            await ch.wr(addr, value)
     max_cycles, poll = int(vec["max_cycles"]), int(vec["poll"])
-    done = [-1] * N_CHIPS
+    done = [-1] * n_chips
     stable = 0
     while stable < 3:
         await ClockCycles(dut.clk, poll)
@@ -129,5 +155,13 @@ async def tray(dut):
         stats.append([len(sent), sum(n for _, n in sent), min((t for t, _ in sent), default=-1),
                       max((t for t, _ in sent), default=-1)])
     out["wire_stats"] = np.array(stats, np.int64)
+    if model is not None:
+        out["switch"] = np.array([model.counters[k] for k in COUNTERS], np.int64)
+        out["switch_max"] = np.array(list(zip(model.max_qbytes, model.max_qframes)), np.int64)
+        out["up_fates"] = np.array([[sum(1 for k, _ in lk.log if k == f) for f in FATES]
+                                    for lk in up_links], np.int64)
+        out["up_stats"] = np.array([[sum(1 for _, q, _ in up_sent if q == k),
+                                     sum(len(f) for _, q, f in up_sent if q == k)]
+                                    for k in range(model.n_ports)], np.int64)
     dut._log.info("tray: %d cycles, frames sent %s", cycles, [len(ch.sent) for ch in chips])
     bench_outputs(cycles=np.int64(cycles), **out)

@@ -21,6 +21,7 @@ import numpy as np
 
 from cosim.chippair import nic_writes
 from cosim.tray.pair import port_nic
+from golden import chip as G
 from spec import chip as C
 from spec import nic as S
 from spec import tray as T
@@ -115,6 +116,145 @@ def run(hbm: dict, entries: dict, *, faults: dict | None = None, seed: int = 1, 
                     tag=tag, inputs=inputs, hierarchical=True)
     res = {"cycles": int(out["cycles"]), "fates": out["fates"], "wires": out["wire_stats"]}
     for rank in sorted(ranks):
+        res[rank] = {
+            "hbm": out[f"hbm_{rank}"],
+            "queues": [{n: int(v) for n, v in zip(C.Q_REGS, row)}
+                       for row in out[f"qregs_{rank}"]],
+            "counters": [dict(zip(S.COUNTERS, row)) for row in out[f"counters_{rank}"].tolist()],
+            "done": int(out[f"done_{rank}"]),
+            "frames": out[f"frames_{rank}"].tolist(),
+        }
+    return res
+
+
+# --- two trays: 8 chips, uplinks through the switch (cosim/tray/rtl_switch.py) ---------------
+
+CFG2 = C.TINY_TRAY4
+RING2 = T.chip_params(CFG2, 2).ring_base - 0x8000   # host queue ring below the NIC rings
+N2 = 2 * T.CHIPS_PER_TRAY
+
+
+def uplink_nic(cfg: C.ChipConfig, rank: int, hbm: np.ndarray):
+    """The golden NIC of rank ``rank``'s uplink (port spec.tray.UPLINK) over ``hbm`` (shared,
+    golden.chip.chip_nic): queue pair j towards chip j of the other tray (spec.tray.route),
+    rings at spec.tray.ring_addr, the RKEY window over [0, ring_base)."""
+    p = T.chip_params(cfg, 2)
+    nic = G.chip_nic(cfg, hbm, mac=T.port_mac(rank, T.UPLINK), ip=T.port_ip(rank, T.UPLINK))
+    nic.set_window(0, base=0, length=p.ring_base, key=T.RKEY,
+                   perm=S.PERM_VALID | S.PERM_REMOTE_WRITE)
+    other = 1 - T.tray_of(rank)
+    for chip in range(T.CHIPS_PER_TRAY):
+        peer = T.rank_of(other, chip)
+        rt = T.route(rank, peer, p.n_ranks)
+        base = T.ring_addr(p, rt.port, rt.qp)
+        nic.setup_qp(rt.qp, dest_qpn=S.QPN_BASE + rt.peer_qp,
+                     dest_mac=T.port_mac(peer, rt.peer_port), dest_ip=T.port_ip(peer, rt.peer_port),
+                     sq_base=base + T.SQ_OFF, sq_log2=T.SQ_LOG2, cq_base=base + T.CQ_OFF,
+                     cq_log2=T.CQ_LOG2, rq_base=base + T.RQ_OFF, rq_log2=T.RQ_LOG2,
+                     rq_slot_log2=T.RQ_SLOT_LOG2, sq_psn=0x100 * rank + 1,
+                     rq_psn=0x100 * peer + 1)
+    return nic
+
+
+def mesh_nic(cfg: C.ChipConfig, rank: int, peer: int):
+    """(port, golden NIC) of the mesh port of ``rank`` towards ``peer`` of the same tray on a
+    two-tray system (the set-up of cosim.tray.pair.port_nic with 8 ranks)."""
+    p = T.chip_params(cfg, 2)
+    rt = T.route(rank, peer, p.n_ranks)
+    nic = G.chip_nic(cfg, np.zeros(cfg.hbm_window, np.uint8), mac=T.port_mac(rank, rt.port),
+                     ip=T.port_ip(rank, rt.port))
+    nic.set_window(0, base=0, length=p.ring_base, key=T.RKEY,
+                   perm=S.PERM_VALID | S.PERM_REMOTE_WRITE)
+    base = T.ring_addr(p, rt.port, rt.qp)
+    nic.setup_qp(rt.qp, dest_qpn=S.QPN_BASE + rt.peer_qp, dest_mac=T.port_mac(peer, rt.peer_port),
+                 dest_ip=T.port_ip(peer, rt.peer_port), sq_base=base + T.SQ_OFF,
+                 sq_log2=T.SQ_LOG2, cq_base=base + T.CQ_OFF, cq_log2=T.CQ_LOG2,
+                 rq_base=base + T.RQ_OFF, rq_log2=T.RQ_LOG2, rq_slot_log2=T.RQ_SLOT_LOG2,
+                 sq_psn=0x100 * rank + 1, rq_psn=0x100 * peer + 1)
+    return rt.port, nic
+
+
+def wires2() -> list[tuple[int, int, int, int]]:
+    """Directed mesh wires of both trays (chip, port, peer chip, peer port), chips 0..7,
+    wire index 3 chip + port."""
+    return [(4 * t + c, p, 4 * t + d, dp) for t in range(2) for c, p, d, dp in wires()]
+
+
+def run2(hbm: dict, entries: dict | None = None, uplinks: dict | None = None, *,
+         faults: dict | None = None, uplink_faults: dict | None = None, seed: int = 1,
+         switch_buffer: int = 64 * 1024, sim: str = "verilator", max_cycles: int = 3_000_000,
+         poll: int = 256, timeout_cycles: int = 4000, retry_limit: int = 16,
+         tag: str = "rtltray2") -> dict:
+    """Two trays of ``tiny_tray4`` chips (ranks 0..7, rank = 4 tray + chip), the uplinks
+    joined by the switch. ``hbm``: rank -> HBM image; ``entries``: rank -> list of 32-byte
+    queue entries (queue 0, ring at RING2; a rank may have none); ``uplinks``: rank -> a
+    golden uplink NIC (:func:`uplink_nic` over that rank's image, with the work requests the
+    host posted: their WQEs must be in ``hbm[rank]``, their doorbells are written after the
+    queue tails). Every rank's image has its ring area zeroed by the caller's choice: this
+    function zeroes [ring_base, hbm_window) only for ranks without an uplink NIC.
+    ``faults`` on every mesh wire, ``uplink_faults`` on every switch ingress (wire seeds
+    ``seed * 1000 + w`` for mesh wire w, ``seed * 1000 + 100 + k`` for ingress k).
+    Returns res[rank] as :func:`run`, plus res["switch"] (counters dict), res["switch_max"]
+    (per port: bytes, frames), res["up_fates"], res["up_stats"] (per port: frames, bytes)."""
+    from cosim.chippair import nic_writes
+    from cosim.sim import run_bench
+    from cosim.tray.rtl_switch import COUNTERS
+    from rtl.chip.tray import tray2_bench_tiny4
+
+    ranks = set(range(N2))
+    entries = dict(entries or {})
+    uplinks = dict(uplinks or {})
+    if set(hbm) != ranks:
+        raise ValueError("hbm: one image for each of ranks 0..7")
+    if not set(entries) <= ranks or not set(uplinks) <= ranks:
+        raise ValueError("entries, uplinks: keys must be ranks 0..7")
+    if not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed: must be an int >= 0, got {seed!r}")
+    p = T.chip_params(CFG2, 2)
+    mesh_fates = np.concatenate([_fates(faults, seed, ())] * 2)
+    mesh_fates[:, 0] = [seed * 1000 + w for w in range(len(mesh_fates))]
+    up_fates = _fates(uplink_faults, seed, ())[:N2]
+    up_fates[:, 0] = [seed * 1000 + 100 + k for k in range(N2)]
+    inputs = {"n_chips": np.int64(N2), "wires": np.array(wires2(), np.int64),
+              "fates": mesh_fates, "max_cycles": np.int64(max_cycles), "poll": np.int64(poll),
+              "uplinks": np.array([(r, T.UPLINK, T.port_mac(r, T.UPLINK)) for r in range(N2)],
+                                  np.int64),
+              "up_fates": up_fates, "switch_buffer": np.int64(switch_buffer)}
+    kw = dict(timeout_cycles=timeout_cycles, retry_limit=retry_limit)
+    for rank in range(N2):
+        img = np.array(hbm[rank], dtype=np.uint8)
+        if img.shape != (CFG2.hbm_window,):
+            raise ValueError(f"hbm: rank {rank} needs uint8 [{CFG2.hbm_window}]")
+        ents = list(entries.get(rank, []))
+        if len(ents) >= QSIZE:
+            raise ValueError(f"entries: rank {rank} needs at most {QSIZE - 1} entries")
+        if rank not in uplinks:
+            img[p.ring_base:] = 0
+        for i, e in enumerate(ents):
+            img[RING2 + 32 * i:RING2 + 32 * i + 32] = np.frombuffer(e, np.uint8)
+        conf, bells = [], [np.zeros((0, 2), np.int64)]
+        tray0 = rank - T.chip_of(rank)
+        for peer in range(tray0, tray0 + T.CHIPS_PER_TRAY):
+            if peer != rank:
+                port, nic = mesh_nic(CFG2, rank, peer)
+                conf.append(nic_writes(CFG2, port, nic, **kw)[0])
+        up = uplinks.get(rank) or uplink_nic(CFG2, rank, np.zeros(CFG2.hbm_window, np.uint8))
+        c, b = nic_writes(CFG2, T.UPLINK, up, **kw)
+        conf.append(c)
+        bells.append(b)
+        conf.append(np.array([[C.REG_TRAY_RANK, rank]], np.int64))
+        inputs.update({f"hbm_{rank}": img, f"host_{rank}": np.concatenate(conf),
+                       f"queues_{rank}": np.array([[0, RING2, QSIZE, len(ents)]] if ents
+                                                  else [], np.int64).reshape(-1, 4),
+                       f"bell_{rank}": np.concatenate(bells)})
+    out = run_bench(name="tray2_bench_tiny_tray4", toplevel="tray_bench", make=tray2_bench_tiny4,
+                    params=CFG2.asdict(), test_module=BENCH_MODULE, testcase="tray", sim=sim,
+                    tag=tag, inputs=inputs, hierarchical=True)
+    res = {"cycles": int(out["cycles"]), "fates": out["fates"], "wires": out["wire_stats"],
+           "switch": dict(zip(COUNTERS, out["switch"].tolist())),
+           "switch_max": out["switch_max"].tolist(), "up_fates": out["up_fates"],
+           "up_stats": out["up_stats"].tolist()}
+    for rank in range(N2):
         res[rank] = {
             "hbm": out[f"hbm_{rank}"],
             "queues": [{n: int(v) for n, v in zip(C.Q_REGS, row)}

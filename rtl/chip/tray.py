@@ -11,7 +11,7 @@ from rtl.chip.top import Chip
 from spec import chip as C
 from spec import tray as TR
 
-__all__ = ["Tray", "mesh_link", "tray_bench_tiny"]
+__all__ = ["Tray", "mesh_link", "tray_bench_tiny", "tray2_bench_tiny4"]
 
 
 def mesh_link(chip: int, port: int) -> tuple[int, int]:
@@ -38,9 +38,18 @@ class Tray(wiring.Component):
     ``open_mesh=True`` (the co-simulation top ``tray_bench``, cosim/tray/rtl_tray.py): the
     mesh wires are not joined inside; every chip's ``nic{p}_wire_tx`` / ``nic{p}_wire_rx``
     is a top port ``c{i}_nic{p}_wire_tx`` / ``..._rx`` like its other ports, so the cocotb
-    bench joins them through its link layer (sees every frame, injects faults)."""
+    bench joins them through its link layer (sees every frame, injects faults).
 
-    def __init__(self, cfg: C.ChipConfig, *, open_mesh: bool = False):
+    ``trays=2``: two trays in one top (8 chips ``c0`` .. ``c7``, rank = chip index: chips
+    4 t .. 4 t + 3 form tray t, meshed among themselves); the uplinks (port
+    ``spec.tray.UPLINK`` of a 4-port chip) are top ports, joined by the co-simulation's
+    switch (cosim/tray/rtl_switch.py)."""
+
+    def __init__(self, cfg: C.ChipConfig, *, open_mesh: bool = False, trays: int = 1):
+        if isinstance(trays, bool) or trays not in (1, 2):
+            raise ValueError(f"trays: must be 1 or 2, got {trays!r}")
+        self._trays = trays
+        self._n_chips = trays * TR.CHIPS_PER_TRAY
         if not isinstance(open_mesh, bool):
             raise TypeError(f"open_mesh: must be a bool, got {type(open_mesh).__name__}")
         if not isinstance(cfg, C.ChipConfig):
@@ -59,7 +68,7 @@ class Tray(wiring.Component):
         internal = (set() if open_mesh else
                     {f"nic{p}_wire_{d}" for p in range(TR.MESH_PORTS) for d in ("tx", "rx")})
         sig = {}
-        for i in range(TR.CHIPS_PER_TRAY):
+        for i in range(self._n_chips):
             for name, member in self._chip_members.items():
                 if name not in internal:
                     sig[f"c{i}_{name}"] = member
@@ -68,10 +77,11 @@ class Tray(wiring.Component):
 
     cfg = property(lambda self: self._cfg)
     open_mesh = property(lambda self: self._open_mesh)
+    trays = property(lambda self: self._trays)
 
     def elaborate(self, platform):
         m = Module()
-        chips = [hier.instance(Chip, self._cfg) for _ in range(TR.CHIPS_PER_TRAY)]
+        chips = [hier.instance(Chip, self._cfg) for _ in range(self._n_chips)]
         for i, chip in enumerate(chips):
             m.submodules[f"chip{i}"] = chip
             for name, member in self._chip_members.items():
@@ -82,10 +92,11 @@ class Tray(wiring.Component):
         for c, chip in enumerate(chips):
             if self._open_mesh:
                 break
+            base = c - TR.chip_of(c)
             for p in range(TR.MESH_PORTS):
-                peer, pp = mesh_link(c, p)
+                peer, pp = mesh_link(TR.chip_of(c), p)
                 wiring.connect(m, getattr(chip, f"nic{p}_wire_tx"),
-                               getattr(chips[peer], f"nic{pp}_wire_rx"))
+                               getattr(chips[base + peer], f"nic{pp}_wire_rx"))
         return m
 
 
@@ -93,3 +104,9 @@ def tray_bench_tiny() -> Tray:
     """The co-simulation top ``tray_bench``: 4 ``tiny_tray`` chips, mesh wires as ports
     (a module-level factory so the build cache depends on the RTL sources only)."""
     return Tray(C.TINY_TRAY, open_mesh=True)
+
+
+def tray2_bench_tiny4() -> Tray:
+    """The co-simulation top ``tray_bench`` of two trays: 8 ``tiny_tray4`` chips (4 NIC
+    ports: the mesh and the uplink, 4 queue pairs each), every NIC wire a top port."""
+    return Tray(C.TINY_TRAY4, open_mesh=True, trays=2)
