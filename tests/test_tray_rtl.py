@@ -418,3 +418,199 @@ def test_rtl_tray_cut_link_ends_in_collective_error_and_work_goes_on():
             raise AssertionError(f"rank {r}: later entry's dst differs from golden at "
                                  f"{a + i:#x}: expected {int(want[r][a + i]):#04x} got "
                                  f"{int(got[i]):#04x}")
+
+
+# --- two trays: 8 RTL chips, uplinks through the switch (cosim/tray/rtl_switch.py) ----------
+
+CFG2 = rtl_tray.CFG2
+P2 = T.chip_params(CFG2, 2)
+RANKS2 = tuple(range(2 * T.CHIPS_PER_TRAY))
+UP_SRC, UP_DST = 0x80000, 0xA0000     # uplink WRITE buffers, below RING2 (0xB8000)
+# per rank: WRITEs (local offset, length, remote offset) to chip r of the other tray
+UP_WRITES = ((0, 4096, 0), (4096, 1000, 8192), (6144, 8, 12280))
+
+
+def _uplink_images(seed: int, nics: bool):
+    rng = np.random.default_rng(seed)
+    imgs = {r: rng.integers(0, 256, CFG2.hbm_window, dtype=np.uint8) for r in RANKS2}
+    for img in imgs.values():
+        img[P2.ring_base:] = 0
+    if not nics:
+        return imgs
+    out = {}
+    for r in RANKS2:
+        nic = rtl_tray.uplink_nic(CFG2, r, imgs[r])
+        peer_chip = T.chip_of(r)            # rank r talks to chip r % 4 of the other tray
+        for loc, n, rem in UP_WRITES:
+            nic.post(T.route(r, T.rank_of(1 - T.tray_of(r), peer_chip), 8).qp, S.WR_WRITE,
+                     local_addr=UP_SRC + loc, length=n, remote_addr=UP_DST + rem, rkey=T.RKEY,
+                     wr_id=0x100 + loc)
+        out[r] = nic
+    return imgs, out
+
+
+@pytest.mark.slow
+@pytest.mark.sim
+@needs_verilator
+def test_rtl_two_trays_uplink_writes_through_the_switch_equal_golden_nic():
+    """8 RTL chips: the host of every rank posts 3 RDMA WRITEs on its uplink queue pair
+    towards the same chip of the other tray (route(): port 3, queue pair = chip index); the
+    frames cross the switch; every HBM image (payloads, CQEs, everything) equals the golden
+    NIC model's (golden.nic.run_pair per pair of uplinks)."""
+    from golden import nic as GN
+
+    seed = 81
+    print(f"seed {seed}")
+    imgs, nics = _uplink_images(seed, True)
+    want_imgs, want_nics = _uplink_images(seed, True)
+    for r in range(T.CHIPS_PER_TRAY):
+        GN.run_pair(want_nics[r], want_nics[r + T.CHIPS_PER_TRAY])
+    res = rtl_tray.run2(imgs, uplinks=nics, tag="rtltray2_up")
+    print("cycles", res["cycles"], "switch", res["switch"], "up_stats", res["up_stats"])
+    errs = []
+    for r in RANKS2:
+        bad = np.flatnonzero(want_imgs[r] != res[r]["hbm"])
+        if bad.size:
+            i = int(bad[0]) & ~3
+            errs.append(f"rank {r}: {bad.size} bytes differ, first word at {i:#x}: expected "
+                        f"{int.from_bytes(bytes(want_imgs[r][i:i + 4]), 'little'):#010x} got "
+                        f"{int.from_bytes(bytes(res[r]['hbm'][i:i + 4]), 'little'):#010x}")
+    assert not errs, "\n".join(errs)
+    # the payloads really moved (the images differ from the inputs at every destination)
+    for r in RANKS2:
+        peer = (r + T.CHIPS_PER_TRAY) % len(RANKS2)
+        assert np.array_equal(res[peer]["hbm"][UP_DST:UP_DST + 4096],
+                              imgs[r][UP_SRC:UP_SRC + 4096]), f"rank {r} -> {peer}: payload"
+    sw = res["switch"]
+    sent = sum(n for n, _ in res["up_stats"])
+    assert sent > 0 and all(n > 0 for n, _ in res["up_stats"]), res["up_stats"]
+    assert (sw["rx_frames"], sw["tx_frames"]) == (sent, sent), sw
+    assert sw["fcs_err"] == sw["unknown_dst"] == sw["tail_drop"] == sw["same_port"] == 0, sw
+    # no mesh traffic: only uplinks carried frames
+    for r in RANKS2:
+        assert res[r]["frames"][:T.MESH_PORTS] == [0, 0, 0], (r, res[r]["frames"])
+
+
+# --- the switch model (no simulator) -------------------------------------------------------
+
+def _frame(dst: int, src: int, payload: bytes = b"") -> bytes:
+    """An Ethernet frame with a valid FCS (golden.nic.crc32), padded to the minimum size."""
+    from golden import nic as GN
+
+    body = dst.to_bytes(6, "big") + src.to_bytes(6, "big") + b"\x88\xb5" + payload
+    body += bytes(max(0, S.ETH_MIN_FRAME - 4 - len(body)))
+    return body + GN.crc32(body).to_bytes(4, "little")
+
+
+def _switch(buffer=64 * 1024):
+    from cosim.tray.rtl_switch import SwitchModel
+
+    table = {T.port_mac(r, T.UPLINK): r for r in RANKS2}
+    return SwitchModel(table, len(RANKS2), buffer=buffer)
+
+
+def test_switch_forwards_by_destination_mac_in_order():
+    sw = _switch()
+    mac = lambda r: T.port_mac(r, T.UPLINK)  # noqa: E731
+    frames = [_frame(mac(5), mac(1), bytes([i]) * 40) for i in range(3)]
+    other = _frame(mac(2), mac(6), b"\x77" * 40)
+    assert [sw.receive(1, f) for f in frames] == [5, 5, 5]
+    assert sw.receive(6, other) == 2
+    assert [sw.pop(5) for _ in range(4)] == [*frames, None], "port 5: FIFO order"
+    assert sw.pop(2) == other and sw.pop(2) is None
+    assert all(sw.pop(k) is None for k in RANKS2)
+    assert sw.empty()
+    assert sw.counters == dict(rx_frames=4, fcs_err=0, unknown_dst=0, same_port=0,
+                               tail_drop=0, tx_frames=4)
+
+
+def test_switch_queues_per_output_port_and_tail_drops():
+    mac = lambda r: T.port_mac(r, T.UPLINK)  # noqa: E731
+    f = _frame(mac(0), mac(4), b"\x01" * 200)        # 218 bytes
+    sw = _switch(buffer=3 * len(f) + 10)
+    # four frames from four ingresses to one output: three fit, the fourth is dropped
+    assert [sw.receive(k, f) for k in (4, 5, 6, 7)] == [0, 0, 0, None]
+    # another output has its own FIFO
+    assert sw.receive(4, _frame(mac(1), mac(4))) == 1
+    assert sw.counters["tail_drop"] == 1
+    assert sw.max_qframes[0] == 3 and sw.max_qbytes[0] == 3 * len(f)
+    assert sw.pop(0) == f
+    assert sw.receive(7, f) == 0, "room again after one frame left"
+    assert sw.qbytes[0] == 3 * len(f)
+
+
+def test_switch_drops_and_counts_unknown_mac_bad_fcs_and_hairpin():
+    mac = lambda r: T.port_mac(r, T.UPLINK)  # noqa: E731
+    sw = _switch()
+    unknown = _frame(T.port_mac(3, 0), mac(0))       # a mesh port's MAC: not on the switch
+    assert sw.receive(0, unknown) is None
+    bad = bytearray(_frame(mac(4), mac(0), b"\x55" * 40))
+    bad[20] ^= 0x10
+    assert sw.receive(0, bytes(bad)) is None
+    assert sw.receive(0, _frame(mac(4), mac(0))[:40]) is None, "runt"
+    assert sw.receive(3, _frame(mac(3), mac(0))) is None, "to its own ingress"
+    assert sw.empty()
+    assert sw.counters == dict(rx_frames=4, fcs_err=2, unknown_dst=1, same_port=1,
+                               tail_drop=0, tx_frames=0)
+
+
+def test_switch_forwards_golden_nic_frames_of_the_uplink_set_up():
+    """A WRITE posted on rank 1's uplink queue pair towards rank 5 (golden NIC frame, real
+    FCS) is forwarded to switch port 5 and nowhere else."""
+    imgs, nics = _uplink_images(3, True)
+    frame = nics[1].transmit()
+    assert frame is not None
+    sw = _switch()
+    assert sw.receive(1, frame) == 5
+    assert sw.pop(5) == frame
+
+
+@pytest.mark.parametrize("kw, arg", [
+    (dict(table={1 << 48: 0}, n_ports=2), "table"),
+    (dict(table={5: 2}, n_ports=2), "table"),
+    (dict(table={}, n_ports=0), "n_ports"),
+    (dict(table={}, n_ports=2, buffer=10), "buffer"),
+    (dict(table=[(1, 0)], n_ports=2), "table"),
+])
+def test_switch_rejects_bad_arguments(kw, arg):
+    from cosim.tray.rtl_switch import SwitchModel
+
+    with pytest.raises(ValueError, match=f"^{arg}"):
+        SwitchModel(**kw)
+    sw = _switch()
+    with pytest.raises(ValueError, match="^port"):
+        sw.receive(8, _frame(1, 2))
+    with pytest.raises(ValueError, match="^port"):
+        sw.pop(-1)
+
+
+def test_two_tray_top_has_eight_chips_with_uplinks_and_the_wires():
+    from rtl.chip.tray import Tray, tray2_bench_tiny4
+
+    top = tray2_bench_tiny4()
+    names = set(top.signature.members)
+    for c in RANKS2:
+        for p in range(CFG2.nic_ports):
+            assert f"c{c}_nic{p}_wire_tx" in names and f"c{c}_nic{p}_wire_rx" in names
+    assert "c8_s_axil" not in names
+    closed = Tray(CFG2, trays=2)
+    missing = names - set(closed.signature.members)
+    assert missing == {f"c{c}_nic{p}_wire_{d}" for c in RANKS2 for p in range(T.MESH_PORTS)
+                       for d in ("tx", "rx")}
+    with pytest.raises(ValueError, match="^trays"):
+        Tray(CFG2, trays=3)
+
+
+def test_two_tray_wires_and_uplink_nic_follow_route():
+    w = rtl_tray.wires2()
+    assert len(w) == 24 and len(set(w)) == 24
+    for c, p, d, dp in w:
+        assert T.tray_of(c) == T.tray_of(d)
+        rt = T.route(c, d, 8)
+        assert (rt.port, rt.peer_port) == (p, dp)
+    nic = rtl_tray.uplink_nic(CFG2, 6, np.zeros(CFG2.hbm_window, np.uint8))
+    assert nic.mac == T.port_mac(6, T.UPLINK)
+    for j in range(T.CHIPS_PER_TRAY):
+        q = nic.qps[j]
+        assert q.dest_mac == T.port_mac(j, T.UPLINK) and q.dest_qpn == S.QPN_BASE + 2
+    assert rtl_tray.RING2 + 64 * 32 <= P2.ring_base
