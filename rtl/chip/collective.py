@@ -32,7 +32,7 @@ __all__ = ["CollectiveCheck", "ReduceUnit", "CollectiveEngine", "AxiLiteWriteJoi
 
 ENTRY_BITS = 8 * C.ENTRY_BYTES
 WORD_BYTES = 32           # one 256-bit HBM beat
-BURST = 64                # beats per burst (the ReduceUnit buffer: 64 x 256 bits, 2 KiB)
+BURST = 64                # longest ReduceUnit burst in beats (each of its two buffers: 64 x 256 bits)
 MAX_INPUTS = T.MAX_RANKS  # inputs of one reduction (one per rank)
 
 # a job of the ReduceUnit: out = ((in[0] + in[1]) + ...) + in[n_inputs - 1], binary32
@@ -179,8 +179,12 @@ class ReduceUnit(wiring.Component):
     m_axi : AXI4 manager, 256-bit data, 32-byte aligned bursts that never cross 4 KiB; one
         ID (0), so the subordinate answers the reads in order.
 
-    A job is done in bursts of up to 2 KiB of the job (64 beats), cut where ``out`` reaches
-    a 4 KiB boundary. Two 64 x 256-bit buffers take turns: while one burst's result is
+    A job is done in bursts of up to ``burst_beats`` x 32 bytes of the job (default 8
+    beats, 256 bytes; at most 64), cut where ``out`` reaches a 4 KiB boundary. Short bursts
+    keep the NIC's packet reads, which share the chip's HBM path, from waiting behind long
+    ones (64-beat bursts halved a NIC's send rate while the unit ran; docs/tray.md
+    "Figures" has the 2-chip all-reduce with 64, 16, 8 and 4 beats: 8 was fastest). Two 64 x 256-bit
+    buffers take turns: while one burst's result is
     written, the next burst's inputs are read into the other. Per burst the read requests
     of all inputs are issued back to back (an input's read split in two where it crosses
     4 KiB; up to two bursts' reads outstanding). An input that does not start on a 32-byte
@@ -200,9 +204,13 @@ class ReduceUnit(wiring.Component):
     responses are not reported (the engine's checks keep every address inside HBM).
     """
 
-    def __init__(self, axi: AXI4Signature):
+    def __init__(self, axi: AXI4Signature, burst_beats: int = 8):
         if not isinstance(axi, AXI4Signature) or axi.data_width != 8 * WORD_BYTES:
             raise ValueError(f"axi: must be a 256-bit AXI4Signature, got {axi!r}")
+        if isinstance(burst_beats, bool) or not isinstance(burst_beats, int) \
+                or not 1 <= burst_beats <= BURST:
+            raise ValueError(f"burst_beats: must be an int in 1..{BURST}, got {burst_beats!r}")
+        self._bb = burst_beats * WORD_BYTES
         super().__init__({"job": In(stream.Signature(REDUCE_JOB)), "busy": Out(1),
                           "m_axi": Out(axi)})
 
@@ -253,7 +261,7 @@ class ReduceUnit(wiring.Component):
         out_room = Signal(13)
         m.d.comb += out_room.eq(4096 - (job.out + off)[:12])
         bb0, bb = Signal(12), Signal(12)
-        m.d.comb += [bb0.eq(Mux(left < 2048, left, 2048)),
+        m.d.comb += [bb0.eq(Mux(left < self._bb, left, self._bb)),
                      bb.eq(Mux(out_room < bb0, out_room, bb0))]
 
         m.d.comb += [self.busy.eq(run), self.job.ready.eq(~run)]
