@@ -393,6 +393,10 @@ TINY_TRAY = TINY.with_(name="tiny_tray", nic_ports=3)
 # (spec.tray.route: uplink queue pair = chip index of the other tray), the chip of the
 # two-tray RTL bench (rtl.chip.tray.tray2_bench_tiny4, docs/tray.md "RTL tray")
 TINY_TRAY4 = TINY.with_(name="tiny_tray4", nic_ports=4, nic_qps=4)
+# tiny_tray with MTU 1024 and a 4 MiB HBM: the chip of the RTL tray busbw benchmark
+# (cosim/bench/tray.py, docs/tray.md "Figures"): 1 MiB per chip with dst and scratch fits
+TRAY_PERF = TINY_TRAY.with_(name="tray_perf", nic_mtu=1024, hbm_window=4 << 20,
+                            hbm_capacity=4 << 20)
 
 # Calibration chips of the performance model (docs/chip.md "Performance model"): tiny's
 # 1x1-cell tile and memories on several clusters, so hop counts, HBM ports shared by several
@@ -403,7 +407,7 @@ DUO_X = TINY.with_(name="duo_x", mesh_x=2, mesh_y=1)
 DUO_Y = TINY.with_(name="duo_y", mesh_x=1, mesh_y=2)
 
 CONFIGS = {c.name: c for c in (DEFAULT, TINY, TINY_4M, SMALL, MAIA200, TINY_NIC, TINY_TRAY,
-                               QUAD, DUO_X, DUO_Y)}
+                               QUAD, DUO_X, DUO_Y, TRAY_PERF)}
 
 
 def config(name: str) -> ChipConfig:

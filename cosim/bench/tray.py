@@ -6,7 +6,9 @@ NOT RTL, except the ``rtl_*`` rows: with MAIA_TRAY_RTL=1, two RTL chips (chip_pa
 ``tiny_nic``, Verilator; the collective engine and NICs in RTL, the chip-pair bench's
 lossless link) and the 4-chip RTL tray (tray_bench of ``tiny_tray``, cosim/tray/rtl_tray.py;
 at 0% and 1% drop; MAIA_TRAY_RTL_COUNT elements per chip, default 64 Ki = 256 KiB) run an
-all-reduce. MAIA_TRAY_RTL=pair or =tray runs only those rows. Figures are in NIC clock cycles (8 bytes per cycle is the
+all-reduce; the ``rtl_perf_*`` rows run the same 4-chip RTL tray of ``tray_perf`` chips
+(spec.chip.TRAY_PERF: MTU 1024, 4 MiB HBM; MAIA_TRAY_RTL_PERF_COUNT elements per chip,
+default 256 Ki = 1 MiB). MAIA_TRAY_RTL=pair, =tray or =perf runs only those rows. Figures are in NIC clock cycles (8 bytes per cycle is the
 raw link rate, the 64-bit MAC), so host load does not change them.
 
 Definitions (docs/tray.md "Figures"):
@@ -88,33 +90,51 @@ def _rtl_pair_allreduce() -> dict:
     return dict(cycles=res["cycles"], busbw=busbw, lim=lim, est=GT.estimate(raw, p))
 
 
+RTL_PERF_COUNT = MIB_FP32       # 1 MiB of binary32 per chip on tray_perf's 4 MiB HBM
 RTL_TRAY_COUNT = 64 * 1024      # 256 KiB of binary32 per chip (src, dst, scratch fit below
                                 # the host ring of tiny_tray's 1 MiB HBM; 1 MiB does not)
 
 
-def _rtl_tray_allreduce(count: int, faults: dict | None = None, seed: int = 1) -> dict:
+def tray_bench_perf():
+    """The co-simulation top ``tray_bench`` of 4 ``tray_perf`` chips (spec.chip.TRAY_PERF:
+    tiny_tray with MTU 1024 and 4 MiB of HBM), mesh wires as ports; module-level so the
+    build is keyed by the generated Verilog only."""
+    from rtl.chip.tray import Tray
+    from spec import chip as C
+
+    return Tray(C.TRAY_PERF, open_mesh=True)
+
+
+def _rtl_tray_allreduce(count: int, faults: dict | None = None, seed: int = 1,
+                        perf: bool = False) -> dict:
     """All-reduce of ``count`` binary32 on the 4-chip RTL tray (cosim/tray/rtl_tray.py,
-    tiny_tray chips, Verilator), checked against golden; the transport model and the golden
-    estimate for the same parameters beside it."""
+    tiny_tray chips, or tray_perf chips with ``perf``; Verilator), checked against golden;
+    the transport model and the golden estimate for the same parameters beside it."""
     import numpy as np
 
     from cosim.tray import rtl_tray
     from cosim.tray.scenario import fp32_values
+    from spec import chip as C
 
-    p = T.chip_params(rtl_tray.CFG)
-    src, dst, scratch = 0x00000, 0x40000, 0x80000     # the host ring is at 0xD8000
+    cfg = C.TRAY_PERF if perf else rtl_tray.CFG
+    p = T.chip_params(cfg)
+    if perf:        # 4 MiB: src, dst 1 MiB each, scratch up to the host ring at 0x3D8000
+        src, dst, scratch = 0x000000, 0x100000, 0x200000
+    else:
+        src, dst, scratch = 0x00000, 0x40000, 0x80000     # the host ring is at 0xD8000
     group = tuple(range(4))
     raw = T.entry_collective(T.KIND_ALL_REDUCE, T.FMT_FP32, src=src, dst=dst, count=count,
                              group=group, scratch=scratch)
     rng = np.random.default_rng(9)
     imgs = {}
     for r in group:
-        imgs[r] = np.zeros(rtl_tray.CFG.hbm_window, np.uint8)
+        imgs[r] = np.zeros(cfg.hbm_window, np.uint8)
         imgs[r][src:src + 4 * count] = fp32_values(rng, count).view(np.uint8)
     want = {r: imgs[r].copy() for r in group}
     GT.run(want, raw, p)
+    kw = dict(cfg=cfg, make=tray_bench_perf) if perf else {}
     res = rtl_tray.run(imgs, {r: [raw] for r in group}, faults=faults, seed=seed, poll=64,
-                       tag="bench-rtltray")
+                       tag="bench-rtltray", **kw)
     for r in group:
         if res[r]["queues"][0]["ERROR"]:
             raise RuntimeError(f"tray bench: RTL tray all-reduce failed on rank {r}: "
@@ -184,8 +204,8 @@ def run() -> dict:
             "note": f"busbw/link {r['over_link']:.3f}, bound "
                     f"{r['est']['ideal_busbw'] / lim:.2f}"}
     rtl = os.environ.get("MAIA_TRAY_RTL", "0").strip()
-    if rtl not in ("", "0", "1", "pair", "tray"):
-        raise ValueError(f"MAIA_TRAY_RTL must be 0, 1, pair or tray, not {rtl!r}")
+    if rtl not in ("", "0", "1", "pair", "tray", "perf"):
+        raise ValueError(f"MAIA_TRAY_RTL must be 0, 1, pair, tray or perf, not {rtl!r}")
     if rtl in ("1", "pair"):
         r = _rtl_pair_allreduce()
         out["rtl_allreduce_2chip_128KiB_busbw_over_link"] = {
@@ -218,6 +238,32 @@ def run() -> dict:
                 "value": round(r["wire_util"], 4), "unit": "of 8 B/cycle",
                 "note": "frame bytes sent on the 12 mesh wires / (12 x 8 B x cycles)"}
             out[f"rtl_allreduce_4chip_{kib}KiB_cycles_{tag}"] = {
+                "value": r["cycles"], "unit": "cycles",
+                "note": f"transport model {r['model_cycles']:.0f}, golden estimate "
+                        f"{r['est']['cycles']:.0f}"}
+    if rtl in ("1", "perf"):
+        count = int(os.environ.get("MAIA_TRAY_RTL_PERF_COUNT", RTL_PERF_COUNT))
+        kib = count * 4 // 1024
+        for tag, faults in (("loss0", None), ("loss1pct", dict(drop=0.01))):
+            r = _rtl_tray_allreduce(count, faults, perf=True)
+            key = f"rtl_perf_allreduce_4chip_{kib}KiB"
+            out[f"{key}_busbw_frac_{tag}"] = {
+                "value": round(r["frac"], 4), "unit": "of 3 links",
+                "target": ">= 0.8" if faults is None else "reported",
+                "note": f"RTL tray_bench of 4 tray_perf chips (tiny_tray with MTU 1024, 4 MiB "
+                        f"HBM; WRITEs of 4 KiB, link limit {r['est']['link_limit']:.3f} "
+                        f"B/cycle), {kib} KiB per chip; "
+                        f"{'1% drop on every wire, seed 1, ' if faults else ''}cycles "
+                        f"{r['cycles']} (doorbells to the last rank done, poll 64), "
+                        f"retransmits {r['retransmits']}; transport model, same parameters: "
+                        f"{r['model_frac']:.4f} ({r['model_cycles']:.0f} cycles); golden "
+                        f"estimate {r['est']['cycles']:.0f} cycles"}
+            out[f"{key}_busbw_over_link_{tag}"] = {
+                "value": round(r["over_link"], 4), "unit": "x one link", "note": "bound 3.0"}
+            out[f"{key}_wire_utilisation_{tag}"] = {
+                "value": round(r["wire_util"], 4), "unit": "of 8 B/cycle",
+                "note": "frame bytes sent on the 12 mesh wires / (12 x 8 B x cycles)"}
+            out[f"{key}_cycles_{tag}"] = {
                 "value": r["cycles"], "unit": "cycles",
                 "note": f"transport model {r['model_cycles']:.0f}, golden estimate "
                         f"{r['est']['cycles']:.0f}"}

@@ -71,7 +71,8 @@ def _fates(faults, seed: int, cut) -> np.ndarray:
 
 def run(hbm: dict, entries: dict, *, faults: dict | None = None, seed: int = 1, cut=(),
         sim: str = "verilator", max_cycles: int = 3_000_000, poll: int = 256,
-        timeout_cycles: int = 4000, retry_limit: int = 16, tag: str = "rtltray") -> dict:
+        timeout_cycles: int = 4000, retry_limit: int = 16, tag: str = "rtltray",
+        cfg: C.ChipConfig | None = None, make=None) -> dict:
     """``hbm``: rank -> HBM image (uint8 [hbm_window]) for ranks 0..3; ``entries``: rank ->
     list of 32-byte queue entries (written into the ring at RING, queue 0); the ring area
     [ring_base, hbm_window) is zeroed (fresh completion queues). ``faults``: probabilities
@@ -80,7 +81,9 @@ def run(hbm: dict, entries: dict, *, faults: dict | None = None, seed: int = 1, 
     port), done (cycles to the chip's last queue entry retired), frames (per port)},
     res["cycles"] (doorbells to the whole tray idle), res["fates"] (per wire: drop, dup,
     reorder, corrupt, ok counts), res["wires"] (per wire, in :func:`wires` order: frames,
-    frame bytes, first and last frame's cycle after the doorbells, as sent)."""
+    frame bytes, first and last frame's cycle after the doorbells, as sent). ``cfg`` / ``make``:
+    another chip configuration and its module-level ``tray_bench`` factory (both or neither;
+    default CFG and tray_bench_tiny); the host ring is 32 KiB below its ring_base."""
     from cosim.sim import run_bench
     from rtl.chip.tray import tray_bench_tiny
 
@@ -89,30 +92,35 @@ def run(hbm: dict, entries: dict, *, faults: dict | None = None, seed: int = 1, 
         raise ValueError("hbm, entries: one item for each of ranks 0..3")
     if not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed: must be an int >= 0, got {seed!r}")
-    p = T.chip_params(CFG)
+    if (cfg is None) != (make is None):
+        raise ValueError("cfg, make: give both or neither")
+    if cfg is None:
+        cfg, make = CFG, tray_bench_tiny
+    p = T.chip_params(cfg)
+    ring = p.ring_base - 0x8000         # RING for CFG
     inputs = {"wires": np.array(wires(), np.int64), "fates": _fates(faults, seed, cut),
               "max_cycles": np.int64(max_cycles), "poll": np.int64(poll)}
     for rank in sorted(ranks):
         img = np.array(hbm[rank], dtype=np.uint8)
-        if img.shape != (CFG.hbm_window,):
-            raise ValueError(f"hbm: rank {rank} needs uint8 [{CFG.hbm_window}]")
+        if img.shape != (cfg.hbm_window,):
+            raise ValueError(f"hbm: rank {rank} needs uint8 [{cfg.hbm_window}]")
         ents = list(entries[rank])
         if not 1 <= len(ents) < QSIZE:
             raise ValueError(f"entries: rank {rank} needs 1..{QSIZE - 1} entries")
         img[p.ring_base:] = 0
         for i, e in enumerate(ents):
-            img[RING + 32 * i:RING + 32 * i + 32] = np.frombuffer(e, np.uint8)
+            img[ring + 32 * i:ring + 32 * i + 32] = np.frombuffer(e, np.uint8)
         conf = []
         for peer in sorted(ranks - {rank}):
-            port, nic = port_nic(CFG, rank, peer)
-            c, _ = nic_writes(CFG, port, nic, timeout_cycles=timeout_cycles,
+            port, nic = port_nic(cfg, rank, peer)
+            c, _ = nic_writes(cfg, port, nic, timeout_cycles=timeout_cycles,
                               retry_limit=retry_limit)
             conf.append(c)
         conf.append(np.array([[C.REG_TRAY_RANK, rank]], np.int64))
         inputs.update({f"hbm_{rank}": img, f"host_{rank}": np.concatenate(conf),
-                       f"queues_{rank}": np.array([[0, RING, QSIZE, len(ents)]], np.int64)})
-    out = run_bench(name="tray_bench_tiny_tray", toplevel="tray_bench", make=tray_bench_tiny,
-                    params=CFG.asdict(), test_module=BENCH_MODULE, testcase="tray", sim=sim,
+                       f"queues_{rank}": np.array([[0, ring, QSIZE, len(ents)]], np.int64)})
+    out = run_bench(name=f"tray_bench_{cfg.name}", toplevel="tray_bench", make=make,
+                    params=cfg.asdict(), test_module=BENCH_MODULE, testcase="tray", sim=sim,
                     tag=tag, inputs=inputs, hierarchical=True)
     res = {"cycles": int(out["cycles"]), "fates": out["fates"], "wires": out["wire_stats"]}
     for rank in sorted(ranks):
@@ -242,7 +250,8 @@ def run2(hbm: dict, entries: dict | None = None, uplinks: dict | None = None, *,
         c, b = nic_writes(CFG2, T.UPLINK, up, **kw)
         conf.append(c)
         bells.append(b)
-        conf.append(np.array([[C.REG_TRAY_RANK, rank]], np.int64))
+        # REG_TRAY_RANK: the rank and bit 3, two trays (8 ranks; spec.chip.REG_TRAY_RANK)
+        conf.append(np.array([[C.REG_TRAY_RANK, rank | C.TRAY_RANK_TWO_TRAYS]], np.int64))
         inputs.update({f"hbm_{rank}": img, f"host_{rank}": np.concatenate(conf),
                        f"queues_{rank}": np.array([[0, RING2, QSIZE, len(ents)]] if ents
                                                   else [], np.int64).reshape(-1, 4),
