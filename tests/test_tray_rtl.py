@@ -449,24 +449,31 @@ def _uplink_images(seed: int, nics: bool):
     return imgs, out
 
 
+UPLINK_FAULTS = dict(drop=0.05, dup=0.03, reorder=0.03, corrupt=0.03)
+
+
 @pytest.mark.slow
 @pytest.mark.sim
 @needs_verilator
-def test_rtl_two_trays_uplink_writes_through_the_switch_equal_golden_nic():
+@pytest.mark.parametrize("faulty", [False, True], ids=["clean", "uplink_faults"])
+def test_rtl_two_trays_uplink_writes_through_the_switch_equal_golden_nic(faulty):
     """8 RTL chips: the host of every rank posts 3 RDMA WRITEs on its uplink queue pair
     towards the same chip of the other tray (route(): port 3, queue pair = chip index); the
     frames cross the switch; every HBM image (payloads, CQEs, everything) equals the golden
-    NIC model's (golden.nic.run_pair per pair of uplinks)."""
+    NIC model's (golden.nic.run_pair per pair of uplinks, no faults). ``uplink_faults``: drop,
+    duplicate, reorder and corrupt on every switch ingress (retransmissions asserted)."""
     from golden import nic as GN
 
-    seed = 81
+    seed = 83 if faulty else 81
     print(f"seed {seed}")
     imgs, nics = _uplink_images(seed, True)
     want_imgs, want_nics = _uplink_images(seed, True)
     for r in range(T.CHIPS_PER_TRAY):
         GN.run_pair(want_nics[r], want_nics[r + T.CHIPS_PER_TRAY])
-    res = rtl_tray.run2(imgs, uplinks=nics, tag="rtltray2_up")
-    print("cycles", res["cycles"], "switch", res["switch"], "up_stats", res["up_stats"])
+    res = rtl_tray.run2(imgs, uplinks=nics, uplink_faults=UPLINK_FAULTS if faulty else None,
+                        seed=seed, timeout_cycles=2000, tag="rtltray2_up")
+    print("cycles", res["cycles"], "switch", res["switch"], "up_stats", res["up_stats"],
+          "fates", res["up_fates"].sum(axis=0).tolist())
     errs = []
     for r in RANKS2:
         bad = np.flatnonzero(want_imgs[r] != res[r]["hbm"])
@@ -484,8 +491,16 @@ def test_rtl_two_trays_uplink_writes_through_the_switch_equal_golden_nic():
     sw = res["switch"]
     sent = sum(n for n, _ in res["up_stats"])
     assert sent > 0 and all(n > 0 for n, _ in res["up_stats"]), res["up_stats"]
-    assert (sw["rx_frames"], sw["tx_frames"]) == (sent, sent), sw
-    assert sw["fcs_err"] == sw["unknown_dst"] == sw["tail_drop"] == sw["same_port"] == 0, sw
+    drop, dup, _reo, corrupt, _ok = res["up_fates"].sum(axis=0).tolist()
+    assert sw["rx_frames"] == sent - drop + dup, (sw, res["up_fates"])
+    assert sw["fcs_err"] == corrupt, (sw, res["up_fates"])
+    assert sw["tx_frames"] == sw["rx_frames"] - corrupt, sw
+    assert sw["unknown_dst"] == sw["tail_drop"] == sw["same_port"] == 0, sw
+    retx = sum(res[r]["counters"][T.UPLINK]["retransmits"] for r in RANKS2)
+    if faulty:
+        assert drop > 0 and dup > 0 and corrupt > 0 and retx > 0, (res["up_fates"], retx)
+    else:
+        assert drop == dup == corrupt == 0 and retx == 0, (res["up_fates"], retx)
     # no mesh traffic: only uplinks carried frames
     for r in RANKS2:
         assert res[r]["frames"][:T.MESH_PORTS] == [0, 0, 0], (r, res[r]["frames"])
