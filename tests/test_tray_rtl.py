@@ -820,3 +820,78 @@ def test_rtl_two_trays_cross_tray_collective_is_reported_unsupported_and_work_go
         assert not bad.size, (f"rank {r}: {bad.size} bytes differ from golden, first at "
                               f"{int(bad[0]):#x}")
     assert res["switch"]["rx_frames"] == 0, res["switch"]
+
+
+def _mixed_images(seed: int, count: int):
+    """Seeded binary32 at SRC (collectives) and random bytes at UP_SRC (uplink WRITEs);
+    every rank posts UP_WRITES on its uplink to the same chip of the other tray."""
+    rng = np.random.default_rng(seed)
+    imgs, nics = {}, {}
+    for r in RANKS2:
+        img = np.full(CFG2.hbm_window, 0x5A, np.uint8)
+        img[SRC:SRC + 4 * count] = fp32_values(rng, count).view(np.uint8)
+        img[UP_SRC:UP_SRC + 0x4000] = rng.integers(0, 256, 0x4000, dtype=np.uint8)
+        img[P2.ring_base:] = 0
+        imgs[r] = img
+        nics[r] = rtl_tray.uplink_nic(CFG2, r, img)
+    for r in RANKS2:
+        peer = (r + T.CHIPS_PER_TRAY) % len(RANKS2)
+        for loc, n, rem in UP_WRITES:
+            nics[r].post(T.route(r, peer, 8).qp, S.WR_WRITE, local_addr=UP_SRC + loc, length=n,
+                         remote_addr=UP_DST + rem, rkey=T.RKEY, wr_id=0x300 + loc)
+    return imgs, nics
+
+
+@pytest.mark.slow
+@pytest.mark.sim
+@needs_verilator
+def test_rtl_two_trays_collectives_and_uplink_writes_at_once_under_faults():
+    """8 RTL chips: a tray-local ALL_REDUCE on each tray (engines, mesh queue pairs) while
+    the hosts' WRITEs cross the switch (uplink queue pairs), with drop/dup/reorder/corrupt
+    on every mesh wire and switch ingress: every image equals golden (collectives:
+    golden.tray.run; WRITEs: golden NICs) below ring_base outside the scratch, and the
+    uplink rings (CQEs) exactly."""
+    from golden import nic as GN
+
+    seed, count = 86, 2048
+    print(f"seed {seed}")
+    imgs, nics = _mixed_images(seed, count)
+    want, want_nics = _mixed_images(seed, count)
+    for r in range(T.CHIPS_PER_TRAY):
+        GN.run_pair(want_nics[r], want_nics[r + T.CHIPS_PER_TRAY])
+    entries_of = {}
+    for t in range(2):
+        group = tuple(T.rank_of(t, c) for c in range(T.CHIPS_PER_TRAY))
+        e = T.entry_collective(T.KIND_ALL_REDUCE, T.FMT_FP32, src=SRC, dst=DST, count=count,
+                               group=group, scratch=SCRATCH)
+        for r in group:
+            entries_of[r] = [e]
+    for r in RANKS2:
+        want[r][rtl_tray.RING2:rtl_tray.RING2 + 32] = np.frombuffer(entries_of[r][0], np.uint8)
+    for t in range(2):
+        st = GT.run(want, entries_of[T.rank_of(t, 0)][0], P2)
+        assert all(v == (C.ERR_NONE, 0) for v in st.values()), st
+    res = rtl_tray.run2(imgs, entries_of, uplinks=nics, faults=FAULTS, uplink_faults=FAULTS,
+                        seed=seed, timeout_cycles=2000, tag="rtltray2_mixed")
+    retx = [sum(res[r]["counters"][p]["retransmits"] for r in RANKS2) for p in range(4)]
+    print("cycles", res["cycles"], "switch", res["switch"], "retransmits per port", retx,
+          "mesh fates", res["fates"].sum(axis=0).tolist(),
+          "uplink fates", res["up_fates"].sum(axis=0).tolist())
+    up_lo = T.ring_addr(P2, T.UPLINK, 0)
+    errs = []
+    for r in RANKS2:
+        q = res[r]["queues"][0]
+        if (q["ERROR"], q["ERR_COUNT"], q["DONE_COUNT"]) != (0, 0, 1):
+            errs.append(f"rank {r} queue 0: ERROR {q['ERROR']} ERR_DETAIL {q['ERR_DETAIL']:#x}")
+        check = np.ones(CFG2.hbm_window, bool)
+        check[P2.ring_base:up_lo] = False        # mesh rings: the engine's, not in the contract
+        check[SCRATCH:SCRATCH + 0x20000] = False
+        bad = np.flatnonzero((want[r] != res[r]["hbm"]) & check)
+        if bad.size:
+            i = int(bad[0]) & ~3
+            errs.append(f"rank {r}: {bad.size} bytes differ, first word at {i:#x}: expected "
+                        f"{int.from_bytes(bytes(want[r][i:i + 4]), 'little'):#010x} got "
+                        f"{int.from_bytes(bytes(res[r]['hbm'][i:i + 4]), 'little'):#010x}")
+    assert not errs, "\n".join(errs)
+    assert sum(retx[:T.MESH_PORTS]) > 0 and retx[T.UPLINK] > 0, retx
+    assert res["switch"]["fcs_err"] > 0, res["switch"]
