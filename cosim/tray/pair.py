@@ -23,10 +23,11 @@ RING = 0x80000            # host queue ring of every chip (below ring_base of ti
 QSIZE = 64
 
 
-def port_nic(cfg: C.ChipConfig, rank: int, peer: int):
+def port_nic(cfg: C.ChipConfig, rank: int, peer: int, trays: int = 1):
     """The golden NIC describing port ``route(rank, peer).port``'s set-up (for its CSR
-    writes): queue pair QP_MESH towards ``peer``, the RKEY window."""
-    p = T.chip_params(cfg)
+    writes): queue pair QP_MESH towards ``peer``, the RKEY window (rings and ranks of a
+    system of ``trays`` trays)."""
+    p = T.chip_params(cfg, trays)
     rt = T.route(rank, peer, p.n_ranks)
     nic = G.chip_nic(cfg, np.zeros(cfg.hbm_window, np.uint8), mac=T.port_mac(rank, rt.port),
                      ip=T.port_ip(rank, rt.port))

@@ -123,16 +123,20 @@ def run(hbm: dict, entries: dict, *, faults: dict | None = None, seed: int = 1, 
                     params=cfg.asdict(), test_module=BENCH_MODULE, testcase="tray", sim=sim,
                     tag=tag, inputs=inputs, hierarchical=True)
     res = {"cycles": int(out["cycles"]), "fates": out["fates"], "wires": out["wire_stats"]}
-    for rank in sorted(ranks):
-        res[rank] = {
-            "hbm": out[f"hbm_{rank}"],
-            "queues": [{n: int(v) for n, v in zip(C.Q_REGS, row)}
-                       for row in out[f"qregs_{rank}"]],
-            "counters": [dict(zip(S.COUNTERS, row)) for row in out[f"counters_{rank}"].tolist()],
-            "done": int(out[f"done_{rank}"]),
-            "frames": out[f"frames_{rank}"].tolist(),
-        }
+    res.update(_per_rank(out, sorted(ranks)))
     return res
+
+
+def _per_rank(out: dict, ranks) -> dict:
+    """rank -> HBM image, queue registers, NIC counters per port, done cycle, frames per port
+    (the tray bench's outputs)."""
+    return {rank: {
+        "hbm": out[f"hbm_{rank}"],
+        "queues": [{n: int(v) for n, v in zip(C.Q_REGS, row)} for row in out[f"qregs_{rank}"]],
+        "counters": [dict(zip(S.COUNTERS, row)) for row in out[f"counters_{rank}"].tolist()],
+        "done": int(out[f"done_{rank}"]),
+        "frames": out[f"frames_{rank}"].tolist(),
+    } for rank in ranks}
 
 
 # --- two trays: 8 chips, uplinks through the switch (cosim/tray/rtl_switch.py) ---------------
@@ -166,20 +170,8 @@ def uplink_nic(cfg: C.ChipConfig, rank: int, hbm: np.ndarray):
 
 def mesh_nic(cfg: C.ChipConfig, rank: int, peer: int):
     """(port, golden NIC) of the mesh port of ``rank`` towards ``peer`` of the same tray on a
-    two-tray system (the set-up of cosim.tray.pair.port_nic with 8 ranks)."""
-    p = T.chip_params(cfg, 2)
-    rt = T.route(rank, peer, p.n_ranks)
-    nic = G.chip_nic(cfg, np.zeros(cfg.hbm_window, np.uint8), mac=T.port_mac(rank, rt.port),
-                     ip=T.port_ip(rank, rt.port))
-    nic.set_window(0, base=0, length=p.ring_base, key=T.RKEY,
-                   perm=S.PERM_VALID | S.PERM_REMOTE_WRITE)
-    base = T.ring_addr(p, rt.port, rt.qp)
-    nic.setup_qp(rt.qp, dest_qpn=S.QPN_BASE + rt.peer_qp, dest_mac=T.port_mac(peer, rt.peer_port),
-                 dest_ip=T.port_ip(peer, rt.peer_port), sq_base=base + T.SQ_OFF,
-                 sq_log2=T.SQ_LOG2, cq_base=base + T.CQ_OFF, cq_log2=T.CQ_LOG2,
-                 rq_base=base + T.RQ_OFF, rq_log2=T.RQ_LOG2, rq_slot_log2=T.RQ_SLOT_LOG2,
-                 sq_psn=0x100 * rank + 1, rq_psn=0x100 * peer + 1)
-    return rt.port, nic
+    two-tray system (cosim.tray.pair.port_nic with 8 ranks)."""
+    return port_nic(cfg, rank, peer, trays=2)
 
 
 def wires2() -> list[tuple[int, int, int, int]]:
@@ -263,13 +255,5 @@ def run2(hbm: dict, entries: dict | None = None, uplinks: dict | None = None, *,
            "switch": dict(zip(COUNTERS, out["switch"].tolist())),
            "switch_max": out["switch_max"].tolist(), "up_fates": out["up_fates"],
            "up_stats": out["up_stats"].tolist()}
-    for rank in range(N2):
-        res[rank] = {
-            "hbm": out[f"hbm_{rank}"],
-            "queues": [{n: int(v) for n, v in zip(C.Q_REGS, row)}
-                       for row in out[f"qregs_{rank}"]],
-            "counters": [dict(zip(S.COUNTERS, row)) for row in out[f"counters_{rank}"].tolist()],
-            "done": int(out[f"done_{rank}"]),
-            "frames": out[f"frames_{rank}"].tolist(),
-        }
+    res.update(_per_rank(out, range(N2)))
     return res
