@@ -162,6 +162,38 @@ def _rtl_tray_allreduce(count: int, faults: dict | None = None, seed: int = 1,
                 done=[res[r]["done"] for r in group])
 
 
+
+def _rtl_tray_rows(out: dict, key: str, count: int, *, perf: bool, chips: str,
+                   size: str) -> None:
+    """The 4-chip RTL all-reduce rows (0 % and 1 % drop) under ``key``; a run that fails the
+    golden check is recorded as a FAILED row, not hidden."""
+    for tag, faults in (("loss0", None), ("loss1pct", dict(drop=0.01))):
+        try:
+            r = _rtl_tray_allreduce(count, faults, perf=perf)
+        except RuntimeError as e:
+            out[f"{key}_busbw_frac_{tag}"] = {
+                "value": None, "unit": "of 3 links", "error": str(e),
+                "note": "FAILED (docs/tray.md Figures)"}
+            continue
+        out[f"{key}_busbw_frac_{tag}"] = {
+            "value": round(r["frac"], 4), "unit": "of 3 links",
+            "target": ">= 0.8" if faults is None else "reported",
+            "note": f"{chips}, link limit {r['est']['link_limit']:.3f} B/cycle), {size}; "
+                    f"{'1% drop on every wire, seed 1, ' if faults else ''}cycles "
+                    f"{r['cycles']} (doorbells to the last rank done, poll 64), "
+                    f"retransmits {r['retransmits']}; transport model, same parameters: "
+                    f"{r['model_frac']:.4f} ({r['model_cycles']:.0f} cycles); golden "
+                    f"estimate {r['est']['cycles']:.0f} cycles"}
+        out[f"{key}_busbw_over_link_{tag}"] = {
+            "value": round(r["over_link"], 4), "unit": "x one link", "note": "bound 3.0"}
+        out[f"{key}_wire_utilisation_{tag}"] = {
+            "value": round(r["wire_util"], 4), "unit": "of 8 B/cycle",
+            "note": "frame bytes sent on the 12 mesh wires / (12 x 8 B x cycles)"}
+        out[f"{key}_cycles_{tag}"] = {
+            "value": r["cycles"], "unit": "cycles",
+            "note": f"transport model {r['model_cycles']:.0f}, golden estimate "
+                    f"{r['est']['cycles']:.0f}"}
+
 def run() -> dict:
     out: dict = {"source": "transport model (cosim/tray over golden/nic.py), NOT RTL"}
     p = T.TrayParams()
@@ -220,60 +252,17 @@ def run() -> dict:
     if rtl in ("1", "tray"):
         count = int(os.environ.get("MAIA_TRAY_RTL_COUNT", RTL_TRAY_COUNT))
         kib = count * 4 // 1024
-        for tag, faults in (("loss0", None), ("loss1pct", dict(drop=0.01))):
-            r = _rtl_tray_allreduce(count, faults)
-            out[f"rtl_allreduce_4chip_{kib}KiB_busbw_frac_{tag}"] = {
-                "value": round(r["frac"], 4), "unit": "of 3 links",
-                "target": ">= 0.8" if faults is None else "reported",
-                "note": f"RTL tray_bench (4 tiny_tray chips, MTU 256, WRITEs of 4 KiB, link "
-                        f"limit {r['est']['link_limit']:.3f} B/cycle), {kib} KiB per chip (1 MiB "
-                        f"does not fit tiny_tray's 1 MiB HBM with dst and scratch); "
-                        f"{'1% drop on every wire, seed 1, ' if faults else ''}cycles "
-                        f"{r['cycles']} (doorbells to the last rank done, poll 64), "
-                        f"retransmits {r['retransmits']}; transport model, same parameters: "
-                        f"{r['model_frac']:.4f} ({r['model_cycles']:.0f} cycles); golden "
-                        f"estimate {r['est']['cycles']:.0f} cycles"}
-            out[f"rtl_allreduce_4chip_{kib}KiB_busbw_over_link_{tag}"] = {
-                "value": round(r["over_link"], 4), "unit": "x one link", "note": "bound 3.0"}
-            out[f"rtl_allreduce_4chip_{kib}KiB_wire_utilisation_{tag}"] = {
-                "value": round(r["wire_util"], 4), "unit": "of 8 B/cycle",
-                "note": "frame bytes sent on the 12 mesh wires / (12 x 8 B x cycles)"}
-            out[f"rtl_allreduce_4chip_{kib}KiB_cycles_{tag}"] = {
-                "value": r["cycles"], "unit": "cycles",
-                "note": f"transport model {r['model_cycles']:.0f}, golden estimate "
-                        f"{r['est']['cycles']:.0f}"}
+        _rtl_tray_rows(out, f"rtl_allreduce_4chip_{kib}KiB", count, perf=False,
+                       chips="RTL tray_bench (4 tiny_tray chips, MTU 256, WRITEs of 4 KiB",
+                       size=f"{kib} KiB per chip (1 MiB does not fit tiny_tray's 1 MiB HBM "
+                            f"with dst and scratch)")
     if rtl in ("1", "perf"):
         count = int(os.environ.get("MAIA_TRAY_RTL_PERF_COUNT", RTL_PERF_COUNT))
         kib = count * 4 // 1024
-        for tag, faults in (("loss0", None), ("loss1pct", dict(drop=0.01))):
-            key = f"rtl_perf_allreduce_4chip_{kib}KiB"
-            try:
-                r = _rtl_tray_allreduce(count, faults, perf=True)
-            except RuntimeError as e:     # recorded, not hidden: the row says it failed
-                out[f"{key}_busbw_frac_{tag}"] = {
-                    "value": None, "unit": "of 3 links", "error": str(e),
-                    "note": "FAILED (docs/tray.md Figures)"}
-                continue
-            out[f"{key}_busbw_frac_{tag}"] = {
-                "value": round(r["frac"], 4), "unit": "of 3 links",
-                "target": ">= 0.8" if faults is None else "reported",
-                "note": f"RTL tray_bench of 4 tray_perf chips (tiny_tray with MTU 1024, 4 MiB "
-                        f"HBM; WRITEs of 4 KiB, link limit {r['est']['link_limit']:.3f} "
-                        f"B/cycle), {kib} KiB per chip; "
-                        f"{'1% drop on every wire, seed 1, ' if faults else ''}cycles "
-                        f"{r['cycles']} (doorbells to the last rank done, poll 64), "
-                        f"retransmits {r['retransmits']}; transport model, same parameters: "
-                        f"{r['model_frac']:.4f} ({r['model_cycles']:.0f} cycles); golden "
-                        f"estimate {r['est']['cycles']:.0f} cycles"}
-            out[f"{key}_busbw_over_link_{tag}"] = {
-                "value": round(r["over_link"], 4), "unit": "x one link", "note": "bound 3.0"}
-            out[f"{key}_wire_utilisation_{tag}"] = {
-                "value": round(r["wire_util"], 4), "unit": "of 8 B/cycle",
-                "note": "frame bytes sent on the 12 mesh wires / (12 x 8 B x cycles)"}
-            out[f"{key}_cycles_{tag}"] = {
-                "value": r["cycles"], "unit": "cycles",
-                "note": f"transport model {r['model_cycles']:.0f}, golden estimate "
-                        f"{r['est']['cycles']:.0f}"}
+        _rtl_tray_rows(out, f"rtl_perf_allreduce_4chip_{kib}KiB", count, perf=True,
+                       chips="RTL tray_bench of 4 tray_perf chips (tiny_tray with MTU 1024, 4 "
+                             "MiB HBM; WRITEs of 4 KiB",
+                       size=f"{kib} KiB per chip")
     out["notes"] = ("Every figure but the rtl_* rows comes from the transport model: golden NICs "
                     "(frames, ACKs, go-back-N) timed by an event model at 8 B/cycle per link, "
                     f"link latency {p.link_latency}, switch latency {p.switch_latency}, "
