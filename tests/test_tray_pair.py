@@ -53,6 +53,32 @@ def compare(want: dict, got: dict, entries) -> list[str]:
     return errs
 
 
+def expected(imgs: dict, entries) -> dict:
+    """Golden HBM images after ``entries`` (the rings zeroed, the queue ring holding the
+    entries), each entry asserted to end ERR_NONE on both ranks."""
+    want = {}
+    for r in (0, 1):
+        want[r] = imgs[r].copy()
+        want[r][P.ring_base:] = 0
+        for i, e in enumerate(entries):
+            want[r][pair.RING + 32 * i:pair.RING + 32 * i + 32] = np.frombuffer(e, np.uint8)
+    for e in entries:
+        assert GT.run(want, e, P) == {0: (C.ERR_NONE, 0), 1: (C.ERR_NONE, 0)}
+    return want
+
+
+def queue_errors(res: dict, n_entries: int) -> list[str]:
+    """Queue 0 of both ranks: no error, ``n_entries`` done."""
+    errs = []
+    for r in (0, 1):
+        q = res[r]["queues"][0]
+        if (q["ERROR"], q["ERR_COUNT"], q["DONE_COUNT"]) != (0, 0, n_entries):
+            errs.append(f"rank {r} queue 0: ERROR {q['ERROR']} ERR_DETAIL {q['ERR_DETAIL']:#x} "
+                        f"ERR_SEQ {q['ERR_SEQ']} ERR_COUNT {q['ERR_COUNT']} "
+                        f"DONE_COUNT {q['DONE_COUNT']}")
+    return errs
+
+
 @pytest.mark.slow
 @pytest.mark.sim
 @pytest.mark.skipif("verilator" not in default_sims(), reason="MAIA_SIM excludes verilator")
@@ -72,23 +98,10 @@ def test_rtl_pair_all_reduce_and_all_gather_match_golden():
                            count=2048, group=g, src_scales=SRC_S, dst_scales=DST_S),
     ]
     imgs = images(seed, count)
-    want = {}
-    for r in (0, 1):
-        want[r] = imgs[r].copy()
-        want[r][P.ring_base:] = 0
-        for i, e in enumerate(entries):
-            want[r][pair.RING + 32 * i:pair.RING + 32 * i + 32] = np.frombuffer(e, np.uint8)
-    for e in entries:
-        assert GT.run(want, e, P) == {0: (C.ERR_NONE, 0), 1: (C.ERR_NONE, 0)}
+    want = expected(imgs, entries)
     res = pair.run(CFG, imgs, {0: entries, 1: entries}, tag="coll-pair")
     print(f"cycles {res['cycles']}")
-    errs = compare(want, res, entries)
-    for r in (0, 1):
-        q = res[r]["queues"][0]
-        if (q["ERROR"], q["ERR_COUNT"], q["DONE_COUNT"]) != (0, 0, len(entries)):
-            errs.append(f"rank {r} queue 0: ERROR {q['ERROR']} ERR_DETAIL {q['ERR_DETAIL']:#x} "
-                        f"ERR_SEQ {q['ERR_SEQ']} ERR_COUNT {q['ERR_COUNT']} "
-                        f"DONE_COUNT {q['DONE_COUNT']}")
+    errs = compare(want, res, entries) + queue_errors(res, len(entries))
     assert not errs, "RTL pair vs golden:\n" + "\n".join(errs)
 
 
@@ -113,25 +126,13 @@ def test_rtl_pair_broadcast_matches_golden():
     rng = np.random.default_rng(seed + 1)
     for r in (0, 1):
         imgs[r][SRC + 0x8000:SRC + 0x8800] = rng.integers(0, 256, 0x800, dtype=np.uint8)
-    want = {}
-    for r in (0, 1):
-        want[r] = imgs[r].copy()
-        want[r][P.ring_base:] = 0
-        for i, e in enumerate(entries):
-            want[r][pair.RING + 32 * i:pair.RING + 32 * i + 32] = np.frombuffer(e, np.uint8)
-    for e in entries:
-        assert GT.run(want, e, P) == {0: (C.ERR_NONE, 0), 1: (C.ERR_NONE, 0)}
+    want = expected(imgs, entries)
     # the roots' vectors really arrive (golden is not a no-op here)
     assert np.array_equal(want[0][DST:DST + 4 * count], imgs[1][SRC:SRC + 4 * count])
     assert np.array_equal(want[1][DST_S:DST_S + 64], imgs[0][SRC_S:SRC_S + 64])
     res = pair.run(CFG, imgs, {0: entries, 1: entries}, tag="coll-bcast")
     print(f"cycles {res['cycles']}")
-    errs = compare(want, res, entries)
-    for r in (0, 1):
-        q = res[r]["queues"][0]
-        if (q["ERROR"], q["ERR_COUNT"], q["DONE_COUNT"]) != (0, 0, len(entries)):
-            errs.append(f"rank {r} queue 0: ERROR {q['ERROR']} ERR_DETAIL {q['ERR_DETAIL']:#x} "
-                        f"ERR_COUNT {q['ERR_COUNT']} DONE_COUNT {q['DONE_COUNT']}")
+    errs = compare(want, res, entries) + queue_errors(res, len(entries))
     assert not errs, "RTL pair broadcast vs golden:\n" + "\n".join(errs)
 
 
@@ -162,22 +163,10 @@ def test_rtl_pair_chunks_off_32_byte_boundaries_match_golden():
         d, _ = T.decode(e)
         assert d.code_bytes(d.chunk) % 32 or d.scale_bytes(d.chunk) % 32, d
     imgs = images(seed, 0x9000 // 4)
-    want = {}
-    for r in (0, 1):
-        want[r] = imgs[r].copy()
-        want[r][P.ring_base:] = 0
-        for i, e in enumerate(entries):
-            want[r][pair.RING + 32 * i:pair.RING + 32 * i + 32] = np.frombuffer(e, np.uint8)
-    for e in entries:
-        assert GT.run(want, e, P) == {0: (C.ERR_NONE, 0), 1: (C.ERR_NONE, 0)}
+    want = expected(imgs, entries)
     res = pair.run(CFG, imgs, {0: entries, 1: entries}, tag="coll-lanes")
     print(f"cycles {res['cycles']}")
-    errs = compare(want, res, entries)
-    for r in (0, 1):
-        q = res[r]["queues"][0]
-        if (q["ERROR"], q["ERR_COUNT"], q["DONE_COUNT"]) != (0, 0, len(entries)):
-            errs.append(f"rank {r} queue 0: ERROR {q['ERROR']} ERR_DETAIL {q['ERR_DETAIL']:#x} "
-                        f"ERR_COUNT {q['ERR_COUNT']} DONE_COUNT {q['DONE_COUNT']}")
+    errs = compare(want, res, entries) + queue_errors(res, len(entries))
     assert not errs, "RTL pair (chunks off 32-byte boundaries) vs golden:\n" + "\n".join(errs)
 
 
@@ -206,23 +195,10 @@ def test_rtl_pair_back_to_back_under_link_faults_is_exact(seed):
                            count=1024, group=g, root=1),
     ]
     imgs = images(seed, 0x5000 // 4)
-    want = {}
-    for r in (0, 1):
-        want[r] = imgs[r].copy()
-        want[r][P.ring_base:] = 0
-        for i, e in enumerate(entries):
-            want[r][pair.RING + 32 * i:pair.RING + 32 * i + 32] = np.frombuffer(e, np.uint8)
-    for e in entries:
-        assert GT.run(want, e, P) == {0: (C.ERR_NONE, 0), 1: (C.ERR_NONE, 0)}
+    want = expected(imgs, entries)
     res = pair.run(CFG, imgs, {0: entries, 1: entries}, link=(seed, seed + 7, *loss),
                    timeout_cycles=3000, tag=f"coll-b2b{seed}")
-    errs = compare(want, res, entries)
-    for r in (0, 1):
-        q = res[r]["queues"][0]
-        if (q["ERROR"], q["ERR_COUNT"], q["DONE_COUNT"]) != (0, 0, len(entries)):
-            errs.append(f"rank {r} queue 0: ERROR {q['ERROR']} ERR_SEQ {q['ERR_SEQ']} "
-                        f"ERR_DETAIL {q['ERR_DETAIL']:#x} ERR_COUNT {q['ERR_COUNT']} "
-                        f"DONE_COUNT {q['DONE_COUNT']}")
+    errs = compare(want, res, entries) + queue_errors(res, len(entries))
     rtx = sum(res[r]["counters"][0]["retransmits"] for r in (0, 1))
     print(f"cycles {res['cycles']} retransmits {rtx}")
     assert not errs, "RTL pair back to back under faults vs golden:\n" + "\n".join(errs)
@@ -234,13 +210,7 @@ def _ar_case(seed: int, count: int = 2048):
     e = T.entry_collective(T.KIND_ALL_REDUCE, T.FMT_FP32, src=SRC, dst=DST, count=count,
                            group=g, scratch=SCRATCH)
     imgs = images(seed, count)
-    want = {}
-    for r in (0, 1):
-        want[r] = imgs[r].copy()
-        want[r][P.ring_base:] = 0
-        want[r][pair.RING:pair.RING + 32] = np.frombuffer(e, np.uint8)
-    assert GT.run(want, e, P) == {0: (C.ERR_NONE, 0), 1: (C.ERR_NONE, 0)}
-    return e, imgs, want
+    return e, imgs, expected(imgs, [e])
 
 
 @pytest.mark.slow
@@ -255,11 +225,7 @@ def test_rtl_pair_all_reduce_under_link_faults_is_exact(seed):
     e, imgs, want = _ar_case(seed)
     res = pair.run(CFG, imgs, {0: [e], 1: [e]}, link=(seed, seed + 7, *loss),
                    timeout_cycles=3000, tag=f"coll-loss{seed}")
-    errs = compare(want, res, [e])
-    for r in (0, 1):
-        q = res[r]["queues"][0]
-        if (q["ERROR"], q["DONE_COUNT"]) != (0, 1):
-            errs.append(f"rank {r}: ERROR {q['ERROR']} ERR_DETAIL {q['ERR_DETAIL']:#x}")
+    errs = compare(want, res, [e]) + queue_errors(res, 1)
     assert not errs, "RTL pair under faults vs golden:\n" + "\n".join(errs)
     rtx = sum(res[r]["counters"][0]["retransmits"] for r in (0, 1))
     print(f"cycles {res['cycles']} retransmits {rtx}")
