@@ -34,6 +34,12 @@ queue tails (NIC doorbells of work requests the host posted). The uplinks meet i
 cosim.tray.rtl_switch (SwitchModel + run_switch). Extra outputs: switch (counters in
 rtl_switch.COUNTERS order), switch_max (per output port: most bytes, most frames queued),
 up_fates (per ingress, as fates), up_stats (per switch port: frames in, frame bytes).
+Optional switch inputs (absent: a static table, no cut): switch_learning (1: learning and
+flooding from an empty table), switch_ageing (cycles; 0: none), up_cuts int64 [n, 5] (switch
+port, ingress cut, egress cut, start, end: cycles after the doorbells, end < 0 = never
+mended; rtl_switch.run_switch). Extra outputs: switch_table (MAC, port rows at the end),
+switch_flood (rx index, destination MAC of every flooded frame), switch_learn (rx index, MAC,
+port of every entry learned or moved).
 """
 
 from __future__ import annotations
@@ -81,18 +87,23 @@ async def tray(dut):
         rx = SimpleNamespace(sources={p: chips[d].sources[dp]})
         state[(c, p)] = True
         cocotb.start_soon(link(dut, chips[c], rx, p, lossy, state, (c, p)))
-    model, up_links, up_sent = None, [], []
+    model, up_links, up_sent, t_bell = None, [], [], {}
     if "uplinks" in vec:
         ups = np.asarray(vec["uplinks"]).reshape(-1, 3).tolist()
-        model = SwitchModel({int(mac): k for k, (_c, _p, mac) in enumerate(ups)}, len(ups),
-                            buffer=int(vec["switch_buffer"]))
+        learning = bool(int(vec.get("switch_learning", 0)))
+        ageing = int(vec.get("switch_ageing", 0)) or None
+        model = SwitchModel({} if learning else
+                            {int(mac): k for k, (_c, _p, mac) in enumerate(ups)}, len(ups),
+                            buffer=int(vec["switch_buffer"]), learning=learning, ageing=ageing)
+        up_cuts = [tuple(int(x) for x in row)
+                   for row in np.asarray(vec.get("up_cuts", np.zeros((0, 5)))).reshape(-1, 5)]
         for seed, drop, dup, reorder, corrupt in np.asarray(vec["up_fates"]).reshape(-1, 5):
             up_links.append(LossyLink(int(seed), drop=drop, dup=dup, reorder=reorder,
                                       corrupt=corrupt))
         state["switch"] = True
         cocotb.start_soon(run_switch(dut.clk, model, [chips[c].sinks[p] for c, p, _ in ups],
                                      [chips[c].sources[p] for c, p, _ in ups], up_links,
-                                     up_sent, state, "switch"))
+                                     up_sent, state, "switch", up_cuts, t_bell))
     for ch in chips:
         ident = await ch.rd(C.REG_ID)
         assert ident == C.ID_MAGIC, f"chip {ch.name}: ID {ident:#010x}"
@@ -108,7 +119,7 @@ async def tray(dut):
             await ch.wr(C.q_reg(q, C.Q_RING), ring)
             await ch.wr(C.q_reg(q, C.Q_SIZE), size)
         await ch.wr(C.REG_IRQ_ENABLE, 0xFFFF_FFFF)
-    t0 = cycle()
+    t0 = t_bell["t"] = cycle()
     for i, ch in enumerate(chips):
         for q, _ring, _size, tail in np.asarray(vec[f"queues_{i}"]).reshape(-1, 4).tolist():
             await ch.wr(C.q_reg(q, C.Q_TAIL), tail)
@@ -163,5 +174,8 @@ async def tray(dut):
         out["up_stats"] = np.array([[sum(1 for _, q, _ in up_sent if q == k),
                                      sum(len(f) for _, q, f in up_sent if q == k)]
                                     for k in range(model.n_ports)], np.int64)
+        out["switch_table"] = np.array(model.table_rows(), np.int64).reshape(-1, 2)
+        out["switch_flood"] = np.array(model.flood_log, np.int64).reshape(-1, 2)
+        out["switch_learn"] = np.array(model.learn_log, np.int64).reshape(-1, 3)
     dut._log.info("tray: %d cycles, frames sent %s", cycles, [len(ch.sent) for ch in chips])
     bench_outputs(cycles=np.int64(cycles), **out)

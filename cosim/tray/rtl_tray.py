@@ -184,7 +184,8 @@ def run2(hbm: dict, entries: dict | None = None, uplinks: dict | None = None, *,
          faults: dict | None = None, uplink_faults: dict | None = None, seed: int = 1,
          switch_buffer: int = 64 * 1024, sim: str = "verilator", max_cycles: int = 3_000_000,
          poll: int = 256, timeout_cycles: int = 4000, retry_limit: int = 16,
-         tag: str = "rtltray2") -> dict:
+         tag: str = "rtltray2", switch_learning: bool = False, switch_ageing: int | None = None,
+         uplink_cut: dict | None = None) -> dict:
     """Two trays of ``tiny_tray4`` chips (ranks 0..7, rank = 4 tray + chip), the uplinks
     joined by the switch. ``hbm``: rank -> HBM image; ``entries``: rank -> list of 32-byte
     queue entries (queue 0, ring at RING2; a rank may have none); ``uplinks``: rank -> a
@@ -194,8 +195,17 @@ def run2(hbm: dict, entries: dict | None = None, uplinks: dict | None = None, *,
     function zeroes [ring_base, hbm_window) only for ranks without an uplink NIC.
     ``faults`` on every mesh wire, ``uplink_faults`` on every switch ingress (wire seeds
     ``seed * 1000 + w`` for mesh wire w, ``seed * 1000 + 100 + k`` for ingress k).
+    ``switch_learning``: the switch learns source MACs from an empty table and floods unknown
+    destinations (default False: the static table, see docs/tray.md "Two trays in RTL");
+    ``switch_ageing``: cycles after which a learned entry expires (None: never).
+    ``uplink_cut``: rank -> "both", "tx" or "rx" (the rank's uplink wire to the switch, from
+    it, or both, lose every frame for the whole run) or (that, start, end) (cut from ``start``
+    to ``end`` cycles after the doorbells, then mended; end < 0: never).
     Returns res[rank] as :func:`run`, plus res["switch"] (counters dict), res["switch_max"]
-    (per port: bytes, frames), res["up_fates"], res["up_stats"] (per port: frames, bytes)."""
+    (per port: bytes, frames), res["up_fates"], res["up_stats"] (per port: frames, bytes),
+    res["switch_table"] ({MAC: port} at the end), res["switch_flood"] ((rx index, destination
+    MAC) per flooded frame), res["switch_learn"] ((rx index, MAC, port) per entry learned or
+    moved)."""
     from cosim.chippair import nic_writes
     from cosim.sim import run_bench
     from cosim.tray.rtl_switch import COUNTERS
@@ -210,6 +220,12 @@ def run2(hbm: dict, entries: dict | None = None, uplinks: dict | None = None, *,
         raise ValueError("entries, uplinks: keys must be ranks 0..7")
     if not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed: must be an int >= 0, got {seed!r}")
+    if not isinstance(switch_learning, bool):
+        raise ValueError(f"switch_learning: must be True or False, got {switch_learning!r}")
+    if switch_ageing is not None and (isinstance(switch_ageing, bool) or not isinstance(
+            switch_ageing, int) or switch_ageing < 1 or not switch_learning):
+        raise ValueError(f"switch_ageing: None or an int >= 1 with switch_learning=True, got "
+                         f"{switch_ageing!r}")
     p = T.chip_params(CFG2, 2)
     mesh_fates = np.concatenate([_fates(faults, seed, ())] * 2)
     mesh_fates[:, 0] = [seed * 1000 + w for w in range(len(mesh_fates))]
@@ -219,7 +235,9 @@ def run2(hbm: dict, entries: dict | None = None, uplinks: dict | None = None, *,
               "fates": mesh_fates, "max_cycles": np.int64(max_cycles), "poll": np.int64(poll),
               "uplinks": np.array([(r, T.UPLINK, T.port_mac(r, T.UPLINK)) for r in range(N2)],
                                   np.int64),
-              "up_fates": up_fates, "switch_buffer": np.int64(switch_buffer)}
+              "up_fates": up_fates, "switch_buffer": np.int64(switch_buffer),
+              "switch_learning": np.int64(switch_learning),
+              "switch_ageing": np.int64(switch_ageing or 0), "up_cuts": _up_cuts(uplink_cut)}
     kw = dict(timeout_cycles=timeout_cycles, retry_limit=retry_limit)
     for rank in range(N2):
         img = np.array(hbm[rank], dtype=np.uint8)
@@ -254,6 +272,32 @@ def run2(hbm: dict, entries: dict | None = None, uplinks: dict | None = None, *,
     res = {"cycles": int(out["cycles"]), "fates": out["fates"], "wires": out["wire_stats"],
            "switch": dict(zip(COUNTERS, out["switch"].tolist())),
            "switch_max": out["switch_max"].tolist(), "up_fates": out["up_fates"],
-           "up_stats": out["up_stats"].tolist()}
+           "up_stats": out["up_stats"].tolist(),
+           "switch_table": {int(m): int(k) for m, k in out["switch_table"].tolist()},
+           "switch_flood": [tuple(r) for r in out["switch_flood"].tolist()],
+           "switch_learn": [tuple(r) for r in out["switch_learn"].tolist()]}
     res.update(_per_rank(out, range(N2)))
     return res
+
+
+CUT_MODES = {"both": (1, 1), "tx": (1, 0), "rx": (0, 1)}   # (switch ingress, switch egress)
+
+
+def _up_cuts(uplink_cut) -> np.ndarray:
+    """run2's ``uplink_cut`` as the bench's up_cuts rows (switch port = rank, ingress cut,
+    egress cut, start, end): the rank's uplink "tx" wire is the switch port's ingress."""
+    rows = []
+    for rank, how in dict(uplink_cut or {}).items():
+        if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < N2:
+            raise ValueError(f"uplink_cut: ranks 0..{N2 - 1}, got {rank!r}")
+        spec = (how, 0, -1) if isinstance(how, str) else how
+        ok = isinstance(spec, tuple) and len(spec) == 3 and spec[0] in CUT_MODES
+        if ok:
+            mode, start, end = spec
+            ok = (all(isinstance(x, int) and not isinstance(x, bool) for x in (start, end))
+                  and start >= 0 and (end < 0 or end > start))
+        if not ok:
+            raise ValueError(f"uplink_cut: rank {rank}: want 'both', 'tx', 'rx' or (that, start, "
+                             f"end) with 0 <= start < end or end < 0, got {how!r}")
+        rows.append((rank, *CUT_MODES[mode], start, end))
+    return np.array(rows, np.int64).reshape(-1, 5)
