@@ -117,6 +117,10 @@ class SwitchModel:
         if mac >> 40 & 1 or mac in self.table:      # group address, or static: not learned
             return
         e = self.learned.get(mac)
+        if e is not None and self.ageing is not None and now - e[1] >= self.ageing:
+            del self.learned[mac]               # expired before this frame refreshed it
+            self.counters["aged"] += 1
+            e = None
         if e is None:
             self.counters["learned"] += 1
         elif e[0] != port:
