@@ -274,7 +274,9 @@ class MacRx(wiring.Component):
         n = popcount(m, keep)
         nxt = crc_lanes(m, crc, d, keep)
         total = nbytes + n
-        full = (wr_cur - rd_ptr) >= depth
+        # occupancy modulo the pointers' 2 x depth range (a plain difference is signed: it
+        # read negative, never full, once wr_cur had wrapped past rd_ptr's value)
+        full = (wr_cur - rd_ptr)[:aw + 1] >= depth
         dst = Cat(*[d[8 * (5 - k):8 * (6 - k)] for k in range(6)])
         is_foreign = (dst != self.mac_addr) & (dst != S.BROADCAST_MAC)
         m.d.comb += i.ready.eq(1)
