@@ -91,7 +91,7 @@ def _check(out, drops, want, want_drops, seed):
                 f"{len(w)})")
 
 
-@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize("seed", [1])
 def test_macrx_overflow_across_pointer_wrap_drops_whole_frames(seed):
     """The write pointer (960 words after 15 frames) wraps past 2 x depth while the reader
     is stalled: the first 8 stalled frames fill the 512 words exactly and come out intact,
