@@ -177,7 +177,10 @@ class ChipConfig:
     RTL structure: noc (True: every cluster DMA and the command processor reach HBM through
     a NoC network interface and a (mesh_x) x (mesh_y + 1) mesh whose last row holds the HBM
     edge ports; False: one direct HBM port per cluster plus one for the command processor),
-    noc_depth (router buffer depth in flits).
+    noc_depth (router buffer depth in flits). nic_hbm (with NIC ports; False: the NIC ports
+    and the collective engine share the command processor's HBM path; True: each NIC port
+    and the collective engine has an HBM edge port of its own, see ``top_hbm_ports`` and
+    docs/chip.md "NIC ports").
     """
 
     name: str = "default"
@@ -204,6 +207,7 @@ class ChipConfig:
     nic_mtu: int = 256                # per port: payload bytes per packet
     nic_window: int = 8               # per port: outstanding request packets per queue pair
     nic_max_msg: int = 4096           # per port: largest message in bytes
+    nic_hbm: bool = False             # RTL: own HBM edge ports for the NICs and the engine
 
     def __post_init__(self):
         def req(cond, name, msg):
@@ -215,6 +219,7 @@ class ChipConfig:
             req(isinstance(getattr(self, n), int) and not isinstance(getattr(self, n), bool),
                 n, "must be an int")
         req(isinstance(self.noc, bool), "noc", "must be a bool")
+        req(isinstance(self.nic_hbm, bool), "nic_hbm", "must be a bool")
         for n in ("nic_ports", "nic_qps", "nic_windows", "nic_mtu", "nic_window",
                   "nic_max_msg"):
             req(isinstance(getattr(self, n), int) and not isinstance(getattr(self, n), bool),
@@ -272,6 +277,15 @@ class ChipConfig:
         row (the largest power of two <= mesh_x, each owning an equal slice of hbm_window);
         without it, one per cluster plus one for the command processor."""
         return 1 << (self.mesh_x.bit_length() - 1) if self.noc else self.clusters + 1
+
+    @property
+    def top_hbm_ports(self) -> int:
+        """HBM AXI4 ports of the RTL top (``hbm0`` ..): the ``edge_hbm_ports`` of the NoC (or
+        the direct ports without it), then with ``nic_hbm`` and NIC ports one per NIC port
+        (``hbm{edge_hbm_ports + p}``) and one for the collective engine (the last). Every
+        port carries full HBM addresses."""
+        extra = self.nic_ports + 1 if self.nic_hbm and self.nic_ports else 0
+        return self.edge_hbm_ports + extra
 
     @property
     def nic_params(self) -> N.NicParams:
@@ -395,8 +409,9 @@ TINY_TRAY = TINY.with_(name="tiny_tray", nic_ports=3)
 TINY_TRAY4 = TINY.with_(name="tiny_tray4", nic_ports=4, nic_qps=4)
 # tiny_tray with MTU 1024 and a 4 MiB HBM: the chip of the RTL tray busbw benchmark
 # (cosim/bench/tray.py, docs/tray.md "Figures"): 1 MiB per chip with dst and scratch fits
+# (nic_hbm: the NIC ports and the collective engine on HBM edge ports of their own)
 TRAY_PERF = TINY_TRAY.with_(name="tray_perf", nic_mtu=1024, hbm_window=4 << 20,
-                            hbm_capacity=4 << 20)
+                            hbm_capacity=4 << 20, nic_hbm=True)
 
 # Calibration chips of the performance model (docs/chip.md "Performance model"): tiny's
 # 1x1-cell tile and memories on several clusters, so hop counts, HBM ports shared by several

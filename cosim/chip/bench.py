@@ -65,7 +65,7 @@ async def run_chip(dut):
                    for row in np.asarray(inp.get("host_writes", np.zeros((0, 2)))).reshape(-1, 2)]
     read_regs = [int(a) for a in np.asarray(inp.get("read_regs", np.zeros(0))).reshape(-1)]
     rams = [AxiRam(AxiBus.from_prefix(dut, f"hbm{i}_"), dut.clk, dut.rst, size=len(hbm),
-                   mem=hbm) for i in range(cfg.edge_hbm_ports)]
+                   mem=hbm) for i in range(cfg.top_hbm_ports)]
     for r in rams:
         for ch in ("write_if", "read_if"):
             obj = getattr(r, ch, None)

@@ -60,7 +60,7 @@ class ChipSide:
         self.hbm = bytearray(hbm)
         self.rams = [AxiRam(AxiBus.from_prefix(dut, f"{name}_hbm{i}_"), dut.clk, dut.rst,
                             size=len(self.hbm), mem=self.hbm)
-                     for i in range(cfg.edge_hbm_ports)]
+                     for i in range(cfg.top_hbm_ports)]
         for r in self.rams:
             quiet(r)
         self.host = AxiLiteMaster(AxiLiteBus.from_prefix(dut, f"{name}_s_axil_"), dut.clk,

@@ -85,7 +85,7 @@ async def chip_peer(dut):
     dut.rst.value = 1
     hbm = bytearray(vec["hbm"].astype(np.uint8).tobytes())
     rams = [AxiRam(AxiBus.from_prefix(dut, f"hbm{i}_"), dut.clk, dut.rst, size=len(hbm),
-                   mem=hbm) for i in range(cfg.edge_hbm_ports)]
+                   mem=hbm) for i in range(cfg.top_hbm_ports)]
     host = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil_"), dut.clk, dut.rst)
     sink = AxiStreamSink(AxiStreamBus.from_prefix(dut, "nic0_wire_tx_"), dut.clk, dut.rst)
     source = AxiStreamSource(AxiStreamBus.from_prefix(dut, "nic0_wire_rx_"), dut.clk, dut.rst)

@@ -22,7 +22,9 @@ Inputs (cosim.tray.rtl_tray.run builds them), for i in 0..3:
     max_cycles, poll
 Outputs: hbm_i, qregs_i (Q_REGS per queue), counters_i (per port, spec.nic.COUNTERS),
 done_i (cycle after the doorbells at which chip i's STATUS first showed no pending queue),
-frames_i (frames sent per port), fates (per wire: frames dropped, duplicated, reordered,
+frames_i (frames sent per port), hbm_prof_i (int64 [HBM ports, bins, 2]: bytes read and
+written by each HBM port's memory model per PROF_BIN cycles, bin 0 holding the doorbells'
+cycle, t0 // PROF_BIN), fates (per wire: frames dropped, duplicated, reordered,
 corrupted, delivered as sent), wire_stats (per wire: frames, frame bytes, first and last
 frame's cycle after the doorbells, as sent by the chip), cycles (doorbells to the end).
 
@@ -62,6 +64,26 @@ from spec import nic as S
 
 N_CHIPS = 4
 FATES = ("drop", "dup", "reorder", "corrupt", "ok")
+PROF_BIN = 1024             # cycles per bin of the HBM port profile (hbm_prof_i)
+
+
+def _profile(ram) -> dict:
+    """Count the bytes an AxiRam reads and writes, per PROF_BIN cycles (absolute cycle
+    bins: {bin: [read bytes, written bytes]}), by wrapping its memory accesses (one count per
+    beat, no per-cycle callback)."""
+    bins: dict[int, list[int]] = {}
+    rd, wr = ram.read_if._read, ram.write_if._write
+
+    async def _read(address, length):
+        bins.setdefault(cycle() // PROF_BIN, [0, 0])[0] += length
+        return await rd(address, length)
+
+    async def _write(address, data):
+        bins.setdefault(cycle() // PROF_BIN, [0, 0])[1] += len(data)
+        await wr(address, data)
+
+    ram.read_if._read, ram.write_if._write = _read, _write
+    return bins
 
 
 @cocotb.test()
@@ -73,6 +95,7 @@ async def tray(dut):
     dut.rst.value = 1
     chips = [ChipSide(dut, f"c{i}", cfg, vec[f"hbm_{i}"].astype(np.uint8).tobytes())
              for i in range(n_chips)]
+    profs = [[_profile(ram) for ram in ch.rams] for ch in chips]
     await ClockCycles(dut.clk, 4)
     dut.rst.value = 0
     await ClockCycles(dut.clk, 2)
@@ -166,6 +189,14 @@ async def tray(dut):
         stats.append([len(sent), sum(n for _, n in sent), min((t for t, _ in sent), default=-1),
                       max((t for t, _ in sent), default=-1)])
     out["wire_stats"] = np.array(stats, np.int64)
+    b0, nb = t0 // PROF_BIN, (t0 + cycles) // PROF_BIN - t0 // PROF_BIN + 1
+    for i, per_port in enumerate(profs):
+        prof = np.zeros((len(per_port), nb, 2), np.int64)
+        for k, bins in enumerate(per_port):
+            for b, (r, w) in bins.items():
+                if 0 <= b - b0 < nb:
+                    prof[k, b - b0] = (r, w)
+        out[f"hbm_prof_{i}"] = prof
     if model is not None:
         out["switch"] = np.array([model.counters[k] for k in COUNTERS], np.int64)
         out["switch_max"] = np.array(list(zip(model.max_qbytes, model.max_qframes)), np.int64)

@@ -78,7 +78,8 @@ def run(hbm: dict, entries: dict, *, faults: dict | None = None, seed: int = 1, 
     [ring_base, hbm_window) is zeroed (fresh completion queues). ``faults``: probabilities
     (drop, dup, reorder, corrupt) on every wire; ``cut``: chip pairs whose link loses every
     frame in both directions. Returns res[rank] = {hbm, queues (Q_REGS dicts), counters (per
-    port), done (cycles to the chip's last queue entry retired), frames (per port)},
+    port), done (cycles to the chip's last queue entry retired), frames (per port), hbm_prof
+    (per HBM port and 1024-cycle bin: bytes read, bytes written; rtl_bench.PROF_BIN)},
     res["cycles"] (doorbells to the whole tray idle), res["fates"] (per wire: drop, dup,
     reorder, corrupt, ok counts), res["wires"] (per wire, in :func:`wires` order: frames,
     frame bytes, first and last frame's cycle after the doorbells, as sent). ``cfg`` / ``make``:
@@ -136,6 +137,7 @@ def _per_rank(out: dict, ranks) -> dict:
         "counters": [dict(zip(S.COUNTERS, row)) for row in out[f"counters_{rank}"].tolist()],
         "done": int(out[f"done_{rank}"]),
         "frames": out[f"frames_{rank}"].tolist(),
+        "hbm_prof": out.get(f"hbm_prof_{rank}"),
     } for rank in ranks}
 
 

@@ -37,8 +37,10 @@ class Chip(wiring.Component):
     -----
     s_axil : host AXI4-Lite (12-bit addresses, 32-bit data; CSR map in docs/chip.md).
     hbm{i} : AXI4 managers (32-bit address, 256-bit data) at the chip edge,
-        ``cfg.edge_hbm_ports`` of them. All ports address the same HBM with full addresses
+        ``cfg.top_hbm_ports`` of them. All ports address the same HBM with full addresses
         (address 0 upwards); the co-simulation attaches one memory model to all of them.
+        With ``cfg.nic_hbm`` the last ``nic_ports + 1`` are NIC port p's
+        (``hbm{edge_hbm_ports + p}``) and the collective engine's, not on the NoC.
     irq : Out(1), level interrupt (IRQ_STATUS & IRQ_ENABLE).
     nic{p}_wire_tx / nic{p}_wire_rx : with ``cfg.nic_ports`` > 0, NIC port p's Ethernet
         side (AXI-Stream, 64-bit beats, frames with FCS, ``wire_rx.tready`` always 1;
@@ -46,7 +48,8 @@ class Chip(wiring.Component):
         at host address ``cfg.nic_csr_base(p)`` (s_axil then has ``cfg.host_addr_width``
         bits), its 64-bit AXI4 master reaches HBM through an AxiUpsizer (to 256 bits) and an
         AxiMerge that shares the command processor's place (NoC node (0, mesh_y), or the
-        command processor's direct port without the NoC); every CQE it writes sets
+        command processor's direct port without the NoC), or with ``cfg.nic_hbm`` its own
+        edge port (as has the collective engine); every CQE it writes sets
         IRQ_STATUS bit IRQ_NIC_BASE + p; STATUS bit 2 = every port idle (docs/chip.md "NIC
         ports").
 
@@ -77,7 +80,7 @@ class Chip(wiring.Component):
         sig = AXI4Signature(addr_width=32, data_width=WORD_BITS, id_width=self._idw)
         ports = {"s_axil": In(AXI4LiteSignature(addr_width=cfg.host_addr_width, data_width=32)),
                  "irq": Out(1)}
-        for i in range(cfg.edge_hbm_ports):
+        for i in range(cfg.top_hbm_ports):
             ports[f"hbm{i}"] = Out(sig)
         self._sig = sig
         for p in range(cfg.nic_ports):
@@ -135,11 +138,18 @@ class Chip(wiring.Component):
                                                      block_bits=C.CSR_ADDR_WIDTH)
         wiring.connect(m, wiring.flipped(self.s_axil), dec.s_axil)
         wiring.connect(m, dec.m0, cp.s_axil)
-        m.submodules.hbm_merge = merge = AxiMerge(2 + n, self._sig)
-        wiring.connect(m, cp.m_axi, merge.s0)
+        # the HBM managers of the NIC ports and the engine: with cfg.nic_hbm each has an
+        # edge port of its own (hbm{edge_hbm_ports + i}); else merged with the CP's
+        if cfg.nic_hbm:
+            own = cfg.edge_hbm_ports
+            hbm_of = [wiring.flipped(getattr(self, f"hbm{own + i}")) for i in range(n + 1)]
+        else:
+            m.submodules.hbm_merge = merge = AxiMerge(2 + n, self._sig)
+            wiring.connect(m, cp.m_axi, merge.s0)
+            hbm_of = [getattr(merge, f"s{i + 1}") for i in range(n + 1)]
         # the collective engine (docs/tray.md): behind the CP, its HBM manager merged last
         m.submodules.collective = coll = CollectiveEngine(cfg, self._sig)
-        wiring.connect(m, coll.m_axi, getattr(merge, f"s{n + 1}"))
+        wiring.connect(m, coll.m_axi, hbm_of[n])
         m.d.comb += [coll.entry.eq(cp.coll_entry), coll.rank.eq(cp.coll_rank),
                      coll.two_trays.eq(cp.coll_two_trays), coll.start.eq(cp.coll_start),
                      cp.coll_check.eq(coll.check), cp.coll_busy.eq(coll.busy),
@@ -157,13 +167,13 @@ class Chip(wiring.Component):
             wiring.connect(m, getattr(coll, f"nic{p}"), join.s1)
             wiring.connect(m, join.m, nic.s_axil)
             wiring.connect(m, nic.m_axi, up.s_axi)
-            wiring.connect(m, up.m_axi, getattr(merge, f"s{p + 1}"))
+            wiring.connect(m, up.m_axi, hbm_of[p])
             wiring.connect(m, nic.wire_tx, wiring.flipped(getattr(self, f"nic{p}_wire_tx")))
             wiring.connect(m, wiring.flipped(getattr(self, f"nic{p}_wire_rx")), nic.wire_rx)
             idle.append(nic.idle)
             cq.append(nic.cq_event)
         m.d.comb += [cp.nic_idle.eq(Cat(*idle)), cp.nic_cq.eq(Cat(*cq))]
-        return merge.m_axi
+        return cp.m_axi if cfg.nic_hbm else merge.m_axi
 
     def _noc(self, m, cp_axi, clusters):
         cfg = self._cfg
