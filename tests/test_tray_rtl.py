@@ -802,3 +802,55 @@ def test_rtl_two_trays_collectives_and_uplink_writes_at_once_under_faults():
     assert not errs, "\n".join(errs)
     assert sum(retx[:T.MESH_PORTS]) > 0 and retx[T.UPLINK] > 0, retx
     assert res["switch"]["fcs_err"] > 0, res["switch"]
+
+
+# --- tray_perf: the NIC ports and the collective engine on HBM ports of their own ----------
+
+def test_nic_hbm_knob_adds_one_edge_port_per_nic_and_one_for_the_engine():
+    from rtl.chip.top import Chip
+
+    assert not C.TINY_TRAY.nic_hbm and C.TRAY_PERF.nic_hbm
+    assert C.TINY_TRAY.top_hbm_ports == C.TINY_TRAY.edge_hbm_ports == 1
+    assert C.TRAY_PERF.top_hbm_ports == 1 + 3 + 1
+    assert C.TINY.with_(nic_hbm=True).top_hbm_ports == 1     # no NIC ports: nothing added
+    for cfg, want in ((C.TRAY_PERF, {f"hbm{i}" for i in range(5)}), (C.TINY_TRAY, {"hbm0"})):
+        chip = Chip(cfg)
+        chip._MustUse__used = True          # only its signature is looked at
+        assert {n for n in chip.signature.members if n.startswith("hbm")} == want
+    with pytest.raises(ValueError, match="nic_hbm"):
+        C.TRAY_PERF.with_(nic_hbm=1)
+
+
+@pytest.mark.slow
+@pytest.mark.sim
+def test_rtl_tray_perf_all_reduce_on_own_hbm_ports_is_exact():
+    """tray_perf (nic_hbm): a 64 KiB-per-chip all-reduce equals golden (the bench row's
+    function checks every rank's dst) and each NIC port's traffic runs on its own HBM port:
+    per port exactly its share of the packet reads (3 peers x 16 KiB of chunks in phase 0,
+    3 x 16 KiB of sums in phase 1, plus WQE fetches) and received WRITEs; the NoC port
+    (hbm0) carries only the command processor's entry fetch."""
+    from cosim.bench.tray import _rtl_tray_allreduce
+    from cosim.tray import rtl_tray as RT
+
+    got = {}
+    orig = RT.run
+
+    def keep(*a, **k):
+        got["res"] = orig(*a, **k)
+        return got["res"]
+
+    RT.run = keep
+    try:
+        out = _rtl_tray_allreduce(16384, perf=True)
+    finally:
+        RT.run = orig
+    print(f"cycles {out['cycles']}, busbw / bound {out['frac']:.3f}")
+    payload = 2 * 16384 * 4 // 4            # bytes each port sends (and receives)
+    for r in RANKS:
+        tot = got["res"][r]["hbm_prof"].sum(axis=1)          # [port, (read, written)]
+        assert tot.shape == (5, 2), tot.shape
+        assert tot[0, 1] == 0 and tot[0, 0] <= 64, f"rank {r}: NoC port carried {tot[0]}"
+        for p in range(1, 4):
+            assert payload <= tot[p, 0] <= payload + 2048, f"rank {r} port {p}: {tot[p]}"
+            assert payload <= tot[p, 1] <= payload + 2048, f"rank {r} port {p}: {tot[p]}"
+        assert tot[4, 0] >= 4 * payload // 2, f"rank {r}: engine read {tot[4]}"

@@ -159,7 +159,7 @@ def _rtl_tray_allreduce(count: int, faults: dict | None = None, seed: int = 1,
                 over_link=busbw / est["link_limit"], est=est, model_cycles=mres.cycles,
                 model_frac=mbus / est["ideal_busbw"], retransmits=rtx,
                 injected=res["fates"].sum(axis=0).tolist(), wires=res["wires"],
-                done=[res[r]["done"] for r in group])
+                done=[res[r]["done"] for r in group], hbm_prof=res[0]["hbm_prof"])
 
 
 
@@ -189,6 +189,14 @@ def _rtl_tray_rows(out: dict, key: str, count: int, *, perf: bool, chips: str,
         out[f"{key}_wire_utilisation_{tag}"] = {
             "value": round(r["wire_util"], 4), "unit": "of 8 B/cycle",
             "note": "frame bytes sent on the 12 mesh wires / (12 x 8 B x cycles)"}
+        if r["hbm_prof"] is not None:
+            tot = r["hbm_prof"].sum(axis=1)
+            out[f"{key}_hbm_bytes_per_cycle_{tag}"] = {
+                "value": [[round(x / r["cycles"], 2) for x in row] for row in tot.tolist()],
+                "unit": "B/cycle (read, written) per HBM port of rank 0",
+                "note": "port 0 the NoC's (the command processor; without nic_hbm also the "
+                        "NIC ports and the engine), then with nic_hbm NIC ports 0..2 and the "
+                        "collective engine; a port moves at most 32 B/cycle each way"}
         out[f"{key}_cycles_{tag}"] = {
             "value": r["cycles"], "unit": "cycles",
             "note": f"transport model {r['model_cycles']:.0f}, golden estimate "
