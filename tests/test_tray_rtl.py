@@ -420,6 +420,50 @@ def test_rtl_tray_cut_link_ends_in_collective_error_and_work_goes_on():
                                  f"{int(got[i]):#04x}")
 
 
+@pytest.mark.slow
+@pytest.mark.sim
+@needs_verilator
+def test_rtl_tray_perf_1mib_all_reduce_under_1pct_drop_is_exact():
+    """Regression of the tray_perf bug (docs/tray.md "Figures"): all-reduce of 1 MiB of
+    binary32 per chip on 4 ``tray_perf`` chips (MTU 1024), 1% drop on every wire, seed 1, the
+    bench's inputs. Before the fix of rtl/nic/mac.py every rank ended with the same 442 wrong
+    words in chunk 2 and no error: two phase-0 frames from rank 1 waited in rank 2's MAC
+    receive buffer while later frames overwrote them (the buffer's occupancy read negative
+    once its write pointer had wrapped, so it never looked full). About 10 minutes of
+    simulation plus the tray_perf build."""
+    from cosim.bench.tray import tray_bench_perf
+
+    cfg, count = C.TRAY_PERF, 262144
+    p = T.chip_params(cfg)
+    src, dst, scratch = 0x000000, 0x100000, 0x200000
+    e = T.entry_collective(T.KIND_ALL_REDUCE, T.FMT_FP32, src=src, dst=dst, count=count,
+                           group=RANKS, scratch=scratch)
+    rng = np.random.default_rng(9)
+    imgs = {}
+    for r in RANKS:
+        imgs[r] = np.zeros(cfg.hbm_window, np.uint8)
+        imgs[r][src:src + 4 * count] = fp32_values(rng, count).view(np.uint8)
+    want = {r: imgs[r].copy() for r in RANKS}
+    assert all(v == (C.ERR_NONE, 0) for v in GT.run(want, e, p).values())
+    res = rtl_tray.run(imgs, {r: [e] for r in RANKS}, faults=dict(drop=0.01), seed=1, poll=64,
+                       cfg=cfg, make=tray_bench_perf, tag="tray-perf-1pct")
+    errs = queue_errors(res, {r: 1 for r in RANKS})
+    for r in RANKS:
+        got = res[r]["hbm"][dst:dst + 4 * count].view(np.uint32)
+        exp = want[r][dst:dst + 4 * count].view(np.uint32)
+        bad = np.flatnonzero(got != exp)
+        if bad.size:
+            i = int(bad[0])
+            errs.append(f"rank {r}: {bad.size} binary32 words of dst differ from golden, first "
+                        f"at dst+{4 * i:#x}: expected {int(exp[i]):#010x} got {int(got[i]):#010x}")
+    rtx = sum(c["retransmits"] for r in RANKS for c in res[r]["counters"])
+    ovf = [sum(c["rx_overflow"] for c in res[r]["counters"]) for r in RANKS]
+    print(f"retransmits {rtx}, rx_overflow per rank {ovf}, dropped frames "
+          f"{int(res['fates'][:, 0].sum())}")
+    assert not errs, "tray_perf 1 MiB all-reduce, 1% drop, seed 1, vs golden:\n" + "\n".join(errs)
+    assert rtx > 0, "1% drop should force retransmissions"
+
+
 # --- two trays: 8 RTL chips, uplinks through the switch (cosim/tray/rtl_switch.py) ----------
 
 CFG2 = rtl_tray.CFG2
