@@ -65,7 +65,7 @@ DETAIL_CAUSE = (8, 4)      # CAUSE_* below
 DETAIL_CQ_STATUS = (12, 8)  # the NIC completion status (spec.nic.CQ_*) for CAUSE_NIC
 CAUSE_NIC = 1              # a NIC work request to the peer completed with an error status
 CAUSE_TIMEOUT = 2          # nothing arrived from the peer for engine_timeout cycles
-CAUSE_UNSUPPORTED = 3      # not in the RTL engine of this build: groups across trays (docs/tray.md)
+CAUSE_UNSUPPORTED = 3      # not in this chip's RTL engine: groups across trays without the uplink (docs/tray.md)
 CAUSE_NAMES = {CAUSE_NIC: "NIC", CAUSE_TIMEOUT: "TIMEOUT", CAUSE_UNSUPPORTED: "UNSUPPORTED"}
 
 

@@ -8,7 +8,11 @@ lossless link) and the 4-chip RTL tray (tray_bench of ``tiny_tray``, cosim/tray/
 at 0% and 1% drop; MAIA_TRAY_RTL_COUNT elements per chip, default 64 Ki = 256 KiB) run an
 all-reduce; the ``rtl_perf_*`` rows run the same 4-chip RTL tray of ``tray_perf`` chips
 (spec.chip.TRAY_PERF: MTU 1024, 4 MiB HBM; MAIA_TRAY_RTL_PERF_COUNT elements per chip,
-default 256 Ki = 1 MiB). MAIA_TRAY_RTL=pair, =tray or =perf runs only those rows. Figures are in NIC clock cycles (8 bytes per cycle is the
+default 256 Ki = 1 MiB). MAIA_TRAY_RTL=pair, =tray or =perf runs only those rows.
+MAIA_TRAY_RTL=8 runs the ``rtl_*_8chip_*`` rows: the two-tier all-reduce on 8 RTL chips (two
+trays of ``tiny_tray4``, uplinks through the cocotb switch, cosim/tray/rtl_tray.run2) and the
+RTL scaling rows 2 / 4 / 8 chips at the same 128 KiB per chip (chip_pair of ``tiny_nic``,
+tray_bench of ``tiny_tray``, the 8-chip bench: all MTU 256, WRITEs of 4 KiB). Figures are in NIC clock cycles (8 bytes per cycle is the
 raw link rate, the 64-bit MAC), so host load does not change them.
 
 Definitions (docs/tray.md "Figures"):
@@ -163,6 +167,52 @@ def _rtl_tray_allreduce(count: int, faults: dict | None = None, seed: int = 1,
 
 
 
+def _rtl_tray8_allreduce(count: int) -> dict:
+    """All-reduce of ``count`` binary32 per chip over the 8 RTL chips of two trays
+    (tiny_tray4, the two-tier plan of spec.tray.plan), checked against golden; the
+    transport model and the golden estimate for the same parameters beside it."""
+    import numpy as np
+
+    from cosim.tray import rtl_tray
+    from cosim.tray.scenario import fp32_values
+
+    cfg = rtl_tray.CFG2
+    p = T.chip_params(cfg, 2)
+    src, dst, scratch = 0x00000, 0x30000, 0x60000      # the host ring is at 0xB8000
+    group = tuple(range(8))
+    raw = T.entry_collective(T.KIND_ALL_REDUCE, T.FMT_FP32, src=src, dst=dst, count=count,
+                             group=group, scratch=scratch)
+    rng = np.random.default_rng(10)
+    imgs = {}
+    for r in group:
+        imgs[r] = np.zeros(cfg.hbm_window, np.uint8)
+        imgs[r][src:src + 4 * count] = fp32_values(rng, count).view(np.uint8)
+    want = {r: imgs[r].copy() for r in group}
+    GT.run(want, raw, p)
+    res = rtl_tray.run2(imgs, {r: [raw] for r in group}, poll=64, tag="bench-rtltray2")
+    for r in group:
+        if res[r]["queues"][0]["ERROR"]:
+            raise RuntimeError(f"tray bench: RTL 8-chip all-reduce failed on rank {r}: "
+                               f"{res[r]['queues'][0]}")
+        if not np.array_equal(res[r]["hbm"][dst:dst + 4 * count], want[r][dst:dst + 4 * count]):
+            raise RuntimeError(f"tray bench: RTL 8-chip all-reduce result of rank {r} differs "
+                               "from golden")
+    cycles = max(res[r]["done"] for r in group)
+    est = GT.estimate(raw, p)
+    busbw = 4 * count / cycles * T.bus_factor(T.KIND_ALL_REDUCE, 8)
+    model = Tray(p)
+    for r in group:
+        model.mems[r][src:src + 4 * count] = imgs[r][src:src + 4 * count]
+    mres = model.collective(raw)
+    if not mres.ok:
+        raise RuntimeError(f"tray bench: transport model failed: {mres.status}")
+    mbus = 4 * count / mres.cycles * T.bus_factor(T.KIND_ALL_REDUCE, 8)
+    return dict(cycles=cycles, busbw=busbw, frac=busbw / est["ideal_busbw"],
+                over_link=busbw / est["link_limit"], est=est, model_cycles=mres.cycles,
+                model_frac=mbus / est["ideal_busbw"], switch=res["switch"],
+                done=[res[r]["done"] for r in group])
+
+
 def _rtl_tray_rows(out: dict, key: str, count: int, *, perf: bool, chips: str,
                    size: str) -> None:
     """The 4-chip RTL all-reduce rows (0 % and 1 % drop) under ``key``; a run that fails the
@@ -245,8 +295,8 @@ def run() -> dict:
             "note": f"busbw/link {r['over_link']:.3f}, bound "
                     f"{r['est']['ideal_busbw'] / lim:.2f}"}
     rtl = os.environ.get("MAIA_TRAY_RTL", "0").strip()
-    if rtl not in ("", "0", "1", "pair", "tray", "perf"):
-        raise ValueError(f"MAIA_TRAY_RTL must be 0, 1, pair, tray or perf, not {rtl!r}")
+    if rtl not in ("", "0", "1", "pair", "tray", "perf", "8"):
+        raise ValueError(f"MAIA_TRAY_RTL must be 0, 1, pair, tray, perf or 8, not {rtl!r}")
     if rtl in ("1", "pair"):
         r = _rtl_pair_allreduce()
         out["rtl_allreduce_2chip_128KiB_busbw_over_link"] = {
@@ -271,6 +321,30 @@ def run() -> dict:
                        chips="RTL tray_bench of 4 tray_perf chips (tiny_tray with MTU 1024, 4 "
                              "MiB HBM; WRITEs of 4 KiB",
                        size=f"{kib} KiB per chip")
+    if rtl == "8":
+        kib = RTL_COUNT * 4 // 1024
+        r8 = _rtl_tray8_allreduce(RTL_COUNT)
+        key = f"rtl_allreduce_8chip_{kib}KiB"
+        out[f"{key}_busbw_frac_loss0"] = {
+            "value": round(r8["frac"], 4), "unit": "of the two-tier bound",
+            "note": f"RTL: 8 tiny_tray4 chips (two trays, uplinks through the cocotb switch; MTU "
+                    f"256, WRITEs of 4 KiB, link limit {r8['est']['link_limit']:.3f} B/cycle), "
+                    f"{kib} KiB per chip, two-tier plan, result checked against golden; bound "
+                    f"{r8['est']['ideal_busbw'] / r8['est']['link_limit']:.3f} L; cycles "
+                    f"{r8['cycles']} (doorbells to the last rank done, poll 64); transport "
+                    f"model, same parameters: {r8['model_frac']:.4f} ({r8['model_cycles']:.0f} "
+                    f"cycles); golden estimate {r8['est']['cycles']:.0f} cycles"}
+        out[f"{key}_cycles_loss0"] = {"value": r8["cycles"], "unit": "cycles",
+                                      "note": f"per rank done {r8['done']}"}
+        r2 = _rtl_pair_allreduce()
+        r4 = _rtl_tray_allreduce(RTL_COUNT)
+        for n, over, cyc in ((2, r2["busbw"] / r2["lim"], r2["cycles"]),
+                             (4, r4["over_link"], r4["cycles"]),
+                             (8, r8["over_link"], r8["cycles"])):
+            out[f"rtl_scaling_allreduce_{n}chip_{kib}KiB_busbw_over_link"] = {
+                "value": round(over, 4), "unit": "x one link",
+                "note": f"RTL, {kib} KiB per chip, MTU 256 chips (2: chip_pair tiny_nic, 4: "
+                        f"tiny_tray tray, 8: tiny_tray4 two trays); cycles {cyc}"}
     out["notes"] = ("Every figure but the rtl_* rows comes from the transport model: golden NICs "
                     "(frames, ACKs, go-back-N) timed by an event model at 8 B/cycle per link, "
                     f"link latency {p.link_latency}, switch latency {p.switch_latency}, "

@@ -9,8 +9,10 @@ behind the command processor that takes COLLECTIVE (opcode 0x10) queue entries.
   it through its own AXI4 manager to HBM and the send-queue doorbells of the NIC ports:
   one-rank groups (copies), and ALL_REDUCE, REDUCE_SCATTER, ALL_GATHER and BROADCAST over
   ranks of the chip's own tray with the protocol of cosim/tray/engine.py (chunks at any
-  8-byte offset: the ReduceUnit rotates lanes). Groups spanning two trays end with
-  ERR_COLLECTIVE, cause ``spec.tray.CAUSE_UNSUPPORTED``.
+  8-byte offset: the ReduceUnit rotates lanes); on chips with the uplink port and 4 queue
+  pairs per port (``tiny_tray4``) also groups spanning two trays, over the uplink queue
+  pairs (the two-tier plan for all 8 ranks, :func:`two_tier`). Other chips end such groups
+  with ERR_COLLECTIVE, cause ``spec.tray.CAUSE_UNSUPPORTED``.
 """
 
 from __future__ import annotations
@@ -424,6 +426,119 @@ class AxiLiteWriteJoin(wiring.Component):
         return m
 
 
+def two_tier(m: Module, v: dict) -> dict:
+    """The two-tier plan of ``spec.tray._plan_two_tier`` for the engine's current phase
+    (``v``: the engine's signals): overrides ``dests``, ``expect`` and the transfer
+    (``pc_*``) while ``tt``; returns the phase's reduction (``go``, ``again`` for the
+    second half of phase 0, ``n`` inputs, ``inputs``, ``out``, ``nbytes``), and at the
+    command's start ``start`` (the plan applies), ``lq`` and ``nph``.
+
+    Partners: chip c of tray 0 (rank c, "a") and of tray 1 (rank 4 + c, "b"); slot(c, h)
+    = scratch + (2 c + h) chunk bytes. ALL_GATHER: phase 0 partners exchange their chunk
+    (codes, scales), phase 1 both chunks to the tray-mates. ALL_REDUCE / REDUCE_SCATTER:
+    phase 0 chunks c + 4 h (h = 0, 1) of src to every tray-mate's slot(me, h), tray 0 sums
+    its 4 in rank order into slot(c, h); phases 1 .. 2q + 1 (q pieces per chunk): a sends
+    piece j of the prefix to b (slot(c, h) + off), b adds its tray's 4 in rank order and
+    returns piece j - 1 (ALL_REDUCE into dst chunk c + 4 h at both; REDUCE_SCATTER only
+    h = 0, from b's slot(c, 0) into a's dst; b keeps h = 1 in its dst); ALL_REDUCE phase
+    2q + 2: both finished chunks to every tray-mate."""
+    kind, ph, rank, tt, lq, rh = v["kind"], v["ph"], v["rank"], v["tt"], v["lq"], v["rh"]
+    src, dst, scratch, dst_s = v["src"], v["dst"], v["scratch"], v["dst_s"]
+    cb, sb, mx, j, piece = v["cb"], v["sb"], v["mx"], v["j"], v["piece"]
+    tray_me, chip_me = rank[2], rank[:2]
+    ag = kind == T.KIND_ALL_GATHER
+    ar = kind == T.KIND_ALL_REDUCE
+
+    def sig(width, name, value):
+        s = Signal(width, name=f"tt_{name}")
+        m.d.comb += s.eq(value)
+        return s
+
+    mates = sig(8, "mates", Mux(tray_me, 0xF0, 0x0F) & ~(Const(1, 8) << rank)[:8])
+    partner = sig(8, "partner", (Const(1, 8) << Cat(chip_me, ~tray_me))[:8])
+    pb = sig(36, "pb", cb >> lq)
+    n_items = sig(5, "n_items", Const(2, 5) << lq)          # 2 q pipeline items
+    jt = sig(4, "jt", ph - 1)                                 # item sent by a this phase
+    jb = sig(4, "jb", ph - 2)                                 # item b returns this phase
+
+    def h_of(x):
+        return (x >> lq)[0]
+
+    def off_of(x, name):
+        return sig(36, name, (x & ((Const(1, 4) << lq) - 1)[:4]) * pb)
+
+    def slot(c, h):
+        return scratch + (Cat(h, c)) * cb
+
+    a_sends = sig(1, "a_sends", (ph >= 1) & (jt < n_items))
+    b_sends = sig(1, "b_sends", (ph >= 2) & (jb < n_items) & (ar | ~h_of(jb)))
+    final = sig(1, "final", ar & (ph == n_items + 2))
+    off_t, off_b = off_of(jt, "off_t"), off_of(jb, "off_b")
+    h_t, h_b = sig(1, "h_t", h_of(jt)), sig(1, "h_b", h_of(jb))
+    d = {k: v[k] for k in ("dests", "expect", "pc_src", "pc_dst", "pc_len", "pc_ok")}
+    scale_piece = piece[0]
+    with m.If(tt):
+        with m.If(ag):
+            with m.If(ph == 0):         # the partner's exchange: the direct AG's piece 0/1
+                m.d.comb += [d["dests"].eq(partner), d["expect"].eq(partner)]
+            with m.Else():              # own chunk (piece 0/1), partner's (2/3) to mates
+                c = Mux(piece[1], rank ^ 4, rank)
+                a = Mux(scale_piece, dst_s + c * sb, dst + c * cb)
+                m.d.comb += [d["dests"].eq(mates), d["expect"].eq(mates), d["pc_src"].eq(a),
+                             d["pc_dst"].eq(a), d["pc_ok"].eq((piece < 4) & (~scale_piece | mx))]
+        with m.Elif(ph == 0):           # chunks c_j + 4 h to mate j's slot(me, h)
+            m.d.comb += [d["dests"].eq(mates), d["expect"].eq(mates),
+                         d["pc_src"].eq(src + (Cat(j[:2], piece[0])) * cb),
+                         d["pc_dst"].eq(slot(chip_me, piece[0])), d["pc_len"].eq(cb),
+                         d["pc_ok"].eq(piece < 2)]
+        with m.Elif(final):             # both finished chunks to every mate
+            a = dst + Cat(chip_me, piece[0]) * cb
+            m.d.comb += [d["dests"].eq(mates), d["expect"].eq(mates), d["pc_src"].eq(a),
+                         d["pc_dst"].eq(a), d["pc_len"].eq(cb), d["pc_ok"].eq(piece < 2)]
+        with m.Elif(~tray_me):          # a: piece jt of the prefix to b
+            a = slot(chip_me, h_t) + off_t
+            m.d.comb += [d["dests"].eq(Mux(a_sends, partner, 0)),
+                         d["expect"].eq(Mux(b_sends, partner, 0)), d["pc_src"].eq(a),
+                         d["pc_dst"].eq(a), d["pc_len"].eq(pb), d["pc_ok"].eq(piece == 0)]
+        with m.Else():                  # b: finished piece jb back to a
+            fin = dst + Cat(chip_me, h_b) * cb + off_b
+            m.d.comb += [d["dests"].eq(Mux(b_sends, partner, 0)),
+                         d["expect"].eq(Mux(a_sends, partner, 0)),
+                         d["pc_src"].eq(Mux(ar, fin, slot(chip_me, 0) + off_b)),
+                         d["pc_dst"].eq(Mux(ar, fin, dst + off_b)), d["pc_len"].eq(pb),
+                         d["pc_ok"].eq(piece == 0)]
+
+    # the phase's reduction
+    red = {"n": Signal(4, name="tt_n"), "out": Signal(32, name="tt_out"),
+           "nbytes": Signal(36, name="tt_nbytes"),
+           "inputs": [Signal(32, name=f"tt_in{i}") for i in range(T.MAX_RANKS)],
+           "go": Signal(name="tt_go"), "again": Signal(name="tt_again")}
+    with m.If(~ag & (ph == 0) & ~tray_me):     # a: the prefix of half rh, ranks 0..3
+        m.d.comb += [red["go"].eq(1), red["again"].eq(1), red["n"].eq(4),
+                     red["nbytes"].eq(cb), red["out"].eq(slot(chip_me, rh))]
+        for c2 in range(T.CHIPS_PER_TRAY):
+            m.d.comb += red["inputs"][c2].eq(Mux(chip_me == c2, src + Cat(chip_me, rh) * cb,
+                                                 slot(Const(c2, 2), rh)))
+    with m.Elif(~ag & a_sends & tray_me):      # b: prefix + ranks 4..7, piece jt
+        m.d.comb += [red["go"].eq(1), red["n"].eq(5), red["nbytes"].eq(pb),
+                     red["out"].eq(Mux(ar, dst + Cat(chip_me, h_t) * cb + off_t,
+                                       Mux(h_t, dst + off_t, slot(chip_me, 0) + off_t))),
+                     red["inputs"][0].eq(slot(chip_me, h_t) + off_t)]
+        for c2 in range(T.CHIPS_PER_TRAY):
+            m.d.comb += red["inputs"][1 + c2].eq(
+                Mux(chip_me == c2, src + Cat(chip_me, h_t) * cb, slot(Const(c2, 2), h_t))
+                + off_t)
+    # at DECIDE: the plan applies (spec.tray.algorithm), pieces per chunk (pipeline_pieces)
+    cbd = v["cb"]
+    q4 = (cbd[:5] == 0) & (cbd >= 4 * T.PIECE_MIN)
+    q2 = (cbd[:4] == 0) & (cbd >= 2 * T.PIECE_MIN)
+    red["lq"] = sig(2, "lq_next", Mux(q4, 2, Mux(q2, 1, 0)))
+    red["start"] = sig(1, "start", (v["gmask"] == 0xFF) & (kind != T.KIND_BROADCAST))
+    m2 = Const(2, 5) << red["lq"]
+    red["nph"] = sig(4, "nph_next", Mux(ag, 2, Mux(ar, m2 + 3, m2 + 2)))
+    return red
+
+
 class CollectiveEngine(wiring.Component):
     """The collective engine of one chip (docs/tray.md "Collective engine in the chip").
 
@@ -455,8 +570,14 @@ class CollectiveEngine(wiring.Component):
     without a CQE while waiting, cause TIMEOUT; after either the engine's queue-pair
     indices are 0 (docs/tray.md "After an error"). Member k's chunk sits at k x chunk
     bytes, 8-byte aligned: the ReduceUnit rotates lanes where it is not 32-byte aligned.
-    Groups spanning two trays end at once with cause UNSUPPORTED (peer = the lowest other
-    member).
+    Groups spanning two trays: on a chip with the uplink port (``nic_ports`` >= 4) and a
+    queue pair per chip of the other tray (``nic_qps`` >= 4), the same protocol on the
+    uplink queue pair that spec.tray.route names for each peer of the other tray (channels:
+    the 3 mesh ports, then the uplink's queue pairs 0..3); all 8 ranks with ALL_REDUCE,
+    REDUCE_SCATTER, ALL_GATHER run the two-tier plan (:func:`two_tier`, up to 11 phases),
+    other groups the direct / broadcast plans. Other chips end such groups at once with
+    cause UNSUPPORTED (peer = the lowest other member); their Verilog is that of the
+    tray-local engine.
     """
 
     def __init__(self, cfg: C.ChipConfig, axi: AXI4Signature, timeout: int | None = None):
@@ -484,6 +605,12 @@ class CollectiveEngine(wiring.Component):
         m = Module()
         cfg, P = self._cfg, self._p
         NP = cfg.nic_ports
+        # a chip with the uplink port and a queue pair per chip of the other tray runs groups
+        # spanning two trays: channels 0..2 are the mesh ports (queue pair QP_MESH), channel
+        # 3 + i the uplink's queue pair i (chip i of the other tray, spec.tray.route); other
+        # chips have one channel per port and answer such groups UNSUPPORTED
+        up = NP > T.UPLINK and cfg.nic_qps >= T.CHIPS_PER_TRAY
+        NCH = T.MESH_PORTS + T.CHIPS_PER_TRAY if up else NP
         chk = m.submodules.check = self._chk
         unit = m.submodules.reduce = self._unit
         merge = m.submodules.merge = AxiMerge(2, self._axi)
@@ -500,6 +627,10 @@ class CollectiveEngine(wiring.Component):
         for n in nics:
             m.d.comb += [n.wstrb.eq(0xF), n.awaddr.eq(S.qp_reg(T.QP_MESH, "sq_prod")),
                          n.arvalid.eq(0), n.rready.eq(1)]
+
+        def nic_of(q):
+            """(NIC port, queue pair) of channel q"""
+            return (q, T.QP_MESH) if q < T.MESH_PORTS or not up else (T.UPLINK, q - T.MESH_PORTS)
 
         ent = Signal(ENTRY_BITS)
         w = [ent[32 * i:32 * i + 32] for i in range(8)]
@@ -522,41 +653,49 @@ class CollectiveEngine(wiring.Component):
         tray_me, chip_me = rank[2], rank[:2]
         other_tray = Mux(tray_me, gmask[:4], gmask[4:]) != 0
 
-        # ports: peer rank of mesh port q, whether a member is there
+        # channels: peer rank of mesh port q (uplink queue pair i: chip i of the other
+        # tray), whether a member is there
         def peer_of(q):
+            if up and q >= T.MESH_PORTS:
+                return Cat(Const(q - T.MESH_PORTS, 2), ~tray_me)
             c = Signal(2, name=f"peer_chip{q}")
             m.d.comb += c.eq(Mux(chip_me > q, q, q + 1))
             return Cat(c, tray_me)
-        peers = [peer_of(q) for q in range(NP)]
-        used = Signal(max(1, NP))            # ports beyond the mesh ports are never used
-        for q in range(min(NP, T.MESH_PORTS)):
+        peers = [peer_of(q) for q in range(NCH)]
+        used = Signal(max(1, NCH))           # ports beyond the mesh ports: only with `up`
+        for q in range(NCH if up else min(NP, T.MESH_PORTS)):
             m.d.comb += used[q].eq((others >> peers[q])[0])
 
         def ring(q):
-            return T.ring_addr(P, q, T.QP_MESH)
+            return T.ring_addr(P, *nic_of(q))
 
         # protocol state
         seq = Signal(16)
-        ph, nph = Signal(), Signal(2)
+        # phases: 2 (direct, broadcast); two-tier up to 2 x 4 + 3 (spec.tray._plan_two_tier)
+        NPH = 16 if up else 2
+        if up:
+            ph, nph = Signal(4), Signal(4)
+        else:
+            ph, nph = Signal(), Signal(2)
         j = Signal(range(T.MAX_RANKS + 1))   # destination rank being served
-        port = Signal(range(max(2, NP)))     # its port
+        port = Signal(range(max(2, NCH)))    # its channel (port, queue pair)
         piece = Signal(3)                    # the phase's transfer being posted (below)
         woff = Signal(32)                    # offset of the segment in it
         bret = Signal()                      # after the doorbell: 0 next WRITE, 1 next note
-        prod = Array(Signal(32, name=f"sq_prod{q}") for q in range(NP))
-        cons = Array(Signal(32, name=f"cq_cons{q}") for q in range(NP))
-        pend = Array(Signal(8, name=f"pend{q}") for q in range(NP))
-        got = Array(Signal(8, name=f"got{i}") for i in range(2))
+        prod = Array(Signal(32, name=f"sq_prod{q}") for q in range(NCH))
+        cons = Array(Signal(32, name=f"cq_cons{q}") for q in range(NCH))
+        pend = Array(Signal(8, name=f"pend{q}") for q in range(NCH))
+        got = Array(Signal(8, name=f"got{i}") for i in range(NPH))
         # notifications of the next command (sequence number + 1) that arrive while this
         # one still polls: a faster member may already be there; kept for it
-        got_nx = Array(Signal(8, name=f"got_next{i}") for i in range(2))
-        pp = Signal(range(max(2, NP)))       # port polled
+        got_nx = Array(Signal(8, name=f"got_next{i}") for i in range(NPH))
+        pp = Signal(range(max(2, NCH)))      # channel polled
         tmo = Signal(32)
         cqe = Signal(128)
         bell_aw, bell_w = Signal(), Signal()
-        ring_a = Array(Const(ring(q), 32) for q in range(NP))
+        ring_a = Array(Const(ring(q), 32) for q in range(NCH))
         peers_a = Array(peers)
-        used_a = Array(used[q] for q in range(NP))
+        used_a = Array(used[q] for q in range(NCH))
 
         # the phase: who this rank sends to (dests) and hears from (expect)
         bcast = kind == T.KIND_BROADCAST
@@ -584,9 +723,18 @@ class CollectiveEngine(wiring.Component):
         m.d.comb += k.eq(sum((gmask[r] & (j > r)) for r in range(T.MAX_RANKS)))
         rpos = Signal(3)                     # the root's position in the group
         m.d.comb += rpos.eq(sum((gmask[r] & (root > r)) for r in range(T.MAX_RANKS - 1)))
-        jport = Signal(range(max(2, NP)))
-        m.d.comb += jport.eq(j[:2] - (chip_me < j[:2]))
+        jport = Signal(range(max(2, NCH)))
+        if up:
+            m.d.comb += jport.eq(Mux(j[2] == tray_me, j[:2] - (chip_me < j[:2]),
+                                     T.MESH_PORTS + j[:2]))
+        else:
+            m.d.comb += jport.eq(j[:2] - (chip_me < j[:2]))
         ar_seg = (kind == T.KIND_ALL_REDUCE) & (ph == 1)   # reduce each segment, then send
+        tt = Signal()                        # the command runs the two-tier plan
+        lq = Signal(2)                       # log2 of its pipeline pieces per chunk
+        rh = Signal()                        # two-tier phase 0: the half being reduced
+        if up:
+            ar_seg = ar_seg & ~tt
         pc_src, pc_dst, pc_len = Signal(32), Signal(32), Signal(32)
         pc_ok = Signal()                     # the piece exists in this phase
         scale_piece = piece[0]
@@ -610,6 +758,8 @@ class CollectiveEngine(wiring.Component):
             m.d.comb += [pc_src.eq(Mux(scale_piece, dst_s + me * sb, dst + me * cb)),
                          pc_dst.eq(Mux(scale_piece, dst_s + me * sb, dst + me * cb)),
                          pc_ok.eq((piece == 0) | ((piece == 1) & mx))]
+        if up:
+            tt_red = two_tier(m, locals())
         wlen = Signal(32)
         m.d.comb += wlen.eq(Mux(pc_len - woff > P.wqe_max, P.wqe_max, pc_len - woff))
 
@@ -626,7 +776,7 @@ class CollectiveEngine(wiring.Component):
 
         note_addr = Signal(32)
         m.d.comb += note_addr.eq(ring_a[port] + T.RQ_OFF + 0x100)
-        note = Cat(ph, Const(0, 7), rank, Const(0, 5), seq,
+        note = Cat(ph, Const(0, 8 - len(ph)), rank, Const(0, 5), seq,
                    Const(T.NOTE_MAGIC, 32))
         sq_addr = ring_a[port] + T.SQ_OFF + (prod[port][:T.SQ_LOG2] << 5)
         cq_addr = ring_a[pp] + T.CQ_OFF + (cons[pp][1:T.CQ_LOG2] << 5)
@@ -643,23 +793,23 @@ class CollectiveEngine(wiring.Component):
             if cause != T.CAUSE_UNSUPPORTED:
                 # the command posted work: the engine forgets its queue-pair indices, the
                 # host re-initialises the queue pairs (docs/tray.md "After an error")
-                m.d.sync += [*[prod[q].eq(0) for q in range(NP)],
-                             *[cons[q].eq(0) for q in range(NP)],
-                             got_nx[0].eq(0), got_nx[1].eq(0)]
+                m.d.sync += [*[prod[q].eq(0) for q in range(NCH)],
+                             *[cons[q].eq(0) for q in range(NCH)],
+                             *[got_nx[i].eq(0) for i in range(NPH)]]
             m.next = "IDLE"
 
         missing = Signal(8)
         m.d.comb += missing.eq(expect & ~got[ph])
         stuck = Signal(3)          # a peer to blame on timeout
         m.d.comb += stuck.eq(rank)
-        for q in reversed(range(NP)):
+        for q in reversed(range(NCH)):
             with m.If(used[q] & (pend[q] != 0)):
                 m.d.comb += stuck.eq(peers[q])
         for r in reversed(range(T.MAX_RANKS)):
             with m.If(missing[r]):
                 m.d.comb += stuck.eq(r)
         all_sent = Const(1)
-        for q in range(NP):
+        for q in range(NCH):
             all_sent = all_sent & (pend[q] == 0)
 
         # local copies of a phase (codes, then MX scales): ALL_GATHER my chunk into dst,
@@ -689,14 +839,19 @@ class CollectiveEngine(wiring.Component):
                 m.d.comb += self.busy.eq(1)
                 with m.If(others == 0):
                     m.next = "CODES"
-                with m.Elif(other_tray):
+                with m.Elif(other_tray if not up else Const(0)):
                     fail(T.CAUSE_UNSUPPORTED, lowest_other)
                 with m.Else():
-                    m.d.sync += [seq.eq(seq + 1), ph.eq(0), got[0].eq(got_nx[0]),
-                                 got[1].eq(got_nx[1]), got_nx[0].eq(0), got_nx[1].eq(0),
-                                 *[pend[q].eq(0) for q in range(NP)], tmo.eq(0),
+                    m.d.sync += [seq.eq(seq + 1), ph.eq(0),
+                                 *[got[i].eq(got_nx[i]) for i in range(NPH)],
+                                 *[got_nx[i].eq(0) for i in range(NPH)],
+                                 *[pend[q].eq(0) for q in range(NCH)], tmo.eq(0),
                                  nph.eq(Mux((kind == T.KIND_ALL_REDUCE)
                                             | (bcast & (n_members > 2)), 2, 1))]
+                    if up:
+                        m.d.sync += [tt.eq(tt_red["start"]), lq.eq(tt_red["lq"]), rh.eq(0)]
+                        with m.If(tt_red["start"]):
+                            m.d.sync += nph.eq(tt_red["nph"])
                     m.next = "PH_COPY"
 
             # ---- one-rank group: dst = src ----
@@ -829,10 +984,13 @@ class CollectiveEngine(wiring.Component):
                     m.next = "BELL"
             with m.State("BELL"):              # sq_prod doorbell of the port, every WQE
                 m.d.comb += self.busy.eq(1)
-                for q, n in enumerate(nics):
+                for q in range(NCH):
+                    n = nics[nic_of(q)[0]]
                     with m.If(port == q):
                         m.d.comb += [n.awvalid.eq(~bell_aw), n.wvalid.eq(~bell_w),
                                      n.wdata.eq(prod[q]), n.bready.eq(1)]
+                        if nic_of(q)[1] != T.QP_MESH:
+                            m.d.comb += n.awaddr.eq(S.qp_reg(nic_of(q)[1], "sq_prod"))
                         with m.If(n.awvalid & n.awready):
                             m.d.sync += bell_aw.eq(1)
                         with m.If(n.wvalid & n.wready):
@@ -855,7 +1013,7 @@ class CollectiveEngine(wiring.Component):
                 with m.Elif(used_a[pp]):
                     m.next = "CQ_AR"
                 with m.Else():
-                    m.d.sync += pp.eq(Mux(pp == NP - 1, 0, pp + 1))
+                    m.d.sync += pp.eq(Mux(pp == NCH - 1, 0, pp + 1))
             with m.State("CQ_AR"):
                 m.d.comb += [self.busy.eq(1), ax.arvalid.eq(1), ax.araddr.eq(cq_addr)]
                 m.d.sync += tmo.eq(tmo + 1)
@@ -870,7 +1028,7 @@ class CollectiveEngine(wiring.Component):
             with m.State("CQ_CHECK"):
                 m.d.comb += self.busy.eq(1)
                 with m.If(cqe_valid != Mux(cons[pp][T.CQ_LOG2], 0, 1)):
-                    m.d.sync += pp.eq(Mux(pp == NP - 1, 0, pp + 1))   # nothing new here
+                    m.d.sync += pp.eq(Mux(pp == NCH - 1, 0, pp + 1))   # nothing new here
                     m.next = "PH_WAIT"
                 with m.Elif(cqe_status != S.CQ_OK):
                     fail(T.CAUSE_NIC, peers_a[pp], cqe_status)
@@ -890,12 +1048,13 @@ class CollectiveEngine(wiring.Component):
                 lanes = Array(ax.rdata[64 * i:64 * i + 64] for i in range(4))
                 nt = lanes[cqe_id[:2]]
                 n_ph, n_src, n_seq, n_magic = nt[0:8], nt[8:16], nt[16:32], nt[32:64]
-                ok = (n_magic == T.NOTE_MAGIC) & (n_ph < 2) & (n_src == peers_a[pp])
+                ok = (n_magic == T.NOTE_MAGIC) & (n_ph < NPH) & (n_src == peers_a[pp])
+                n_i = n_ph[:4] if up else n_ph[0]
                 with m.If(ax.rvalid):
                     with m.If(ok & (n_seq == seq)):
-                        m.d.sync += got[n_ph[0]].eq(got[n_ph[0]] | (Const(1, 8) << n_src[:3]))
+                        m.d.sync += got[n_i].eq(got[n_i] | (Const(1, 8) << n_src[:3]))
                     with m.Elif(ok & (n_seq == (seq + 1)[:16])):
-                        m.d.sync += got_nx[n_ph[0]].eq(got_nx[n_ph[0]]
+                        m.d.sync += got_nx[n_i].eq(got_nx[n_i]
                                                        | (Const(1, 8) << n_src[:3]))
                     m.next = "PH_WAIT"
 
@@ -905,10 +1064,25 @@ class CollectiveEngine(wiring.Component):
                              jp.out.eq(dst)]
                 for i in range(T.MAX_RANKS):
                     m.d.comb += jp.inputs[i].eq(Mux(me == i, src + me * cb, scratch + i * cb))
-                with m.If((kind == T.KIND_REDUCE_SCATTER) & (ph == 0)):
+                go = (kind == T.KIND_REDUCE_SCATTER) & (ph == 0)
+                if up:
+                    with m.If(tt):
+                        m.d.comb += [jp.n_inputs.eq(tt_red["n"]), jp.nbytes.eq(tt_red["nbytes"]),
+                                     jp.out.eq(tt_red["out"])]
+                        for i in range(T.MAX_RANKS):
+                            m.d.comb += jp.inputs[i].eq(tt_red["inputs"][i])
+                    go = Mux(tt, tt_red["go"], go)
+                with m.If(go):
                     m.d.comb += unit.job.valid.eq(~unit.busy)
                     with m.If(unit.job.ready & ~unit.busy):
-                        m.next = "PH_NEXT"
+                        if up:
+                            with m.If(tt & tt_red["again"] & ~rh):
+                                m.d.sync += rh.eq(1)     # the second half's sum
+                            with m.Else():
+                                m.d.sync += rh.eq(0)
+                                m.next = "PH_NEXT"
+                        else:
+                            m.next = "PH_NEXT"
                 with m.Else():
                     m.next = "PH_NEXT"
             with m.State("PH_NEXT"):
@@ -917,6 +1091,6 @@ class CollectiveEngine(wiring.Component):
                     with m.If(ph + 1 == nph):
                         m.next = "IDLE"
                     with m.Else():
-                        m.d.sync += ph.eq(1)
+                        m.d.sync += ph.eq(ph + 1 if up else 1)
                         m.next = "PH_COPY"
         return m
