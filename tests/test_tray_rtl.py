@@ -1018,3 +1018,20 @@ def test_rtl_tray_perf_all_reduce_on_own_hbm_ports_is_exact():
             assert payload <= tot[p, 0] <= payload + 2048, f"rank {r} port {p}: {tot[p]}"
             assert payload <= tot[p, 1] <= payload + 2048, f"rank {r} port {p}: {tot[p]}"
         assert tot[4, 0] >= 4 * payload // 2, f"rank {r}: engine read {tot[4]}"
+
+
+@pytest.mark.slow
+@pytest.mark.sim
+@pytest.mark.parametrize("seed", [71, 72])
+def test_rtl_tray_perf_all_reduce_under_link_faults_is_exact(seed):
+    """tray_perf (nic_hbm, MTU 1024): a 64 KiB-per-chip all-reduce under 2% drop, 1%
+    duplicate, 1% reorder and 1% corrupt on every wire equals golden on every rank (the
+    bench function raises on an error status or any differing byte of dst)."""
+    from cosim.bench.tray import _rtl_tray_allreduce
+
+    faults = dict(drop=0.02, dup=0.01, reorder=0.01, corrupt=0.01)
+    print(f"seed={seed} faults={faults}")
+    out = _rtl_tray_allreduce(16384, faults=faults, seed=seed, perf=True)
+    print(f"cycles {out['cycles']}, retransmits {out['retransmits']}, "
+          f"injected (drop, dup, reorder, corrupt, ok) {out['injected']}")
+    assert sum(out["injected"][:4]) > 0, "no fault was injected"

@@ -319,7 +319,8 @@ def run() -> dict:
         kib = count * 4 // 1024
         _rtl_tray_rows(out, f"rtl_perf_allreduce_4chip_{kib}KiB", count, perf=True,
                        chips="RTL tray_bench of 4 tray_perf chips (tiny_tray with MTU 1024, 4 "
-                             "MiB HBM; WRITEs of 4 KiB",
+                             "MiB HBM, HBM ports of their own for the NICs and the engine: "
+                             "nic_hbm; WRITEs of 4 KiB",
                        size=f"{kib} KiB per chip")
     if rtl == "8":
         kib = RTL_COUNT * 4 // 1024
