@@ -691,3 +691,40 @@ def test_rtl_learning_switch_with_ageing_under_ingress_faults_is_exact():
     full = max(first.values())          # receive index at which all 8 MACs had been seen
     assert any(i > full for i, _ in res["switch_flood"]), "no flooding after ageing"
     assert res["switch_table"] == {mac(r): r for r in RANKS2}, res["switch_table"]
+
+
+@pytest.mark.slow
+@pytest.mark.sim
+@needs_verilator
+def test_rtl_eight_rank_all_reduce_through_a_learning_switch_under_faults_equals_golden():
+    """An ALL_REDUCE of binary32 over all 8 ranks (the engines' two-tray plan: mesh and
+    uplink queue pairs) with the switch learning from an empty table and 4% drop, 2%
+    duplicate, 2% reorder, 2% corrupt on every switch ingress: the first uplink frames are
+    flooded, the NICs retransmit, and every rank's result equals golden.tray.run's bit for
+    bit (every byte below ring_base outside the scratch), no queue error."""
+    seed, count = 94, 2048
+    print(f"seed {seed} faults on the switch ingresses {FAULTS}")
+    imgs, _ = system_images(seed, count)
+    e = T.entry_collective(T.KIND_ALL_REDUCE, T.FMT_FP32, src=SRC, dst=DST, count=count,
+                           group=RANKS2, scratch=SCRATCH)
+    entries_of = {r: [e] for r in RANKS2}
+    want = {r: imgs[r].copy() for r in RANKS2}
+    golden_collectives(want, entries_of)
+    res = rtl_tray.run2(imgs, entries_of, switch_learning=True, uplink_faults=FAULTS,
+                        seed=seed, timeout_cycles=2000, tag="switch_ar8")
+    sw = res["switch"]
+    fates = res["up_fates"].sum(axis=0).tolist()
+    retx = [sum(res[r]["counters"][p]["retransmits"] for r in RANKS2) for p in range(4)]
+    print("cycles", res["cycles"], "done", [res[r]["done"] for r in RANKS2], "switch", sw,
+          "ingress fates", fates, "retransmits per port", retx)
+    errs = image_errors(want, res, uplink_rings=False)
+    for r in RANKS2:
+        q = res[r]["queues"][0]
+        if (q["ERROR"], q["ERR_COUNT"], q["DONE_COUNT"]) != (0, 0, 1):
+            errs.append(f"rank {r} queue 0: ERROR {q['ERROR']} ERR_DETAIL {q['ERR_DETAIL']:#x} "
+                        f"DONE_COUNT {q['DONE_COUNT']}")
+    assert not errs, "\n".join(errs)
+    drop, dup, _reo, corrupt, _ok = fates
+    assert drop > 0 and dup > 0 and corrupt > 0 and retx[T.UPLINK] > 0, (fates, retx)
+    assert sw["fcs_err"] == corrupt and sw["flooded"] > 0, sw
+    assert res["switch_table"] == {mac(r): r for r in RANKS2}, res["switch_table"]
