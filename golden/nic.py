@@ -362,8 +362,11 @@ class Nic:
         while q.wqes and q.wqes[0].done:
             w = q.wqes.popleft()
             if w.status != S.CQ_OK or w.flags & S.WQE_FLAG_SIGNALED:
+                # a FLUSHED WQE did not execute: byte_len and psn 0 (whether some of its
+                # packets had left before the error is timing, not contract)
                 self._cqe(qpn, wr_id=w.wr_id, status=w.status, opcode=w.opcode,
-                          byte_len=w.length if w.status == S.CQ_OK else 0, psn=w.first_psn)
+                          byte_len=w.length if w.status == S.CQ_OK else 0,
+                          psn=0 if w.status == S.CQ_FLUSHED else w.first_psn)
                 self._count("wqe_done")
 
     def _fetch(self, qpn: int) -> _Wqe | None:

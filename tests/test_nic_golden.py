@@ -182,6 +182,27 @@ def test_protection_naks_and_writes_nothing(op, case):
     assert b.counters["tx_nak_access"] >= 1 and a.counters["rx_nak"] >= 1
 
 
+def test_flushed_completions_carry_psn_and_byte_len_zero():
+    """Contract (docs/nic.md "Queue formats"): a FLUSHED completion has psn 0 and byte_len 0,
+    also for WQEs whose packets had left before the fatal NAK (here a SEND larger than the
+    receive slot, its NAK delayed 20 ticks on the way back, so the two WRITEs after it were
+    sent); the failing WQE's completion carries its first PSN."""
+    a, b = scenario.pair()
+    scenario.fill(a, 5)
+    scenario.fill(b, 6)
+    a.post(0, S.WR_SEND, local_addr=scenario.SRC_BASE, length=1280, wr_id=0x77)
+    for wr in (0x78, 0x79):
+        a.post(0, S.WR_WRITE, local_addr=scenario.SRC_BASE, length=64,
+               remote_addr=scenario.WIN_BASE, rkey=scenario.WIN_KEY, wr_id=wr)
+    sent, _, _ = G.run_pair(a, b, G.LossyLink(1), G.LossyLink(2, delay=20))
+    first = G.parse_frame(sent[0]).psn
+    psns = {G.parse_frame(f).psn for f in sent}
+    assert {(first + k) & S.PSN_MASK for k in range(7)} <= psns, "the WRITEs must have left"
+    cq = [(c["wr_id"], c["status"], c["psn"], c["byte_len"]) for c in a.cqes(0)]
+    assert cq == [(0x77, S.CQ_REMOTE_INVALID_REQ, first, 0), (0x78, S.CQ_FLUSHED, 0, 0),
+                  (0x79, S.CQ_FLUSHED, 0, 0)], [tuple(hex(x) for x in c) for c in cq]
+
+
 def test_window_permissions():
     a, b = scenario.pair()
     b.set_window(0, base=scenario.WIN_BASE, length=scenario.WIN_LEN, key=scenario.WIN_KEY,

@@ -939,7 +939,8 @@ class NicCore(wiring.Component):
                     m.d.sync += [c.qp.eq(cq_rr), c.wr_id.eq(head.wr_id), c.status.eq(c_status),
                                  c.opcode.eq(head.opcode),
                                  c.byte_len.eq(Mux(c_status == S.CQ_OK, head.length, 0)),
-                                 c.psn.eq(head.first_psn), c_recv.eq(0)]
+                                 c.psn.eq(Mux(c_status == S.CQ_FLUSHED, 0, head.first_psn)),
+                                 c_recv.eq(0)]
                     with m.If((c_status != S.CQ_OK) | head.signaled):
                         m.next = "LOCK"
                 with m.Else():
