@@ -402,16 +402,17 @@ TINY_4M = TINY.with_(name="tiny_4m", hbm_window=4 << 20, hbm_capacity=4 << 20,
 # tiny with one NIC port (the two-chip co-simulation of docs/chip.md "NIC ports")
 TINY_NIC = TINY.with_(name="tiny_nic", nic_ports=1)
 # tiny with three NIC ports: the chip of the 4-chip tray top (rtl.chip.tray, a full mesh)
-TINY_TRAY = TINY.with_(name="tiny_tray", nic_ports=3)
+# (nic_hbm: its NIC ports and collective engine on HBM edge ports of their own)
+TINY_TRAY = TINY.with_(name="tiny_tray", nic_ports=3, nic_hbm=True)
 # tiny_tray with the uplink: a 4th NIC port (spec.tray.UPLINK) and 4 queue pairs per port
 # (spec.tray.route: uplink queue pair = chip index of the other tray), the chip of the
 # two-tray RTL bench (rtl.chip.tray.tray2_bench_tiny4, docs/tray.md "RTL tray")
 TINY_TRAY4 = TINY.with_(name="tiny_tray4", nic_ports=4, nic_qps=4)
 # tiny_tray with MTU 1024 and a 4 MiB HBM: the chip of the RTL tray busbw benchmark
 # (cosim/bench/tray.py, docs/tray.md "Figures"): 1 MiB per chip with dst and scratch fits
-# (nic_hbm: the NIC ports and the collective engine on HBM edge ports of their own)
+# (nic_hbm from tiny_tray)
 TRAY_PERF = TINY_TRAY.with_(name="tray_perf", nic_mtu=1024, hbm_window=4 << 20,
-                            hbm_capacity=4 << 20, nic_hbm=True)
+                            hbm_capacity=4 << 20)
 
 # Calibration chips of the performance model (docs/chip.md "Performance model"): tiny's
 # 1x1-cell tile and memories on several clusters, so hop counts, HBM ports shared by several

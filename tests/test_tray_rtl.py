@@ -973,11 +973,13 @@ def test_rtl_two_trays_collectives_and_uplink_writes_at_once_under_faults():
 def test_nic_hbm_knob_adds_one_edge_port_per_nic_and_one_for_the_engine():
     from rtl.chip.top import Chip
 
-    assert not C.TINY_TRAY.nic_hbm and C.TRAY_PERF.nic_hbm
-    assert C.TINY_TRAY.top_hbm_ports == C.TINY_TRAY.edge_hbm_ports == 1
-    assert C.TRAY_PERF.top_hbm_ports == 1 + 3 + 1
+    assert C.TINY_TRAY.nic_hbm and C.TRAY_PERF.nic_hbm and not C.TINY_NIC.nic_hbm
+    assert C.TINY_NIC.top_hbm_ports == C.TINY_NIC.edge_hbm_ports == 1
+    assert C.TINY_TRAY.with_(nic_hbm=False).top_hbm_ports == 1
+    assert C.TRAY_PERF.top_hbm_ports == C.TINY_TRAY.top_hbm_ports == 1 + 3 + 1
     assert C.TINY.with_(nic_hbm=True).top_hbm_ports == 1     # no NIC ports: nothing added
-    for cfg, want in ((C.TRAY_PERF, {f"hbm{i}" for i in range(5)}), (C.TINY_TRAY, {"hbm0"})):
+    for cfg, want in ((C.TRAY_PERF, {f"hbm{i}" for i in range(5)}),
+                      (C.TINY_TRAY.with_(nic_hbm=False), {"hbm0"})):
         chip = Chip(cfg)
         chip._MustUse__used = True          # only its signature is looked at
         assert {n for n in chip.signature.members if n.startswith("hbm")} == want
