@@ -823,6 +823,30 @@ def test_rtl_two_trays_cross_tray_collectives_equal_golden():
 @pytest.mark.slow
 @pytest.mark.sim
 @needs_verilator
+def test_rtl_two_trays_two_tier_pipeline_of_four_pieces_equal_golden():
+    """The two-tier pipeline with 4 pieces per chunk (chunks of 16 KiB: spec.tray
+    .pipeline_pieces = 4, 11 and 10 phases): an ALL_REDUCE and a REDUCE_SCATTER of 32768
+    binary32 (128 KiB per chip) over all 8 ranks, back to back, equal golden."""
+    seed, count = 94, 32768
+    print(f"seed {seed}")
+    assert T.pipeline_pieces(4 * count // 8) == 4
+    imgs = _images2(seed, count)
+    ents = [T.entry_collective(T.KIND_ALL_REDUCE, T.FMT_FP32, src=SRC, dst=DST, count=count,
+                               group=RANKS2, scratch=SCRATCH),
+            T.entry_collective(T.KIND_REDUCE_SCATTER, T.FMT_FP32, src=SRC, dst=SRC_S,
+                               count=count, group=RANKS2, scratch=SCRATCH)]
+    entries_of = {r: ents for r in RANKS2}
+    want = _expected2(imgs, entries_of)
+    res = rtl_tray.run2(imgs, entries_of, tag="rtltray2_pipe4")
+    print("cycles", res["cycles"], "done", [res[r]["done"] for r in RANKS2],
+          "switch", res["switch"])
+    errs = _errors2(want, res, entries_of)
+    assert not errs, "\n".join(errs)
+
+
+@pytest.mark.slow
+@pytest.mark.sim
+@needs_verilator
 def test_rtl_two_trays_cross_tray_collectives_under_faults_are_exact():
     """8 RTL chips, the two-tier ALL_REDUCE (binary32) then the MX e4m3 ALL_GATHER over all
     8 ranks, back to back, with drop/dup/reorder/corrupt on every mesh wire and every
