@@ -319,7 +319,8 @@ MTU1024 = S.NicParams(n_qps=2, n_windows=2, mtu=1024, window=8, max_msg=4096)
 @pytest.mark.sim
 @pytest.mark.slow
 @needs_verilator
-@pytest.mark.parametrize("kinds, loss", [((S.WR_WRITE,), 0.05), ((S.WR_WRITE, S.WR_SEND), 0.0)])
+@pytest.mark.parametrize("kinds, loss", [((S.WR_WRITE,), 0.05), ((S.WR_WRITE, S.WR_SEND), 0.0),
+                                         ((S.WR_WRITE, S.WR_SEND), 0.05)])
 def test_pair_mtu_1024_matches_golden(kinds, loss):
     """MTU 1024 (the tray's `tray_perf` chip): WRITEs of up to 4 KiB under 5 % drop equal
     golden; WRITE + SEND mixes too, where SENDs of up to 4 KiB exceed the scenario's 1 KiB
@@ -327,7 +328,9 @@ def test_pair_mtu_1024_matches_golden(kinds, loss):
     complete FLUSHED. Those FLUSHED completions used to differ (a strict xfail until
     2026-11-23): the RTL wrote the first PSN of a WQE it had already fetched (e.g. 0xfff2)
     where golden, whose NAK had come back sooner, wrote 0; the contract now says psn 0 for
-    FLUSHED (docs/nic.md "Queue formats"), in both. With SENDs the messages after the NAK
+    FLUSHED (docs/nic.md "Queue formats"), in both; also under 5 % drop (an earlier run
+    under loss, seed 21, had ended a later WRITE with status 3 where golden said OK: not
+    seen on the RTL of 2026-11-23, seeds 21..23 at MTU 1024 and 256). With SENDs the messages after the NAK
     are not delivered (by contract), so the check is memory (CQE rings included) and
     counters against golden, and the error path must have been taken."""
     sends = S.WR_SEND in kinds
