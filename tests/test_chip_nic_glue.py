@@ -1,12 +1,14 @@
 """Amaranth-simulator unit tests of the NIC-port glue (rtl/chip/nic_port.py): the 64 -> 256
 bit AXI4 upsizer against a byte-array memory (every lane alignment, 1..128-beat bursts),
 the upsizer + merge keeping several reads / write responses in flight against pipelined
-memories, and the AXI4-Lite host decoder. The chip-level co-simulations are in
+memories, the upsizer never holding the wide R channel and sending its W beats back to back,
+and the AXI4-Lite host decoder. The chip-level co-simulations are in
 tests/test_chip_nic.py."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from amaranth.sim import Simulator
 
 from rtl.chip.nic_port import AxiUpsizer
@@ -59,11 +61,14 @@ async def _wide_memory(ctx, port, mem: bytearray, log: list, latency: int = 2):
 CASES = [(0, 1), (8, 1), (24, 2), (16, 4), (8, 7), (24, 128), (0, 128), (4056, 5)]
 
 
-def test_upsizer_reads_and_writes_every_lane_alignment():
+@pytest.mark.parametrize("max_burst", [128, 8])
+def test_upsizer_reads_and_writes_every_lane_alignment(max_burst):
+    """max_burst=8: the bursts longer than the buffers take the narrow-rate path."""
     rng = np.random.default_rng(11)
     mem = bytearray(rng.integers(0, 256, MEM, dtype=np.uint8).tobytes())
     ref = bytearray(mem)
-    dut = AxiUpsizer(addr_width=32, narrow=64, wide=256, narrow_id_width=4, wide_id_width=1)
+    dut = AxiUpsizer(addr_width=32, narrow=64, wide=256, narrow_id_width=4, wide_id_width=1,
+                     max_burst=max_burst)
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     log: list = []
@@ -438,6 +443,130 @@ def test_upsizer_and_merge_keep_several_writes_awaiting_b():
     sim.run_until(2e-5)
     assert bids == list(range(len(writes))), f"B IDs {bids}"
     assert stats["max_b"] >= 2, f"at most {stats['max_b']} B response(s) awaited"
+    bad = [i for i in range(MEM) if mem[i] != ref[i]]
+    assert not bad, (f"{len(bad)} bytes differ, first at {bad[0]:#x}: expected "
+                     f"{ref[bad[0]]:#04x} got {mem[bad[0]]:#04x}")
+
+
+def test_upsizer_never_holds_wide_r_and_sends_w_back_to_back():
+    """The wide side at full rate whatever the narrow side does: with the narrow manager
+    taking R beats only every other cycle (and not at all for the first 40 cycles), the wide
+    RREADY is 1 in every cycle RVALID is; with the narrow W beats offered every other cycle,
+    each wide W burst goes out in as many cycles as it has beats (AW, then one beat per
+    cycle). The bytes read and written are checked too."""
+    from amaranth import Module
+
+    rng = np.random.default_rng(14)
+    print("seed=14")
+    mem = bytearray(rng.integers(0, 256, MEM, dtype=np.uint8).tobytes())
+    ref = bytearray(mem)
+    m = Module()
+    m.submodules.up = up = AxiUpsizer(addr_width=32, narrow=64, wide=256, narrow_id_width=4,
+                                      wide_id_width=1)
+    s, w = up.s_axi, up.m_axi
+    reads = [(8, 32), (264, 32), (520, 31), (1024, 8), (4040, 6)]
+    writes = [(2056, 32), (4096 + 24, 17), (6144, 128), (5000 - 5000 % 8, 3)]
+    data = [[int(x) for x in rng.integers(0, 2**63, n, dtype=np.int64)] for _, n in writes]
+    for (a, _n), d in zip(writes, data):
+        for k, v in enumerate(d):
+            ref[a + 8 * k:a + 8 * k + 8] = v.to_bytes(8, "little")
+    held, w_runs, got = [], [], []
+    rstats: dict = {}
+    sim = Simulator(m)
+    sim.add_clock(1e-8)
+
+    async def serve_reads(ctx):
+        await _pipelined_memory(ctx, w, mem, rstats, latency=3)
+
+    async def serve_writes(ctx):
+        """Wide write side: AW and W always ready; B one cycle after WLAST. Records, per
+        burst, (beats, cycles from its first W beat to WLAST inclusive)."""
+        ctx.set(w.awready, 1)
+        ctx.set(w.wready, 1)
+        t, cur, pend_b = 0, None, 0
+        bursts = []
+        while True:
+            ctx.set(w.bvalid, pend_b > 0)
+            (_, _, awv, awa, awl, wv, wd, ws, wl, bv, br, rv, rr) = await ctx.tick().sample(
+                w.awvalid, w.awaddr, w.awlen, w.wvalid, w.wdata, w.wstrb, w.wlast,
+                w.bvalid, w.bready, w.rvalid, w.rready)
+            t += 1
+            if rv and not rr:
+                held.append(t)
+            if bv and br:
+                pend_b -= 1
+            if awv:
+                bursts.append([awa, awl + 1, 0])
+            if wv:
+                b = bursts[0]
+                a = b[0] + 32 * b[2]
+                for k in range(32):
+                    if ws >> k & 1:
+                        mem[a + k] = (wd >> (8 * k)) & 0xFF
+                if b[2] == 0:
+                    cur = t
+                b[2] += 1
+                if wl:
+                    w_runs.append((b[1], t - cur + 1))
+                    bursts.pop(0)
+                    pend_b += 1
+
+    async def issue_reads(ctx):
+        for addr, n in reads:
+            ctx.set(s.araddr, addr)
+            ctx.set(s.arlen, n - 1)
+            ctx.set(s.arid, 7)
+            ctx.set(s.arvalid, 1)
+            await ctx.tick().until(s.arready)
+        ctx.set(s.arvalid, 0)
+
+    async def slow_reader(ctx):
+        await ctx.tick().repeat(40)
+        beats, t = [], 0
+        while len(beats) < sum(n for _, n in reads):
+            ctx.set(s.rready, t % 2)
+            _, _, rv, rr, rd = await ctx.tick().sample(s.rvalid, s.rready, s.rdata)
+            t += 1
+            if rv and rr:
+                beats.append(rd)
+        ctx.set(s.rready, 0)
+        got.append(beats)
+
+    async def slow_writer(ctx):
+        ctx.set(s.bready, 1)
+        for (a, n), d in zip(writes, data):
+            ctx.set(s.awaddr, a)
+            ctx.set(s.awlen, n - 1)
+            ctx.set(s.awid, 2)
+            ctx.set(s.awvalid, 1)
+            await ctx.tick().until(s.awready)
+            ctx.set(s.awvalid, 0)
+            for k, v in enumerate(d):
+                ctx.set(s.wdata, v)
+                ctx.set(s.wstrb, 0xFF)
+                ctx.set(s.wlast, k == n - 1)
+                ctx.set(s.wvalid, 1)
+                await ctx.tick().until(s.wready)
+                ctx.set(s.wvalid, 0)
+                await ctx.tick()
+
+    sim.add_testbench(serve_reads, background=True)
+    sim.add_testbench(serve_writes, background=True)
+    sim.add_testbench(issue_reads)
+    sim.add_testbench(slow_reader)
+    sim.add_testbench(slow_writer)
+    sim.run_until(1e-5)
+    assert not held, f"wide RREADY low while RVALID in {len(held)} cycles, first {held[:5]}"
+    want = [int.from_bytes(mem[a + 8 * k:a + 8 * k + 8], "little")
+            for a, n in reads for k in range(n)]
+    assert got, "the narrow reads did not finish"
+    bad = [k for k in range(len(want)) if got[0][k] != want[k]]
+    assert not bad, (f"read beat {bad[0]}: expected {want[bad[0]]:#018x} "
+                     f"got {got[0][bad[0]]:#018x}")
+    exp_beats = [(a // 8 % 4 + n + 3) // 4 for a, n in writes]
+    assert [b for b, _ in w_runs] == exp_beats, f"wide W bursts {w_runs}, beats {exp_beats}"
+    slow = [(b, c) for b, c in w_runs if c != b]
+    assert not slow, f"wide W bursts not back to back (beats, cycles): {slow}"
     bad = [i for i in range(MEM) if mem[i] != ref[i]]
     assert not bad, (f"{len(bad)} bytes differ, first at {bad[0]:#x}: expected "
                      f"{ref[bad[0]]:#04x} got {mem[bad[0]]:#04x}")

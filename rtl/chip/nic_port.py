@@ -20,7 +20,9 @@ __all__ = ["AxiUpsizer", "AxiMerge", "AxiLiteDecoder"]
 
 class AxiUpsizer(wiring.Component):
     """AXI4 width converter: a ``narrow``-bit manager (``s_axi``) onto a ``wide``-bit
-    subordinate (``m_axi``), same address width.
+    subordinate (``m_axi``), same address width, with store-and-forward buffers so that the
+    wide side (shared with other managers through an :class:`AxiMerge`) is never slowed to
+    the narrow side's rate.
 
     A narrow INCR burst of full-width beats (``*size`` = log2(narrow/8), what the NIC
     issues) becomes one wide INCR burst over the wide words it touches: the first and last
@@ -28,17 +30,39 @@ class AxiUpsizer(wiring.Component):
     not cross a 4 KiB boundary (then neither does the wide one). IDs are returned unchanged
     to the narrow side; the wide side uses ID 0.
 
-    Reads: up to ``outstanding`` bursts in flight (the subordinate answers them in order:
-    the wide side uses one ID); an AR is registered (one cycle) and accepted while fewer are
-    outstanding. Read data pass through combinationally (one narrow beat per cycle, the wide
-    beat is released after its last narrow lane). Writes: a new AW is accepted after the
-    last W beat of the previous burst, up to ``outstanding`` B responses awaited; write
-    beats are collected into the wide word, which is offered with the narrow beat that
-    completes it (no extra cycle). Wide W beats start only after the wide AW was accepted.
+    ``max_burst`` (narrow beats, default 128: the longest burst rtl.nic.NicCore issues) sizes
+    both buffers to ``B = max_burst * narrow / wide + 1`` wide beats (the most a burst of
+    ``max_burst`` beats can touch at any alignment).
+
+    Reads: up to ``outstanding`` bursts accepted (the subordinate answers them in order:
+    the wide side uses one ID). An AR is accepted only while the read buffer has credits for
+    every wide beat of the burst (beats of accepted bursts not yet handed out + this one
+    <= B), then registered (one cycle) and issued. The wide R beats are taken at full rate
+    (``rready`` = 1 whenever data come) into a ``lib.fifo.SyncFIFOBuffered`` of B wide beats
+    (and their RRESP), and handed out one narrow beat per cycle. Latency: wide R beat ->
+    first narrow beat 1 cycle (the buffered FIFO's output register).
+
+    Writes: the narrow AW is accepted after the last W beat of the previous burst, up to
+    ``outstanding`` B responses awaited. Narrow W beats (one per cycle) are packed into wide
+    beats and stored in a write FIFO of B wide beats (data + strobes); when the narrow
+    burst's WLAST is taken, its wide AW is queued, and once the wide AW is accepted its W
+    beats go out back to back (one per cycle while WREADY), so the wide W channel is held
+    only as many cycles as the burst has wide beats. Latency: narrow WLAST -> wide AWVALID
+    about 2 cycles. The B response is returned to the narrow side unchanged (in order).
+
+    Bursts longer than ``max_burst`` still work, at the narrow rate: a read of more than B
+    wide beats is accepted once the read buffer is empty (the wide R channel then waits on
+    the narrow side), and the wide AW of such a write is queued when its narrow AW is
+    accepted (its W beats follow the narrow ones).
+
+    Resource cost: two FIFOs of B entries, (wide + 2) and (wide + wide/8) bits, (33 x 258
+    and 33 x 288 bits for 64 -> 256 with 128-beat bursts), plus per-burst queues of
+    ``outstanding`` entries.
     """
 
     def __init__(self, *, addr_width: int = 32, narrow: int = 64, wide: int = 256,
-                 narrow_id_width: int = 4, wide_id_width: int = 1, outstanding: int = 4):
+                 narrow_id_width: int = 4, wide_id_width: int = 1, outstanding: int = 4,
+                 max_burst: int = 128):
         if wide % narrow or wide <= narrow:
             raise ValueError(f"wide: must be a multiple of narrow ({narrow}) above it, "
                              f"got {wide}")
@@ -46,7 +70,11 @@ class AxiUpsizer(wiring.Component):
         self._nidw = narrow_id_width
         if not isinstance(outstanding, int) or outstanding < 1:
             raise ValueError(f"outstanding: must be a positive int, got {outstanding!r}")
+        if not isinstance(max_burst, int) or not 1 <= max_burst <= 256:
+            raise ValueError(f"max_burst: must be an int in 1..256, got {max_burst!r}")
         self._out = outstanding
+        self.max_burst = max_burst
+        self.buffer_beats = -(-max_burst * narrow // wide) + 1
         super().__init__({
             "s_axi": In(AXI4Signature(addr_width=addr_width, data_width=narrow,
                                       id_width=narrow_id_width)),
@@ -62,6 +90,7 @@ class AxiUpsizer(wiring.Component):
         nbyte_bits = (self._n // 8 - 1).bit_length()
         wbyte_bits = (self._w // 8 - 1).bit_length()
         last_lane = ratio - 1
+        nbuf = self.buffer_beats
 
         def wide_len(addr, length):
             lane0 = addr[nbyte_bits:nbyte_bits + lane_bits]
@@ -75,13 +104,18 @@ class AxiUpsizer(wiring.Component):
                          getattr(w, ch + "burst").eq(BURST_INCR),
                          getattr(w, ch + "id").eq(0)]
 
-        # ---------------- reads (up to ``outstanding`` bursts, answered in order) --------
+        # ---------------- reads: credits for the read buffer, wide R at full rate --------
         # per accepted narrow burst: (first lane, narrow arlen, ID), in issue order
         m.submodules.rq = rq = fifo.SyncFIFO(width=lane_bits + 8 + self._nidw,
                                              depth=self._out)
+        m.submodules.rbuf = rbuf = fifo.SyncFIFOBuffered(width=self._w + 2, depth=nbuf)
+        r_res = Signal(range(nbuf + 258))      # wide beats reserved, not yet handed out
+        ar_need = Signal(9)
+        m.d.comb += ar_need.eq(wide_len(s.araddr, s.arlen) + 1)
+        credit = (r_res + ar_need <= nbuf) | (r_res == 0)
         ar_pend = Signal()
         ar_addr, ar_len = Signal(self._aw), Signal(8)
-        m.d.comb += [s.arready.eq(~ar_pend & rq.w_rdy),
+        m.d.comb += [s.arready.eq(~ar_pend & rq.w_rdy & credit),
                      rq.w_data.eq(Cat(s.araddr[nbyte_bits:nbyte_bits + lane_bits], s.arlen,
                                       s.arid)),
                      rq.w_en.eq(s.arvalid & s.arready)]
@@ -92,6 +126,8 @@ class AxiUpsizer(wiring.Component):
         m.d.comb += [w.arvalid.eq(ar_pend), w.araddr.eq(ar_addr), w.arlen.eq(ar_len)]
         with m.If(w.arvalid & w.arready):
             m.d.sync += ar_pend.eq(0)
+        m.d.comb += [w.rready.eq(rbuf.w_rdy), rbuf.w_en.eq(w.rvalid),
+                     rbuf.w_data.eq(Cat(w.rdata, w.rresp))]
         h_lane0 = rq.r_data[:lane_bits]
         h_len = rq.r_data[lane_bits:lane_bits + 8]
         h_id = rq.r_data[lane_bits + 8:]
@@ -99,40 +135,46 @@ class AxiUpsizer(wiring.Component):
         r_lane = Signal(lane_bits)
         m.d.comb += r_lane.eq(h_lane0 + r_cnt)
         r_last = r_cnt == h_len
-        m.d.comb += [s.rvalid.eq(rq.r_rdy & w.rvalid),
-                     s.rdata.eq(w.rdata.word_select(r_lane, self._n)),
-                     s.rresp.eq(w.rresp), s.rid.eq(h_id), s.rlast.eq(r_last),
-                     w.rready.eq(rq.r_rdy & s.rready & ((r_lane == last_lane) | r_last))]
+        m.d.comb += [s.rvalid.eq(rq.r_rdy & rbuf.r_rdy),
+                     s.rdata.eq(rbuf.r_data[:self._w].word_select(r_lane, self._n)),
+                     s.rresp.eq(rbuf.r_data[self._w:]), s.rid.eq(h_id), s.rlast.eq(r_last)]
         with m.If(s.rvalid & s.rready):
             m.d.sync += r_cnt.eq(Mux(r_last, 0, r_cnt + 1))
-            m.d.comb += rq.r_en.eq(r_last)
+            m.d.comb += [rq.r_en.eq(r_last),
+                         rbuf.r_en.eq((r_lane == last_lane) | r_last)]
+        m.d.sync += r_res.eq(r_res + Mux(s.arvalid & s.arready, ar_need, 0) - rbuf.r_en)
 
-        # ---------------- writes (a new burst after the last W beat of the previous one;
-        # up to ``outstanding`` B responses awaited, in order) ----------------
+        # ---------------- writes: store the burst, then AW + back-to-back W beats --------
         m.submodules.bq = bq = fifo.SyncFIFO(width=self._nidw, depth=self._out)
-        w_busy, aw_pend = Signal(), Signal()
+        m.submodules.wbuf = wbuf = fifo.SyncFIFOBuffered(width=self._w + self._w // 8,
+                                                         depth=nbuf)
+        # queued wide AWs: (address, length, lock, cache, prot)
+        m.submodules.awq = awq = fifo.SyncFIFOBuffered(width=self._aw + 8 + 1 + 4 + 3,
+                                                       depth=self._out)
+        w_busy = Signal()
         w_lane = Signal(lane_bits)
-        aw_addr, aw_len = Signal(self._aw), Signal(8)
+        aw_ent = Signal(self._aw + 16)         # the accepted burst's awq entry
+        aw_late = Signal()                     # queue its AW at WLAST (fits the buffer)
         acc_d, acc_s = Signal(self._w), Signal(self._w // 8)
-        m.d.comb += [s.awready.eq(~w_busy & bq.w_rdy), bq.w_data.eq(s.awid),
+        aw_now = Cat(wide_addr(s.awaddr), wide_len(s.awaddr, s.awlen), s.awlock, s.awcache,
+                     s.awprot)
+        fits = wide_len(s.awaddr, s.awlen) < nbuf
+        m.d.comb += [s.awready.eq(~w_busy & bq.w_rdy & awq.w_rdy), bq.w_data.eq(s.awid),
                      bq.w_en.eq(s.awvalid & s.awready)]
         with m.If(s.awvalid & s.awready):
-            m.d.sync += [w_busy.eq(1), aw_pend.eq(1),
+            m.d.sync += [w_busy.eq(1), aw_ent.eq(aw_now), aw_late.eq(fits),
                          w_lane.eq(s.awaddr[nbyte_bits:nbyte_bits + lane_bits]),
-                         aw_addr.eq(wide_addr(s.awaddr)), aw_len.eq(wide_len(s.awaddr, s.awlen)),
-                         acc_d.eq(0), acc_s.eq(0),
-                         w.awlock.eq(s.awlock), w.awcache.eq(s.awcache), w.awprot.eq(s.awprot)]
-        m.d.comb += [w.awvalid.eq(aw_pend), w.awaddr.eq(aw_addr), w.awlen.eq(aw_len)]
-        with m.If(w.awvalid & w.awready):
-            m.d.sync += aw_pend.eq(0)
+                         acc_d.eq(0), acc_s.eq(0)]
+            with m.If(~fits):
+                m.d.comb += [awq.w_en.eq(1), awq.w_data.eq(aw_now)]
         complete = (w_lane == last_lane) | s.wlast
         lane_d = Signal(self._w)
         lane_s = Signal(self._w // 8)
         m.d.comb += [lane_d.eq(s.wdata << (w_lane * self._n)),
                      lane_s.eq(s.wstrb << (w_lane * (self._n // 8)))]
-        m.d.comb += [w.wvalid.eq(w_busy & ~aw_pend & s.wvalid & complete),
-                     w.wdata.eq(acc_d | lane_d), w.wstrb.eq(acc_s | lane_s), w.wlast.eq(s.wlast),
-                     s.wready.eq(w_busy & Mux(complete, ~aw_pend & w.wready, 1))]
+        m.d.comb += [wbuf.w_data.eq(Cat(acc_d | lane_d, acc_s | lane_s)),
+                     s.wready.eq(w_busy & (~complete | wbuf.w_rdy)),
+                     wbuf.w_en.eq(s.wvalid & s.wready & complete)]
         with m.If(s.wvalid & s.wready):
             m.d.sync += w_lane.eq(w_lane + 1)
             with m.If(complete):
@@ -141,6 +183,25 @@ class AxiUpsizer(wiring.Component):
                 m.d.sync += [acc_d.eq(acc_d | lane_d), acc_s.eq(acc_s | lane_s)]
             with m.If(s.wlast):
                 m.d.sync += w_busy.eq(0)
+                with m.If(aw_late):
+                    m.d.comb += [awq.w_en.eq(1), awq.w_data.eq(aw_ent)]
+        # wide side: AW from the queue, then its W beats from the write buffer
+        w_act = Signal()
+        w_cnt, w_len = Signal(8), Signal(8)
+        q = awq.r_data
+        m.d.comb += [w.awvalid.eq(awq.r_rdy & ~w_act), w.awaddr.eq(q[:self._aw]),
+                     w.awlen.eq(q[self._aw:self._aw + 8]), w.awlock.eq(q[self._aw + 8]),
+                     w.awcache.eq(q[self._aw + 9:self._aw + 13]), w.awprot.eq(q[self._aw + 13:]),
+                     awq.r_en.eq(w.awvalid & w.awready)]
+        with m.If(w.awvalid & w.awready):
+            m.d.sync += [w_act.eq(1), w_cnt.eq(0), w_len.eq(q[self._aw:self._aw + 8])]
+        m.d.comb += [w.wvalid.eq(w_act & wbuf.r_rdy), w.wdata.eq(wbuf.r_data[:self._w]),
+                     w.wstrb.eq(wbuf.r_data[self._w:]), w.wlast.eq(w_cnt == w_len),
+                     wbuf.r_en.eq(w.wvalid & w.wready)]
+        with m.If(w.wvalid & w.wready):
+            m.d.sync += w_cnt.eq(w_cnt + 1)
+            with m.If(w.wlast):
+                m.d.sync += w_act.eq(0)
         m.d.comb += [s.bvalid.eq(bq.r_rdy & w.bvalid), s.bresp.eq(w.bresp), s.bid.eq(bq.r_data),
                      w.bready.eq(bq.r_rdy & s.bready), bq.r_en.eq(s.bvalid & s.bready)]
         return m
