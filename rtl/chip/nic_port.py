@@ -39,8 +39,8 @@ class AxiUpsizer(wiring.Component):
     every wide beat of the burst (beats of accepted bursts not yet handed out + this one
     <= B), then registered (one cycle) and issued. The wide R beats are taken at full rate
     (``rready`` = 1 whenever data come) into a ``lib.fifo.SyncFIFOBuffered`` of B wide beats
-    (and their RRESP), and handed out one narrow beat per cycle. Latency: wide R beat ->
-    first narrow beat 1 cycle (the buffered FIFO's output register).
+    (and their RRESP), and handed out one narrow beat per cycle. Latency: narrow AR -> wide
+    ARVALID 1 cycle; wide R beat -> its first narrow beat 2 cycles (the buffered FIFO).
 
     Writes: the narrow AW is accepted after the last W beat of the previous burst, up to
     ``outstanding`` B responses awaited. Narrow W beats (one per cycle) are packed into wide
@@ -48,7 +48,7 @@ class AxiUpsizer(wiring.Component):
     burst's WLAST is taken, its wide AW is queued, and once the wide AW is accepted its W
     beats go out back to back (one per cycle while WREADY), so the wide W channel is held
     only as many cycles as the burst has wide beats. Latency: narrow WLAST -> wide AWVALID
-    about 2 cycles. The B response is returned to the narrow side unchanged (in order).
+    2 cycles, first wide W beat the cycle after the AW is accepted. The B response is returned to the narrow side unchanged (in order).
 
     Bursts longer than ``max_burst`` still work, at the narrow rate: a read of more than B
     wide beats is accepted once the read buffer is empty (the wide R channel then waits on
