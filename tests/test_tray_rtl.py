@@ -16,7 +16,7 @@ import pytest
 
 from cosim.sim import default_sims
 from cosim.tray import rtl_tray
-from cosim.tray.scenario import fp32_values
+from cosim.tray.scenario import fp32_values, word_diff
 from golden import tray as GT
 from spec import chip as C
 from spec import nic as S
@@ -523,12 +523,7 @@ def test_rtl_two_trays_uplink_writes_through_the_switch_equal_golden_nic(faulty)
           "fates", res["up_fates"].sum(axis=0).tolist())
     errs = []
     for r in RANKS2:
-        bad = np.flatnonzero(want_imgs[r] != res[r]["hbm"])
-        if bad.size:
-            i = int(bad[0]) & ~3
-            errs.append(f"rank {r}: {bad.size} bytes differ, first word at {i:#x}: expected "
-                        f"{int.from_bytes(bytes(want_imgs[r][i:i + 4]), 'little'):#010x} got "
-                        f"{int.from_bytes(bytes(res[r]['hbm'][i:i + 4]), 'little'):#010x}")
+        errs += word_diff(f"rank {r}", want_imgs[r], res[r]["hbm"])
     assert not errs, "\n".join(errs)
     # the payloads really moved (the images differ from the inputs at every destination)
     for r in RANKS2:
@@ -643,12 +638,7 @@ def test_rtl_two_trays_run_collectives_concurrently_equal_golden():
         skip = np.zeros(CFG2.hbm_window, bool)
         skip[P2.ring_base:] = True
         skip[SCRATCH:SCRATCH + 0x20000] = True
-        bad = np.flatnonzero((want[r] != res[r]["hbm"]) & ~skip)
-        if bad.size:
-            i = int(bad[0]) & ~3
-            errs.append(f"rank {r}: {bad.size} bytes differ, first word at {i:#x}: expected "
-                        f"{int.from_bytes(bytes(want[r][i:i + 4]), 'little'):#010x} got "
-                        f"{int.from_bytes(bytes(res[r]['hbm'][i:i + 4]), 'little'):#010x}")
+        errs += word_diff(f"rank {r}", want[r], res[r]["hbm"], skip)
     assert not errs, "\n".join(errs)
     # both trays really ran at once: each tray's chips sent mesh frames, nothing crossed
     for r in RANKS2:
@@ -717,12 +707,7 @@ def test_rtl_two_trays_incast_queues_and_tail_drops_in_the_switch_and_recovers()
     print("cycles", res["cycles"], "switch", sw, "max", res["switch_max"], "retx", retx)
     errs = []
     for r in RANKS2:
-        bad = np.flatnonzero(want[r] != res[r]["hbm"])
-        if bad.size:
-            i = int(bad[0]) & ~3
-            errs.append(f"rank {r}: {bad.size} bytes differ, first word at {i:#x}: expected "
-                        f"{int.from_bytes(bytes(want[r][i:i + 4]), 'little'):#010x} got "
-                        f"{int.from_bytes(bytes(res[r]['hbm'][i:i + 4]), 'little'):#010x}")
+        errs += word_diff(f"rank {r}", want[r], res[r]["hbm"])
     assert not errs, "\n".join(errs)
     assert res["switch_max"][0][1] > 1 and res["switch_max"][4][1] > 1, res["switch_max"]
     assert all(b <= 2048 for b, _ in res["switch_max"]), res["switch_max"]
@@ -758,12 +743,7 @@ def _errors2(want: dict, res: dict, entries_of: dict, ranks=RANKS2) -> list[str]
         for e in entries_of.get(r, []):
             a, nb = T.decode(e)[0].extents().get("scratch", (0, 0))
             skip[a:a + nb] = True
-        bad = np.flatnonzero((want[r] != res[r]["hbm"]) & ~skip)
-        if bad.size:
-            i = int(bad[0]) & ~3
-            errs.append(f"rank {r}: {bad.size} bytes differ, first word at {i:#x}: expected "
-                        f"{int.from_bytes(bytes(want[r][i:i + 4]), 'little'):#010x} got "
-                        f"{int.from_bytes(bytes(res[r]['hbm'][i:i + 4]), 'little'):#010x}")
+        errs += word_diff(f"rank {r}", want[r], res[r]["hbm"], skip)
     return errs
 
 
@@ -984,12 +964,7 @@ def test_rtl_two_trays_collectives_and_uplink_writes_at_once_under_faults():
         check = np.ones(CFG2.hbm_window, bool)
         check[P2.ring_base:up_lo] = False        # mesh rings: the engine's, not in the contract
         check[SCRATCH:SCRATCH + 0x20000] = False
-        bad = np.flatnonzero((want[r] != res[r]["hbm"]) & check)
-        if bad.size:
-            i = int(bad[0]) & ~3
-            errs.append(f"rank {r}: {bad.size} bytes differ, first word at {i:#x}: expected "
-                        f"{int.from_bytes(bytes(want[r][i:i + 4]), 'little'):#010x} got "
-                        f"{int.from_bytes(bytes(res[r]['hbm'][i:i + 4]), 'little'):#010x}")
+        errs += word_diff(f"rank {r}", want[r], res[r]["hbm"], ~check)
     assert not errs, "\n".join(errs)
     assert sum(retx[:T.MESH_PORTS]) > 0 and retx[T.UPLINK] > 0, retx
     assert res["switch"]["fcs_err"] > 0, res["switch"]

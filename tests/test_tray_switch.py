@@ -15,7 +15,7 @@ import pytest
 from cosim.sim import default_sims
 from cosim.tray import rtl_tray
 from cosim.tray.rtl_switch import COUNTERS, SwitchModel
-from cosim.tray.scenario import fp32_values
+from cosim.tray.scenario import fp32_values, word_diff
 from golden import nic as GN
 from golden import tray as GT
 from spec import chip as C
@@ -420,13 +420,7 @@ def image_errors(want: dict, res: dict, ranks=RANKS2, uplink_rings=True) -> list
         check = np.ones(CFG2.hbm_window, bool)
         check[P2.ring_base:up_lo] = False
         check[SCRATCH:SCRATCH + 0x20000] = False
-        got = res[r]["hbm"]
-        bad = np.flatnonzero((want[r] != got) & check)
-        if bad.size:
-            i = int(bad[0]) & ~3
-            errs.append(f"rank {r}: {bad.size} bytes differ, first word at {i:#x}: expected "
-                        f"{int.from_bytes(bytes(want[r][i:i + 4]), 'little'):#010x} got "
-                        f"{int.from_bytes(bytes(got[i:i + 4]), 'little'):#010x}")
+        errs += word_diff(f"rank {r}", want[r], res[r]["hbm"], ~check)
     return errs
 
 

@@ -66,3 +66,19 @@ def fill(mems: dict, raw: bytes, seed: int) -> dict:
             mems[r][d.src:d.src + 4 * src_el] = x.view(np.uint8)
             out[r] = dict(src=x)
     return out
+
+
+def word_diff(name: str, want: np.ndarray, got: np.ndarray,
+              skip: np.ndarray | None = None) -> list[str]:
+    """Compare two HBM images (uint8) outside ``skip`` (bool, True = not compared; None:
+    everywhere): [] if equal, else one message with the number of differing bytes and the
+    first differing 32-bit word, expected and got, in hex."""
+    diff = want != got
+    bad = np.flatnonzero(diff if skip is None else diff & ~skip)
+    if not bad.size:
+        return []
+    i = int(bad[0]) & ~3
+    w = int.from_bytes(bytes(want[i:i + 4]), "little")
+    g = int.from_bytes(bytes(got[i:i + 4]), "little")
+    return [f"{name}: {bad.size} bytes differ, first word at {i:#x}: expected {w:#010x} "
+            f"got {g:#010x}"]
