@@ -413,6 +413,12 @@ TINY_TRAY4 = TINY.with_(name="tiny_tray4", nic_ports=4, nic_qps=4)
 # (nic_hbm from tiny_tray)
 TRAY_PERF = TINY_TRAY.with_(name="tray_perf", nic_mtu=1024, hbm_window=4 << 20,
                             hbm_capacity=4 << 20)
+# tiny_tray4 with tray_perf's MTU 1024, 4 MiB HBM and nic_hbm (NIC ports and the collective
+# engine on HBM edge ports of their own): the chip of the 8-chip (two-tray) RTL busbw
+# benchmark (cosim/bench/tray.py tray2_bench_perf, docs/tray.md "Figures"): 1 MiB per chip
+# with dst and scratch fits below the host ring
+TRAY4_PERF = TINY_TRAY4.with_(name="tray4_perf", nic_mtu=1024, hbm_window=4 << 20,
+                              hbm_capacity=4 << 20, nic_hbm=True)
 
 # Calibration chips of the performance model (docs/chip.md "Performance model"): tiny's
 # 1x1-cell tile and memories on several clusters, so hop counts, HBM ports shared by several
@@ -423,7 +429,7 @@ DUO_X = TINY.with_(name="duo_x", mesh_x=2, mesh_y=1)
 DUO_Y = TINY.with_(name="duo_y", mesh_x=1, mesh_y=2)
 
 CONFIGS = {c.name: c for c in (DEFAULT, TINY, TINY_4M, SMALL, MAIA200, TINY_NIC, TINY_TRAY,
-                               QUAD, DUO_X, DUO_Y, TRAY_PERF)}
+                               QUAD, DUO_X, DUO_Y, TRAY_PERF, TINY_TRAY4, TRAY4_PERF)}
 
 
 def config(name: str) -> ChipConfig:

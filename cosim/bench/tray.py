@@ -12,8 +12,13 @@ default 256 Ki = 1 MiB). MAIA_TRAY_RTL=pair, =tray or =perf runs only those rows
 MAIA_TRAY_RTL=8 runs the ``rtl_*_8chip_*`` rows: the two-tier all-reduce on 8 RTL chips (two
 trays of ``tiny_tray4``, uplinks through the cocotb switch, cosim/tray/rtl_tray.run2) and the
 RTL scaling rows 2 / 4 / 8 chips at the same 128 KiB per chip (chip_pair of ``tiny_nic``,
-tray_bench of ``tiny_tray``, the 8-chip bench: all MTU 256, WRITEs of 4 KiB). Figures are in NIC clock cycles (8 bytes per cycle is the
-raw link rate, the 64-bit MAC), so host load does not change them.
+tray_bench of ``tiny_tray``, the 8-chip bench: all MTU 256, WRITEs of 4 KiB);
+MAIA_TRAY_RTL_8_CFG (``tiny_tray4``, the default, or ``tray4_perf``) picks the 8-chip chips:
+with ``tray4_perf`` (spec.chip.TRAY4_PERF: MTU 1024, 4 MiB HBM, nic_hbm; top
+:func:`tray2_bench_perf`) MAIA_TRAY_RTL=8 runs only the ``rtl_perf_*_8chip_*`` rows, the
+8-chip all-reduce of MAIA_TRAY_RTL_PERF_COUNT elements per chip (default 1 MiB) at 0% and,
+unless MAIA_TRAY_RTL_8_LOSS=0, at 1% drop. Figures are in NIC clock cycles (8 bytes per
+cycle is the raw link rate, the 64-bit MAC), so host load does not change them.
 
 Definitions (docs/tray.md "Figures"):
 * busbw (NCCL): algbw * 2(n-1)/n for all-reduce, algbw = bytes per chip (1 MiB of binary32)
@@ -167,18 +172,38 @@ def _rtl_tray_allreduce(count: int, faults: dict | None = None, seed: int = 1,
 
 
 
-def _rtl_tray8_allreduce(count: int) -> dict:
+def tray2_bench_perf():
+    """The co-simulation top ``tray_bench`` of two trays of ``tray4_perf`` chips
+    (spec.chip.TRAY4_PERF: tiny_tray4 with MTU 1024, 4 MiB of HBM and nic_hbm), mesh wires
+    and uplinks as ports; module-level so the build is keyed by the generated Verilog only."""
+    from rtl.chip.tray import Tray
+    from spec import chip as C
+
+    return Tray(C.TRAY4_PERF, open_mesh=True, trays=2)
+
+
+TRAY8_CFGS = ("tiny_tray4", "tray4_perf")     # MAIA_TRAY_RTL_8_CFG choices
+
+
+def _rtl_tray8_allreduce(count: int, *, perf: bool = False, faults: dict | None = None,
+                         seed: int = 1) -> dict:
     """All-reduce of ``count`` binary32 per chip over the 8 RTL chips of two trays
-    (tiny_tray4, the two-tier plan of spec.tray.plan), checked against golden; the
-    transport model and the golden estimate for the same parameters beside it."""
+    (tiny_tray4, or tray4_perf chips with ``perf``; the two-tier plan of spec.tray.plan),
+    checked against golden; ``faults`` (drop, dup, reorder, corrupt probabilities) on every
+    mesh wire and every switch ingress; the transport model (same faults) and the golden
+    estimate for the same parameters beside it."""
     import numpy as np
 
     from cosim.tray import rtl_tray
     from cosim.tray.scenario import fp32_values
+    from spec import chip as C
 
-    cfg = rtl_tray.CFG2
+    cfg = C.TRAY4_PERF if perf else rtl_tray.CFG2
     p = T.chip_params(cfg, 2)
-    src, dst, scratch = 0x00000, 0x30000, 0x60000      # the host ring is at 0xB8000
+    if perf:        # 4 MiB: src, dst 1 MiB each, scratch 1 MiB; the host ring is at 0x3B8000
+        src, dst, scratch = 0x000000, 0x100000, 0x200000
+    else:
+        src, dst, scratch = 0x00000, 0x30000, 0x60000      # the host ring is at 0xB8000
     group = tuple(range(8))
     raw = T.entry_collective(T.KIND_ALL_REDUCE, T.FMT_FP32, src=src, dst=dst, count=count,
                              group=group, scratch=scratch)
@@ -189,7 +214,9 @@ def _rtl_tray8_allreduce(count: int) -> dict:
         imgs[r][src:src + 4 * count] = fp32_values(rng, count).view(np.uint8)
     want = {r: imgs[r].copy() for r in group}
     GT.run(want, raw, p)
-    res = rtl_tray.run2(imgs, {r: [raw] for r in group}, poll=64, tag="bench-rtltray2")
+    kw = dict(cfg=cfg, make=tray2_bench_perf) if perf else {}
+    res = rtl_tray.run2(imgs, {r: [raw] for r in group}, poll=64, tag="bench-rtltray2",
+                        faults=faults, uplink_faults=faults, seed=seed, **kw)
     for r in group:
         if res[r]["queues"][0]["ERROR"]:
             raise RuntimeError(f"tray bench: RTL 8-chip all-reduce failed on rank {r}: "
@@ -200,17 +227,19 @@ def _rtl_tray8_allreduce(count: int) -> dict:
     cycles = max(res[r]["done"] for r in group)
     est = GT.estimate(raw, p)
     busbw = 4 * count / cycles * T.bus_factor(T.KIND_ALL_REDUCE, 8)
-    model = Tray(p)
+    model = Tray(p, seed=seed, faults=faults)
     for r in group:
         model.mems[r][src:src + 4 * count] = imgs[r][src:src + 4 * count]
     mres = model.collective(raw)
     if not mres.ok:
         raise RuntimeError(f"tray bench: transport model failed: {mres.status}")
     mbus = 4 * count / mres.cycles * T.bus_factor(T.KIND_ALL_REDUCE, 8)
+    rtx = sum(c["retransmits"] for r in group for c in res[r]["counters"])
     return dict(cycles=cycles, busbw=busbw, frac=busbw / est["ideal_busbw"],
                 over_link=busbw / est["link_limit"], est=est, model_cycles=mres.cycles,
                 model_frac=mbus / est["ideal_busbw"], switch=res["switch"],
-                done=[res[r]["done"] for r in group])
+                done=[res[r]["done"] for r in group], retransmits=rtx,
+                injected=(res["fates"].sum(axis=0) + res["up_fates"].sum(axis=0)).tolist())
 
 
 def _rtl_tray_rows(out: dict, key: str, count: int, *, perf: bool, chips: str,
@@ -251,6 +280,74 @@ def _rtl_tray_rows(out: dict, key: str, count: int, *, perf: bool, chips: str,
             "value": r["cycles"], "unit": "cycles",
             "note": f"transport model {r['model_cycles']:.0f}, golden estimate "
                     f"{r['est']['cycles']:.0f}"}
+
+def _rtl_tray8_rows(out: dict, count: int, *, perf: bool, lossy: bool) -> None:
+    """The 8-chip RTL all-reduce rows (0 % drop, and 1 % drop with ``lossy``) of ``count``
+    binary32 per chip on tray4_perf (``perf``) or tiny_tray4 chips; a run that fails the
+    golden check is recorded as a FAILED row, not hidden."""
+    kib = count * 4 // 1024
+    name = "tray4_perf" if perf else "tiny_tray4"
+    key = f"rtl_{'perf_' if perf else ''}allreduce_8chip_{kib}KiB"
+    chips = (f"RTL: 8 {name} chips (two trays, uplinks through the cocotb switch; "
+             + ("MTU 1024, 4 MiB HBM, nic_hbm: HBM ports of their own for the 4 NIC ports "
+                "and the engine" if perf else "MTU 256, 1 MiB HBM, one shared HBM path")
+             + "; WRITEs of 4 KiB")
+    runs = [("loss0", None)] + ([("loss1pct", dict(drop=0.01))] if lossy else [])
+    for tag, faults in runs:
+        try:
+            r = _rtl_tray8_allreduce(count, perf=perf, faults=faults)
+        except RuntimeError as e:
+            out[f"{key}_busbw_frac_{tag}"] = {
+                "value": None, "unit": "of the two-tier bound", "error": str(e),
+                "note": "FAILED (docs/tray.md Figures)"}
+            continue
+        out[f"{key}_busbw_frac_{tag}"] = {
+            "value": round(r["frac"], 4), "unit": "of the two-tier bound",
+            "target": "reported",
+            "note": f"{chips}, link limit {r['est']['link_limit']:.3f} B/cycle), {kib} KiB per "
+                    f"chip, two-tier plan, result checked against golden; "
+                    f"{'1% drop on every mesh wire and switch ingress, seed 1, ' if faults else ''}"
+                    f"bound {r['est']['ideal_busbw'] / r['est']['link_limit']:.3f} L; cycles "
+                    f"{r['cycles']} (doorbells to the last rank done, poll 64), retransmits "
+                    f"{r['retransmits']}; transport model, same parameters: "
+                    f"{r['model_frac']:.4f} ({r['model_cycles']:.0f} cycles); golden estimate "
+                    f"{r['est']['cycles']:.0f} cycles"}
+        out[f"{key}_busbw_over_link_{tag}"] = {
+            "value": round(r["over_link"], 4), "unit": "x one link",
+            "note": f"bound {r['est']['ideal_busbw'] / r['est']['link_limit']:.3f}"}
+        out[f"{key}_cycles_{tag}"] = {
+            "value": r["cycles"], "unit": "cycles",
+            "note": f"per rank done {r['done']}; transport model {r['model_cycles']:.0f}, "
+                    f"golden estimate {r['est']['cycles']:.0f}"}
+
+
+def _rtl_tray8_tiny_rows(out: dict) -> None:
+    """The tiny_tray4 8-chip row at RTL_COUNT and the RTL scaling rows 2 / 4 / 8 chips at
+    the same size (MTU 256 chips)."""
+    kib = RTL_COUNT * 4 // 1024
+    r8 = _rtl_tray8_allreduce(RTL_COUNT)
+    key = f"rtl_allreduce_8chip_{kib}KiB"
+    out[f"{key}_busbw_frac_loss0"] = {
+        "value": round(r8["frac"], 4), "unit": "of the two-tier bound",
+        "note": f"RTL: 8 tiny_tray4 chips (two trays, uplinks through the cocotb switch; MTU "
+                f"256, WRITEs of 4 KiB, link limit {r8['est']['link_limit']:.3f} B/cycle), "
+                f"{kib} KiB per chip, two-tier plan, result checked against golden; bound "
+                f"{r8['est']['ideal_busbw'] / r8['est']['link_limit']:.3f} L; cycles "
+                f"{r8['cycles']} (doorbells to the last rank done, poll 64); transport "
+                f"model, same parameters: {r8['model_frac']:.4f} ({r8['model_cycles']:.0f} "
+                f"cycles); golden estimate {r8['est']['cycles']:.0f} cycles"}
+    out[f"{key}_cycles_loss0"] = {"value": r8["cycles"], "unit": "cycles",
+                                  "note": f"per rank done {r8['done']}"}
+    r2 = _rtl_pair_allreduce()
+    r4 = _rtl_tray_allreduce(RTL_COUNT)
+    for n, over, cyc in ((2, r2["busbw"] / r2["lim"], r2["cycles"]),
+                         (4, r4["over_link"], r4["cycles"]),
+                         (8, r8["over_link"], r8["cycles"])):
+        out[f"rtl_scaling_allreduce_{n}chip_{kib}KiB_busbw_over_link"] = {
+            "value": round(over, 4), "unit": "x one link",
+            "note": f"RTL, {kib} KiB per chip, MTU 256 chips (2: chip_pair tiny_nic, 4: "
+                    f"tiny_tray tray, 8: tiny_tray4 two trays); cycles {cyc}"}
+
 
 def run() -> dict:
     out: dict = {"source": "transport model (cosim/tray over golden/nic.py), NOT RTL"}
@@ -323,29 +420,17 @@ def run() -> dict:
                              "nic_hbm; WRITEs of 4 KiB",
                        size=f"{kib} KiB per chip")
     if rtl == "8":
-        kib = RTL_COUNT * 4 // 1024
-        r8 = _rtl_tray8_allreduce(RTL_COUNT)
-        key = f"rtl_allreduce_8chip_{kib}KiB"
-        out[f"{key}_busbw_frac_loss0"] = {
-            "value": round(r8["frac"], 4), "unit": "of the two-tier bound",
-            "note": f"RTL: 8 tiny_tray4 chips (two trays, uplinks through the cocotb switch; MTU "
-                    f"256, WRITEs of 4 KiB, link limit {r8['est']['link_limit']:.3f} B/cycle), "
-                    f"{kib} KiB per chip, two-tier plan, result checked against golden; bound "
-                    f"{r8['est']['ideal_busbw'] / r8['est']['link_limit']:.3f} L; cycles "
-                    f"{r8['cycles']} (doorbells to the last rank done, poll 64); transport "
-                    f"model, same parameters: {r8['model_frac']:.4f} ({r8['model_cycles']:.0f} "
-                    f"cycles); golden estimate {r8['est']['cycles']:.0f} cycles"}
-        out[f"{key}_cycles_loss0"] = {"value": r8["cycles"], "unit": "cycles",
-                                      "note": f"per rank done {r8['done']}"}
-        r2 = _rtl_pair_allreduce()
-        r4 = _rtl_tray_allreduce(RTL_COUNT)
-        for n, over, cyc in ((2, r2["busbw"] / r2["lim"], r2["cycles"]),
-                             (4, r4["over_link"], r4["cycles"]),
-                             (8, r8["over_link"], r8["cycles"])):
-            out[f"rtl_scaling_allreduce_{n}chip_{kib}KiB_busbw_over_link"] = {
-                "value": round(over, 4), "unit": "x one link",
-                "note": f"RTL, {kib} KiB per chip, MTU 256 chips (2: chip_pair tiny_nic, 4: "
-                        f"tiny_tray tray, 8: tiny_tray4 two trays); cycles {cyc}"}
+        cfg8 = os.environ.get("MAIA_TRAY_RTL_8_CFG", "tiny_tray4").strip()
+        if cfg8 not in TRAY8_CFGS:
+            raise ValueError(f"MAIA_TRAY_RTL_8_CFG must be one of {TRAY8_CFGS}, not {cfg8!r}")
+        if cfg8 == "tray4_perf":
+            count = int(os.environ.get("MAIA_TRAY_RTL_PERF_COUNT", RTL_PERF_COUNT))
+            loss = os.environ.get("MAIA_TRAY_RTL_8_LOSS", "1").strip()
+            if loss not in ("0", "1"):
+                raise ValueError(f"MAIA_TRAY_RTL_8_LOSS must be 0 or 1, not {loss!r}")
+            _rtl_tray8_rows(out, count, perf=True, lossy=loss == "1")
+        else:
+            _rtl_tray8_tiny_rows(out)
     out["notes"] = ("Every figure but the rtl_* rows comes from the transport model: golden NICs "
                     "(frames, ACKs, go-back-N) timed by an event model at 8 B/cycle per link, "
                     f"link latency {p.link_latency}, switch latency {p.switch_latency}, "

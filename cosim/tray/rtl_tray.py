@@ -187,7 +187,8 @@ def run2(hbm: dict, entries: dict | None = None, uplinks: dict | None = None, *,
          switch_buffer: int = 64 * 1024, sim: str = "verilator", max_cycles: int = 3_000_000,
          poll: int = 256, timeout_cycles: int = 4000, retry_limit: int = 16,
          tag: str = "rtltray2", switch_learning: bool = False, switch_ageing: int | None = None,
-         uplink_cut: dict | None = None) -> dict:
+         uplink_cut: dict | None = None, cfg: C.ChipConfig | None = None,
+         make=None) -> dict:
     """Two trays of ``tiny_tray4`` chips (ranks 0..7, rank = 4 tray + chip), the uplinks
     joined by the switch. ``hbm``: rank -> HBM image; ``entries``: rank -> list of 32-byte
     queue entries (queue 0, ring at RING2; a rank may have none); ``uplinks``: rank -> a
@@ -207,7 +208,9 @@ def run2(hbm: dict, entries: dict | None = None, uplinks: dict | None = None, *,
     (per port: bytes, frames), res["up_fates"], res["up_stats"] (per port: frames, bytes),
     res["switch_table"] ({MAC: port} at the end), res["switch_flood"] ((rx index, destination
     MAC) per flooded frame), res["switch_learn"] ((rx index, MAC, port) per entry learned or
-    moved)."""
+    moved). ``cfg`` / ``make``: another two-tray chip configuration (4 NIC ports, 4 queue
+    pairs) and its module-level two-tray ``tray_bench`` factory (both or neither; default
+    CFG2 and tray2_bench_tiny4); the host ring is 32 KiB below its ring_base."""
     from cosim.chippair import nic_writes
     from cosim.sim import run_bench
     from cosim.tray.rtl_switch import COUNTERS
@@ -228,7 +231,12 @@ def run2(hbm: dict, entries: dict | None = None, uplinks: dict | None = None, *,
             switch_ageing, int) or switch_ageing < 1 or not switch_learning):
         raise ValueError(f"switch_ageing: None or an int >= 1 with switch_learning=True, got "
                          f"{switch_ageing!r}")
-    p = T.chip_params(CFG2, 2)
+    if (cfg is None) != (make is None):
+        raise ValueError("cfg, make: give both or neither")
+    if cfg is None:
+        cfg, make = CFG2, tray2_bench_tiny4
+    p = T.chip_params(cfg, 2)
+    ring2 = p.ring_base - 0x8000        # RING2 for cfg
     mesh_fates = np.concatenate([_fates(faults, seed, ())] * 2)
     mesh_fates[:, 0] = [seed * 1000 + w for w in range(len(mesh_fates))]
     up_fates = _fates(uplink_faults, seed, ())[:N2]
@@ -243,33 +251,33 @@ def run2(hbm: dict, entries: dict | None = None, uplinks: dict | None = None, *,
     kw = dict(timeout_cycles=timeout_cycles, retry_limit=retry_limit)
     for rank in range(N2):
         img = np.array(hbm[rank], dtype=np.uint8)
-        if img.shape != (CFG2.hbm_window,):
-            raise ValueError(f"hbm: rank {rank} needs uint8 [{CFG2.hbm_window}]")
+        if img.shape != (cfg.hbm_window,):
+            raise ValueError(f"hbm: rank {rank} needs uint8 [{cfg.hbm_window}]")
         ents = list(entries.get(rank, []))
         if len(ents) >= QSIZE:
             raise ValueError(f"entries: rank {rank} needs at most {QSIZE - 1} entries")
         if rank not in uplinks:
             img[p.ring_base:] = 0
         for i, e in enumerate(ents):
-            img[RING2 + 32 * i:RING2 + 32 * i + 32] = np.frombuffer(e, np.uint8)
+            img[ring2 + 32 * i:ring2 + 32 * i + 32] = np.frombuffer(e, np.uint8)
         conf, bells = [], [np.zeros((0, 2), np.int64)]
         tray0 = rank - T.chip_of(rank)
         for peer in range(tray0, tray0 + T.CHIPS_PER_TRAY):
             if peer != rank:
-                port, nic = mesh_nic(CFG2, rank, peer)
-                conf.append(nic_writes(CFG2, port, nic, **kw)[0])
-        up = uplinks.get(rank) or uplink_nic(CFG2, rank, np.zeros(CFG2.hbm_window, np.uint8))
-        c, b = nic_writes(CFG2, T.UPLINK, up, **kw)
+                port, nic = mesh_nic(cfg, rank, peer)
+                conf.append(nic_writes(cfg, port, nic, **kw)[0])
+        up = uplinks.get(rank) or uplink_nic(cfg, rank, np.zeros(cfg.hbm_window, np.uint8))
+        c, b = nic_writes(cfg, T.UPLINK, up, **kw)
         conf.append(c)
         bells.append(b)
         # REG_TRAY_RANK: the rank and bit 3, two trays (8 ranks; spec.chip.REG_TRAY_RANK)
         conf.append(np.array([[C.REG_TRAY_RANK, rank | C.TRAY_RANK_TWO_TRAYS]], np.int64))
         inputs.update({f"hbm_{rank}": img, f"host_{rank}": np.concatenate(conf),
-                       f"queues_{rank}": np.array([[0, RING2, QSIZE, len(ents)]] if ents
+                       f"queues_{rank}": np.array([[0, ring2, QSIZE, len(ents)]] if ents
                                                   else [], np.int64).reshape(-1, 4),
                        f"bell_{rank}": np.concatenate(bells)})
-    out = run_bench(name="tray2_bench_tiny_tray4", toplevel="tray_bench", make=tray2_bench_tiny4,
-                    params=CFG2.asdict(), test_module=BENCH_MODULE, testcase="tray", sim=sim,
+    out = run_bench(name=f"tray2_bench_{cfg.name}", toplevel="tray_bench", make=make,
+                    params=cfg.asdict(), test_module=BENCH_MODULE, testcase="tray", sim=sim,
                     tag=tag, inputs=inputs, hierarchical=True)
     res = {"cycles": int(out["cycles"]), "fates": out["fates"], "wires": out["wire_stats"],
            "switch": dict(zip(COUNTERS, out["switch"].tolist())),
