@@ -119,10 +119,8 @@ def _rtl_tray_allreduce(count: int, faults: dict | None = None, seed: int = 1,
     """All-reduce of ``count`` binary32 on the 4-chip RTL tray (cosim/tray/rtl_tray.py,
     tiny_tray chips, or tray_perf chips with ``perf``; Verilator), checked against golden;
     the transport model and the golden estimate for the same parameters beside it."""
-    import numpy as np
 
     from cosim.tray import rtl_tray
-    from cosim.tray.scenario import fp32_values
     from spec import chip as C
 
     cfg = C.TRAY_PERF if perf else rtl_tray.CFG
@@ -131,44 +129,70 @@ def _rtl_tray_allreduce(count: int, faults: dict | None = None, seed: int = 1,
         src, dst, scratch = 0x000000, 0x100000, 0x200000
     else:
         src, dst, scratch = 0x00000, 0x40000, 0x80000     # the host ring is at 0xD8000
-    group = tuple(range(4))
+    raw, imgs, want = _allreduce_case(cfg, p, 4, src, dst, scratch, count, 9)
+    kw = dict(cfg=cfg, make=tray_bench_perf) if perf else {}
+    res = rtl_tray.run(imgs, {r: [raw] for r in want}, faults=faults, seed=seed, poll=64,
+                       tag="bench-rtltray", **kw)
+    out = _check_and_model(res, raw, p, imgs, want, faults, seed, "RTL tray")
+    # frame bytes (without preamble and IFG) over the wire capacity, 8 B/cycle per wire
+    out["wire_util"] = float(res["wires"][:, 1].sum()) / (8 * out["cycles"] * len(res["wires"]))
+    return dict(out, injected=res["fates"].sum(axis=0).tolist(), wires=res["wires"],
+                hbm_prof=res[0]["hbm_prof"])
+
+
+def _allreduce_case(cfg, p, n: int, src: int, dst: int, scratch: int, count: int,
+                    seed: int):
+    """The bench all-reduce over ranks 0..n-1: its entry, seeded binary32 inputs at ``src``
+    in zeroed images, and golden's images after it."""
+    import numpy as np
+
+    from cosim.tray.scenario import fp32_values
+
+    group = tuple(range(n))
     raw = T.entry_collective(T.KIND_ALL_REDUCE, T.FMT_FP32, src=src, dst=dst, count=count,
                              group=group, scratch=scratch)
-    rng = np.random.default_rng(9)
+    rng = np.random.default_rng(seed)
     imgs = {}
     for r in group:
         imgs[r] = np.zeros(cfg.hbm_window, np.uint8)
         imgs[r][src:src + 4 * count] = fp32_values(rng, count).view(np.uint8)
     want = {r: imgs[r].copy() for r in group}
     GT.run(want, raw, p)
-    kw = dict(cfg=cfg, make=tray_bench_perf) if perf else {}
-    res = rtl_tray.run(imgs, {r: [raw] for r in group}, faults=faults, seed=seed, poll=64,
-                       tag="bench-rtltray", **kw)
+    return raw, imgs, want
+
+
+def _check_and_model(res: dict, raw: bytes, p, imgs: dict, want: dict, faults, seed: int,
+                     what: str) -> dict:
+    """Raise unless every rank's RTL run ended without error and with golden's dst; the
+    busbw figures of the RTL run and of the transport model (same faults) beside the golden
+    estimate."""
+    import numpy as np
+
+    d, _ = T.decode(raw)
+    group, n = tuple(want), len(want)
+    src, dst, nb = d.src, d.dst, 4 * d.count
     for r in group:
         if res[r]["queues"][0]["ERROR"]:
-            raise RuntimeError(f"tray bench: RTL tray all-reduce failed on rank {r}: "
+            raise RuntimeError(f"tray bench: {what} all-reduce failed on rank {r}: "
                                f"{res[r]['queues'][0]}")
-        if not np.array_equal(res[r]["hbm"][dst:dst + 4 * count], want[r][dst:dst + 4 * count]):
-            raise RuntimeError(f"tray bench: RTL tray all-reduce result of rank {r} differs "
+        if not np.array_equal(res[r]["hbm"][dst:dst + nb], want[r][dst:dst + nb]):
+            raise RuntimeError(f"tray bench: {what} all-reduce result of rank {r} differs "
                                "from golden")
     cycles = max(res[r]["done"] for r in group)
     est = GT.estimate(raw, p)
-    busbw = 4 * count / cycles * T.bus_factor(T.KIND_ALL_REDUCE, 4)
+    busbw = nb / cycles * T.bus_factor(T.KIND_ALL_REDUCE, n)
     model = Tray(p, seed=seed, faults=faults)
     for r in group:
-        model.mems[r][src:src + 4 * count] = imgs[r][src:src + 4 * count]
+        model.mems[r][src:src + nb] = imgs[r][src:src + nb]
     mres = model.collective(raw)
     if not mres.ok:
         raise RuntimeError(f"tray bench: transport model failed: {mres.status}")
-    mbus = 4 * count / mres.cycles * T.bus_factor(T.KIND_ALL_REDUCE, 4)
-    rtx = sum(c["retransmits"] for r in group for c in res[r]["counters"])
-    # frame bytes (without preamble and IFG) over the wire capacity, 8 B/cycle per wire
-    wire_util = float(res["wires"][:, 1].sum()) / (8 * cycles * len(res["wires"]))
-    return dict(cycles=cycles, busbw=busbw, wire_util=wire_util, frac=busbw / est["ideal_busbw"],
+    mbus = nb / mres.cycles * T.bus_factor(T.KIND_ALL_REDUCE, n)
+    return dict(cycles=cycles, busbw=busbw, frac=busbw / est["ideal_busbw"],
                 over_link=busbw / est["link_limit"], est=est, model_cycles=mres.cycles,
-                model_frac=mbus / est["ideal_busbw"], retransmits=rtx,
-                injected=res["fates"].sum(axis=0).tolist(), wires=res["wires"],
-                done=[res[r]["done"] for r in group], hbm_prof=res[0]["hbm_prof"])
+                model_frac=mbus / est["ideal_busbw"],
+                retransmits=sum(c["retransmits"] for r in group for c in res[r]["counters"]),
+                done=[res[r]["done"] for r in group])
 
 
 
@@ -192,10 +216,8 @@ def _rtl_tray8_allreduce(count: int, *, perf: bool = False, faults: dict | None 
     checked against golden; ``faults`` (drop, dup, reorder, corrupt probabilities) on every
     mesh wire and every switch ingress; the transport model (same faults) and the golden
     estimate for the same parameters beside it."""
-    import numpy as np
 
     from cosim.tray import rtl_tray
-    from cosim.tray.scenario import fp32_values
     from spec import chip as C
 
     cfg = C.TRAY4_PERF if perf else rtl_tray.CFG2
@@ -204,41 +226,12 @@ def _rtl_tray8_allreduce(count: int, *, perf: bool = False, faults: dict | None 
         src, dst, scratch = 0x000000, 0x100000, 0x200000
     else:
         src, dst, scratch = 0x00000, 0x30000, 0x60000      # the host ring is at 0xB8000
-    group = tuple(range(8))
-    raw = T.entry_collective(T.KIND_ALL_REDUCE, T.FMT_FP32, src=src, dst=dst, count=count,
-                             group=group, scratch=scratch)
-    rng = np.random.default_rng(10)
-    imgs = {}
-    for r in group:
-        imgs[r] = np.zeros(cfg.hbm_window, np.uint8)
-        imgs[r][src:src + 4 * count] = fp32_values(rng, count).view(np.uint8)
-    want = {r: imgs[r].copy() for r in group}
-    GT.run(want, raw, p)
+    raw, imgs, want = _allreduce_case(cfg, p, 8, src, dst, scratch, count, 10)
     kw = dict(cfg=cfg, make=tray2_bench_perf) if perf else {}
-    res = rtl_tray.run2(imgs, {r: [raw] for r in group}, poll=64, tag="bench-rtltray2",
+    res = rtl_tray.run2(imgs, {r: [raw] for r in want}, poll=64, tag="bench-rtltray2",
                         faults=faults, uplink_faults=faults, seed=seed, **kw)
-    for r in group:
-        if res[r]["queues"][0]["ERROR"]:
-            raise RuntimeError(f"tray bench: RTL 8-chip all-reduce failed on rank {r}: "
-                               f"{res[r]['queues'][0]}")
-        if not np.array_equal(res[r]["hbm"][dst:dst + 4 * count], want[r][dst:dst + 4 * count]):
-            raise RuntimeError(f"tray bench: RTL 8-chip all-reduce result of rank {r} differs "
-                               "from golden")
-    cycles = max(res[r]["done"] for r in group)
-    est = GT.estimate(raw, p)
-    busbw = 4 * count / cycles * T.bus_factor(T.KIND_ALL_REDUCE, 8)
-    model = Tray(p, seed=seed, faults=faults)
-    for r in group:
-        model.mems[r][src:src + 4 * count] = imgs[r][src:src + 4 * count]
-    mres = model.collective(raw)
-    if not mres.ok:
-        raise RuntimeError(f"tray bench: transport model failed: {mres.status}")
-    mbus = 4 * count / mres.cycles * T.bus_factor(T.KIND_ALL_REDUCE, 8)
-    rtx = sum(c["retransmits"] for r in group for c in res[r]["counters"])
-    return dict(cycles=cycles, busbw=busbw, frac=busbw / est["ideal_busbw"],
-                over_link=busbw / est["link_limit"], est=est, model_cycles=mres.cycles,
-                model_frac=mbus / est["ideal_busbw"], switch=res["switch"],
-                done=[res[r]["done"] for r in group], retransmits=rtx,
+    out = _check_and_model(res, raw, p, imgs, want, faults, seed, "RTL 8-chip")
+    return dict(out, switch=res["switch"],
                 injected=(res["fates"].sum(axis=0) + res["up_fates"].sum(axis=0)).tolist())
 
 
