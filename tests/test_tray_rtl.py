@@ -342,14 +342,18 @@ def _faulty_run(entries, seed: int, tag: str):
 @pytest.mark.slow
 @pytest.mark.sim
 @needs_verilator
-@pytest.mark.parametrize("which", [0, 1], ids=["reduce_scatter", "mx_all_gather"])
+@pytest.mark.parametrize("which", [0, 1, 2], ids=["reduce_scatter", "mx_all_gather",
+                                                   "broadcast"])
 def test_rtl_tray_reduce_scatter_and_mx_all_gather_under_link_faults_are_exact(which):
     """The fault mix of the all-reduce test on all 12 wires during a 4-rank reduce-scatter
-    (binary32) or an all-gather of MX e4m3 codes and scales (one command per run): equal to
-    golden, retransmissions asserted."""
+    (binary32), an all-gather of MX e4m3 codes and scales, or a BROADCAST of binary32 from
+    root 2 (one command per run): equal to golden, retransmissions asserted."""
     seed = 73
     print(f"seed={seed} faults={FAULTS}")
-    errs, rtx = _faulty_run([rs_ag_entries()[which]], seed, f"tray-loss-{which}-{seed}")
+    bcast = T.entry_collective(T.KIND_BROADCAST, T.FMT_FP32, src=SRC, dst=DST, count=4096,
+                               group=RANKS, root=2)
+    errs, rtx = _faulty_run([(rs_ag_entries() + [bcast])[which]], seed,
+                            f"tray-loss-{which}-{seed}")
     assert not errs, f"RTL tray under faults (seed {seed}) vs golden:\n" + "\n".join(errs)
     assert rtx > 0, "the fault rate should force retransmissions"
 
