@@ -16,7 +16,15 @@ import pytest
 
 from cosim.sim import default_sims
 from cosim.tray import rtl_tray
-from cosim.tray.scenario import fp32_values, word_diff
+from cosim.tray.scenario import (
+    UP_DST,
+    UP_SRC,
+    UP_WRITES,
+    fp32_values,
+    post_uplink_writes,
+    uplink_write_images,
+    word_diff,
+)
 from golden import tray as GT
 from spec import chip as C
 from spec import nic as S
@@ -476,9 +484,7 @@ def test_rtl_tray_perf_1mib_all_reduce_under_1pct_drop_is_exact():
 CFG2 = rtl_tray.CFG2
 P2 = T.chip_params(CFG2, 2)
 RANKS2 = tuple(range(2 * T.CHIPS_PER_TRAY))
-UP_SRC, UP_DST = 0x80000, 0xA0000     # uplink WRITE buffers, below RING2 (0xB8000)
-# per rank: WRITEs (local offset, length, remote offset) to chip r of the other tray
-UP_WRITES = ((0, 4096, 0), (4096, 1000, 8192), (6144, 8, 12280))
+# uplink WRITE buffers (UP_SRC, UP_DST) and UP_WRITES: cosim.tray.scenario
 
 
 def _uplink_images(seed: int, nics: bool):
@@ -488,15 +494,8 @@ def _uplink_images(seed: int, nics: bool):
         img[P2.ring_base:] = 0
     if not nics:
         return imgs
-    out = {}
-    for r in RANKS2:
-        nic = rtl_tray.uplink_nic(CFG2, r, imgs[r])
-        peer_chip = T.chip_of(r)            # rank r talks to chip r % 4 of the other tray
-        for loc, n, rem in UP_WRITES:
-            nic.post(T.route(r, T.rank_of(1 - T.tray_of(r), peer_chip), 8).qp, S.WR_WRITE,
-                     local_addr=UP_SRC + loc, length=n, remote_addr=UP_DST + rem, rkey=T.RKEY,
-                     wr_id=0x100 + loc)
-        out[r] = nic
+    out = {r: rtl_tray.uplink_nic(CFG2, r, imgs[r]) for r in RANKS2}
+    post_uplink_writes(out)
     return imgs, out
 
 
@@ -905,26 +904,6 @@ def test_rtl_two_trays_cut_uplink_ends_in_collective_error_and_work_goes_on():
                               f"{int(bad[0]):#x}")
 
 
-def _mixed_images(seed: int, count: int):
-    """Seeded binary32 at SRC (collectives) and random bytes at UP_SRC (uplink WRITEs);
-    every rank posts UP_WRITES on its uplink to the same chip of the other tray."""
-    rng = np.random.default_rng(seed)
-    imgs, nics = {}, {}
-    for r in RANKS2:
-        img = np.full(CFG2.hbm_window, 0x5A, np.uint8)
-        img[SRC:SRC + 4 * count] = fp32_values(rng, count).view(np.uint8)
-        img[UP_SRC:UP_SRC + 0x4000] = rng.integers(0, 256, 0x4000, dtype=np.uint8)
-        img[P2.ring_base:] = 0
-        imgs[r] = img
-        nics[r] = rtl_tray.uplink_nic(CFG2, r, img)
-    for r in RANKS2:
-        peer = (r + T.CHIPS_PER_TRAY) % len(RANKS2)
-        for loc, n, rem in UP_WRITES:
-            nics[r].post(T.route(r, peer, 8).qp, S.WR_WRITE, local_addr=UP_SRC + loc, length=n,
-                         remote_addr=UP_DST + rem, rkey=T.RKEY, wr_id=0x300 + loc)
-    return imgs, nics
-
-
 @pytest.mark.slow
 @pytest.mark.sim
 @needs_verilator
@@ -938,8 +917,8 @@ def test_rtl_two_trays_collectives_and_uplink_writes_at_once_under_faults():
 
     seed, count = 86, 2048
     print(f"seed {seed}")
-    imgs, nics = _mixed_images(seed, count)
-    want, want_nics = _mixed_images(seed, count)
+    imgs, nics = uplink_write_images(seed, count, SRC)
+    want, want_nics = uplink_write_images(seed, count, SRC)
     for r in range(T.CHIPS_PER_TRAY):
         GN.run_pair(want_nics[r], want_nics[r + T.CHIPS_PER_TRAY])
     entries_of = {}

@@ -15,7 +15,12 @@ import pytest
 from cosim.sim import default_sims
 from cosim.tray import rtl_tray
 from cosim.tray.rtl_switch import COUNTERS, SwitchModel
-from cosim.tray.scenario import fp32_values, word_diff
+from cosim.tray.scenario import (
+    UP_DST,
+    UP_SRC,
+    uplink_write_images,
+    word_diff,
+)
 from golden import nic as GN
 from golden import tray as GT
 from spec import chip as C
@@ -28,9 +33,7 @@ RANKS2 = tuple(range(2 * T.CHIPS_PER_TRAY))
 N_PORTS = len(RANKS2)
 # collective buffers (binary32 at SRC), uplink WRITE buffers; all below RING2 (0xB8000)
 SRC, DST, SCRATCH = 0x10000, 0x30000, 0x50000
-UP_SRC, UP_DST = 0x80000, 0xA0000
-# per rank: WRITEs (local offset, length, remote offset) to chip r % 4 of the other tray
-UP_WRITES = ((0, 4096, 0), (4096, 1000, 8192), (6144, 8, 12280))
+# uplink WRITE buffers and UP_WRITES: cosim.tray.scenario
 EXTRA_DST = 0x4000      # the cut rank's extra WRITEs land at UP_DST + EXTRA_DST + ...
 needs_verilator = pytest.mark.skipif("verilator" not in default_sims(),
                                      reason="MAIA_SIM excludes verilator")
@@ -425,24 +428,11 @@ def image_errors(want: dict, res: dict, ranks=RANKS2, uplink_rings=True) -> list
 
 
 def system_images(seed: int, count: int, extra_rank: int | None = None):
-    """Per rank: seeded binary32 at SRC (the tray-local all-reduce), random bytes at UP_SRC,
-    rings zeroed; every rank posts UP_WRITES on its uplink to the same chip of the other
-    tray; ``extra_rank`` also posts a 64-byte WRITE on each of its other uplink queue pairs
-    (so all four of its uplink queue pairs carry work). Returns (images, uplink NICs)."""
-    rng = np.random.default_rng(seed)
-    imgs, nics = {}, {}
-    for r in RANKS2:
-        img = np.full(CFG2.hbm_window, 0x5A, np.uint8)
-        img[SRC:SRC + 4 * count] = fp32_values(rng, count).view(np.uint8)
-        img[UP_SRC:UP_SRC + 0x4000] = rng.integers(0, 256, 0x4000, dtype=np.uint8)
-        img[P2.ring_base:] = 0
-        imgs[r] = img
-        nics[r] = rtl_tray.uplink_nic(CFG2, r, img)
-    for r in RANKS2:
-        peer = (r + T.CHIPS_PER_TRAY) % N_PORTS
-        for loc, n, rem in UP_WRITES:
-            nics[r].post(T.route(r, peer, 8).qp, S.WR_WRITE, local_addr=UP_SRC + loc, length=n,
-                         remote_addr=UP_DST + rem, rkey=T.RKEY, wr_id=0x100 + loc)
+    """scenario.uplink_write_images (binary32 at SRC for the tray-local all-reduce, every
+    rank's UP_WRITES on its uplink); ``extra_rank`` also posts a 64-byte WRITE on each of its
+    other uplink queue pairs (so all four of its uplink queue pairs carry work). Returns
+    (images, uplink NICs)."""
+    imgs, nics = uplink_write_images(seed, count, SRC)
     if extra_rank is not None:
         other = 1 - T.tray_of(extra_rank)
         for chip in range(T.CHIPS_PER_TRAY):

@@ -5,10 +5,17 @@ from __future__ import annotations
 
 import numpy as np
 
+from spec import nic as S
 from spec import tray as T
 
 SRC, DST, SCRATCH = 0x000000, 0x200000, 0x400000
 SRC_SCALES, DST_SCALES = 0x600000, 0x680000
+
+# two trays (tiny_tray4): host RDMA WRITEs on the uplinks beside the collectives; buffers
+# below the rings (ring_base 0xB8000)
+UP_SRC, UP_DST = 0x80000, 0xA0000
+# per rank: WRITEs (local offset, length, remote offset) to the same chip of the other tray
+UP_WRITES = ((0, 4096, 0), (4096, 1000, 8192), (6144, 8, 12280))
 
 SPECIALS = np.array([0x00000000, 0x80000000, 0x7F800000, 0xFF800000, 0x7FC00000, 0x7F800001,
                      0xFFC12345, 0x00000001, 0x807FFFFF, 0x7F7FFFFF, 0xFF7FFFFF, 0x3F800000],
@@ -82,3 +89,36 @@ def word_diff(name: str, want: np.ndarray, got: np.ndarray,
     g = int.from_bytes(bytes(got[i:i + 4]), "little")
     return [f"{name}: {bad.size} bytes differ, first word at {i:#x}: expected {w:#010x} "
             f"got {g:#010x}"]
+
+
+def post_uplink_writes(nics: dict) -> None:
+    """The host of every rank in ``nics`` (rank -> golden uplink NIC, rtl_tray.uplink_nic)
+    posts UP_WRITES on its uplink queue pair to the same chip of the other tray, with
+    wr_id 0x100 + local offset."""
+    for r, nic in nics.items():
+        peer = T.rank_of(1 - T.tray_of(r), T.chip_of(r))
+        for loc, n, rem in UP_WRITES:
+            nic.post(T.route(r, peer, 8).qp, S.WR_WRITE, local_addr=UP_SRC + loc, length=n,
+                     remote_addr=UP_DST + rem, rkey=T.RKEY, wr_id=0x100 + loc)
+
+
+def uplink_write_images(seed: int, count: int, src: int):
+    """Two trays of tiny_tray4 chips: per rank an image filled with 0x5A, seeded binary32
+    at ``src`` (``count`` elements, for a collective), random bytes at UP_SRC (16 KiB),
+    rings zeroed, and its uplink NIC with post_uplink_writes posted. Returns (images,
+    uplink NICs), both rank -> ..."""
+    from cosim.tray import rtl_tray
+
+    cfg = rtl_tray.CFG2
+    ring_base = T.chip_params(cfg, 2).ring_base
+    rng = np.random.default_rng(seed)
+    imgs, nics = {}, {}
+    for r in range(2 * T.CHIPS_PER_TRAY):
+        img = np.full(cfg.hbm_window, 0x5A, np.uint8)
+        img[src:src + 4 * count] = fp32_values(rng, count).view(np.uint8)
+        img[UP_SRC:UP_SRC + 0x4000] = rng.integers(0, 256, 0x4000, dtype=np.uint8)
+        img[ring_base:] = 0
+        imgs[r] = img
+        nics[r] = rtl_tray.uplink_nic(cfg, r, img)
+    post_uplink_writes(nics)
+    return imgs, nics
