@@ -6,6 +6,7 @@ from __future__ import annotations
 from amaranth.sim import Simulator
 
 from cosim.nic import scenario
+from cosim.nic.frames import Reassembler, beats
 from golden import nic as G
 from rtl.nic.crc import crc_register_after
 from rtl.nic.mac import CrcAppender
@@ -18,36 +19,29 @@ def _icrc_appender():
 
 
 def _run(dut, frames):
-    out, cur = [], bytearray()
+    got = Reassembler()
 
     async def source(ctx):
         for f in frames:
-            beats = [f[i:i + 8] for i in range(0, len(f), 8)]
-            for k, b in enumerate(beats):
-                ctx.set(dut.i.payload, {"data": int.from_bytes(b.ljust(8, b"\0"), "little"),
-                                        "keep": (1 << len(b)) - 1, "last": k == len(beats) - 1})
+            for beat in beats(f):
+                ctx.set(dut.i.payload, beat)
                 ctx.set(dut.i.valid, 1)
                 await ctx.tick().until(dut.i.ready)
             ctx.set(dut.i.valid, 0)
 
     async def sink(ctx):
         ctx.set(dut.o.ready, 1)
-        while len(out) < len(frames):
+        while len(got.frames) < len(frames):
             _, _, valid, p = await ctx.tick().sample(dut.o.valid, dut.o.payload)
-            if not valid:
-                continue
-            n = bin(p["keep"]).count("1")
-            cur.extend(p["data"].to_bytes(8, "little")[:n])
-            if p["last"]:
-                out.append(bytes(cur))
-                cur.clear()
+            if valid:
+                got.add(p)
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(source)
     sim.add_testbench(sink, background=True)
     sim.run()
-    return out
+    return got.frames
 
 
 def test_icrc_appender_matches_golden():

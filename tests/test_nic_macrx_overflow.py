@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
+from cosim.nic.frames import Reassembler, beats
 from golden import nic as G
 from rtl.nic.mac import MacRx
 
@@ -35,20 +36,18 @@ def _run(frames: list[bytes], stall_from: int, depth: int = DEPTH):
     """Send ``frames``; the reader takes frames at once up to ``stall_from``, then stalls
     until every frame is in, then drains. Returns (frames out, overflow strobes)."""
     dut = MacRx(max_frame=8 * WORDS + 64, depth=depth)
-    out, cur, drops = [], bytearray(), []
+    got, drops = Reassembler(), []
 
     async def tb(ctx):
         ctx.set(dut.mac_addr, MAC)
         ctx.set(dut.o.ready, 1)
         for n, f in enumerate(frames):
             if n == stall_from:
-                while len(out) < stall_from:        # everything before is read out
+                while len(got.frames) < stall_from:        # everything before is read out
                     await ctx.tick()
                 ctx.set(dut.o.ready, 0)
-            beats = [f[i:i + 8] for i in range(0, len(f), 8)]
-            for k, bt in enumerate(beats):
-                ctx.set(dut.i.payload, {"data": int.from_bytes(bt.ljust(8, b"\0"), "little"),
-                                        "keep": (1 << len(bt)) - 1, "last": k == len(beats) - 1})
+            for beat in beats(f):
+                ctx.set(dut.i.payload, beat)
                 ctx.set(dut.i.valid, 1)
                 await ctx.tick()
             ctx.set(dut.i.valid, 0)
@@ -64,18 +63,14 @@ def _run(frames: list[bytes], stall_from: int, depth: int = DEPTH):
             if ov:
                 drops.append(len(drops))
             if v and r:
-                n = bin(p["keep"]).count("1")
-                cur.extend(p["data"].to_bytes(8, "little")[:n])
-                if p["last"]:
-                    out.append(bytes(cur))
-                    cur.clear()
+                got.add(p)
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(tb)
     sim.add_testbench(mon, background=True)
     sim.run()
-    return out, len(drops)
+    return got.frames, len(drops)
 
 
 def _check(out, drops, want, want_drops, seed):
