@@ -105,19 +105,7 @@ def test_upsizer_reads_and_writes_every_lane_alignment(max_burst):
             data = [int(x) for x in rng.integers(0, 2**63, n, dtype=np.int64)]
             for k, d in enumerate(data):
                 ref[waddr + 8 * k:waddr + 8 * k + 8] = d.to_bytes(8, "little")
-            ctx.set(s.awaddr, waddr)
-            ctx.set(s.awlen, n - 1)
-            ctx.set(s.awid, 3)
-            ctx.set(s.awvalid, 1)
-            await ctx.tick().until(s.awready)
-            ctx.set(s.awvalid, 0)
-            for k, d in enumerate(data):
-                ctx.set(s.wdata, d)
-                ctx.set(s.wstrb, 0xFF)
-                ctx.set(s.wlast, k == n - 1)
-                ctx.set(s.wvalid, 1)
-                await ctx.tick().until(s.wready)
-            ctx.set(s.wvalid, 0)
+            await _write_burst(ctx, s, waddr, data, 3)
             ctx.set(s.bready, 1)
             while True:
                 _, _, bvalid, bid = await ctx.tick().sample(s.bvalid, s.bid)
@@ -227,6 +215,27 @@ def test_host_decoder_routes_blocks_and_answers_decerr_elsewhere():
                        ("r", 0x3004, RESP_DECERR, 0), ("r", 0x0FFC, RESP_OKAY, 0xFFC)], results
     assert seen == [(0, "w", 0x010, 0x11), (2, "w", 0x008, 0x22), (1, "r", 0xABC, None),
                     (0, "r", 0xFFC, None)], seen
+
+
+async def _write_burst(ctx, s, addr: int, data, awid: int, gap: bool = False):
+    """Drive one AXI4 write burst (8-byte beats, all strobes) on the narrow port ``s``:
+    address, then the W beats (``gap``: W idle one cycle after every beat)."""
+    ctx.set(s.awaddr, addr)
+    ctx.set(s.awlen, len(data) - 1)
+    ctx.set(s.awid, awid)
+    ctx.set(s.awvalid, 1)
+    await ctx.tick().until(s.awready)
+    ctx.set(s.awvalid, 0)
+    for k, v in enumerate(data):
+        ctx.set(s.wdata, v)
+        ctx.set(s.wstrb, 0xFF)
+        ctx.set(s.wlast, k == len(data) - 1)
+        ctx.set(s.wvalid, 1)
+        await ctx.tick().until(s.wready)
+        if gap:
+            ctx.set(s.wvalid, 0)
+            await ctx.tick()
+    ctx.set(s.wvalid, 0)
 
 
 async def _pipelined_memory(ctx, port, mem: bytearray, stats: dict, latency: int = 6):
@@ -415,20 +424,8 @@ def test_upsizer_and_merge_keep_several_writes_awaiting_b():
 
     async def bench(ctx):
         ctx.set(merge.s0.bready, 1)
-        for i, ((a, n), d) in enumerate(zip(writes, data)):
-            ctx.set(s.awaddr, a)
-            ctx.set(s.awlen, n - 1)
-            ctx.set(s.awid, i)
-            ctx.set(s.awvalid, 1)
-            await ctx.tick().until(s.awready)
-            ctx.set(s.awvalid, 0)
-            for k, v in enumerate(d):
-                ctx.set(s.wdata, v)
-                ctx.set(s.wstrb, 0xFF)
-                ctx.set(s.wlast, k == n - 1)
-                ctx.set(s.wvalid, 1)
-                await ctx.tick().until(s.wready)
-            ctx.set(s.wvalid, 0)
+        for i, ((a, _), d) in enumerate(zip(writes, data)):
+            await _write_burst(ctx, s, a, d, i)
 
     async def responses(ctx):
         ctx.set(s.bready, 1)
@@ -534,21 +531,8 @@ def test_upsizer_never_holds_wide_r_and_sends_w_back_to_back():
 
     async def slow_writer(ctx):
         ctx.set(s.bready, 1)
-        for (a, n), d in zip(writes, data):
-            ctx.set(s.awaddr, a)
-            ctx.set(s.awlen, n - 1)
-            ctx.set(s.awid, 2)
-            ctx.set(s.awvalid, 1)
-            await ctx.tick().until(s.awready)
-            ctx.set(s.awvalid, 0)
-            for k, v in enumerate(d):
-                ctx.set(s.wdata, v)
-                ctx.set(s.wstrb, 0xFF)
-                ctx.set(s.wlast, k == n - 1)
-                ctx.set(s.wvalid, 1)
-                await ctx.tick().until(s.wready)
-                ctx.set(s.wvalid, 0)
-                await ctx.tick()
+        for (a, _), d in zip(writes, data):
+            await _write_burst(ctx, s, a, d, 2, gap=True)
 
     sim.add_testbench(serve_reads, background=True)
     sim.add_testbench(serve_writes, background=True)
