@@ -22,6 +22,7 @@ from cosim.tray.scenario import (
     UP_WRITES,
     fp32_values,
     post_uplink_writes,
+    tray_local_all_reduce,
     uplink_write_images,
     word_diff,
 )
@@ -921,13 +922,7 @@ def test_rtl_two_trays_collectives_and_uplink_writes_at_once_under_faults():
     want, want_nics = uplink_write_images(seed, count, SRC)
     for r in range(T.CHIPS_PER_TRAY):
         GN.run_pair(want_nics[r], want_nics[r + T.CHIPS_PER_TRAY])
-    entries_of = {}
-    for t in range(2):
-        group = tuple(T.rank_of(t, c) for c in range(T.CHIPS_PER_TRAY))
-        e = T.entry_collective(T.KIND_ALL_REDUCE, T.FMT_FP32, src=SRC, dst=DST, count=count,
-                               group=group, scratch=SCRATCH)
-        for r in group:
-            entries_of[r] = [e]
+    entries_of = tray_local_all_reduce(count, SRC, DST, SCRATCH)
     for r in RANKS2:
         want[r][rtl_tray.RING2:rtl_tray.RING2 + 32] = np.frombuffer(entries_of[r][0], np.uint8)
     for t in range(2):

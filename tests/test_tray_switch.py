@@ -18,6 +18,7 @@ from cosim.tray.rtl_switch import COUNTERS, SwitchModel
 from cosim.tray.scenario import (
     UP_DST,
     UP_SRC,
+    tray_local_all_reduce,
     uplink_write_images,
     word_diff,
 )
@@ -445,18 +446,6 @@ def system_images(seed: int, count: int, extra_rank: int | None = None):
     return imgs, nics
 
 
-def local_all_reduce(count: int) -> dict:
-    """rank -> [one tray-local ALL_REDUCE entry over its tray]."""
-    out = {}
-    for t in range(2):
-        group = tuple(T.rank_of(t, c) for c in range(T.CHIPS_PER_TRAY))
-        e = T.entry_collective(T.KIND_ALL_REDUCE, T.FMT_FP32, src=SRC, dst=DST, count=count,
-                               group=group, scratch=SCRATCH)
-        for r in group:
-            out[r] = [e]
-    return out
-
-
 def golden_collectives(want: dict, entries_of: dict) -> None:
     for r in RANKS2:
         for i, e in enumerate(entries_of[r]):
@@ -572,7 +561,7 @@ def test_rtl_cut_uplink_ends_its_writes_retry_exceeded_and_the_rest_completes(ho
     want, want_nics = system_images(seed, count, extra_rank=CUT_RANK)
     golden_switched(want_nics, lost_tx={CUT_RANK} if how in ("both", "tx") else (),
                     lost_rx={CUT_RANK} if how in ("both", "rx") else ())
-    entries_of = local_all_reduce(count)
+    entries_of = tray_local_all_reduce(count, SRC, DST, SCRATCH)
     golden_collectives(want, entries_of)
     timeout, retries = 2000, 4
     res = rtl_tray.run2(imgs, entries_of, uplinks=nics, switch_learning=True, seed=seed,

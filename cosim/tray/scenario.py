@@ -122,3 +122,15 @@ def uplink_write_images(seed: int, count: int, src: int):
         nics[r] = rtl_tray.uplink_nic(cfg, r, img)
     post_uplink_writes(nics)
     return imgs, nics
+
+
+def tray_local_all_reduce(count: int, src: int, dst: int, scratch: int) -> dict:
+    """Two trays: rank -> [the binary32 ALL_REDUCE entry over its own tray's 4 ranks]."""
+    out = {}
+    for t in range(2):
+        group = tuple(T.rank_of(t, c) for c in range(T.CHIPS_PER_TRAY))
+        e = T.entry_collective(T.KIND_ALL_REDUCE, T.FMT_FP32, src=src, dst=dst, count=count,
+                               group=group, scratch=scratch)
+        for r in group:
+            out[r] = [e]
+    return out
