@@ -9,7 +9,7 @@ BENCH ?=
 JOBS  ?= auto
 export MAIA_WAVES := $(WAVES)
 
-.PHONY: all run test test-long verilog verilog-large lint lint-large sim bench prune clean setup help
+.PHONY: all run test test-long verilog verilog-large lint lint-large sim bench bench-tray8 prune clean setup help
 
 help:
 	@echo "make run        main job: set up, generate Verilog, run the demonstration"
@@ -22,6 +22,8 @@ help:
 	@echo "make lint-large Verilator lint of the large tops"
 	@echo "make sim        cocotb benches only [SIM=icarus|verilator] [WAVES=1]"
 	@echo "make bench      all benchmarks [BENCH=<name>] -> build/bench/<name>.json"
+	@echo "                (BENCH=tray co-simulates 2- and 4-chip RTL trays: tens of minutes)"
+	@echo "make bench-tray8 the 8-chip RTL tray rows (two trays of tray4_perf, 1 MiB per chip)"
 	@echo "make prune      delete stale simulator builds (keeps the 3 newest per design)"
 	@echo "make clean      remove build/ (keeps .venv)"
 
@@ -58,6 +60,10 @@ sim: $(STAMP)
 
 bench: $(STAMP)
 	MAIA_VERILATOR_OPT=$${MAIA_VERILATOR_OPT:--O2} $(PY) -m cosim.bench $(BENCH)
+
+bench-tray8: $(STAMP)
+	MAIA_TRAY_RTL=8 MAIA_TRAY_RTL_8_CFG=tray4_perf \
+	MAIA_VERILATOR_OPT=$${MAIA_VERILATOR_OPT:--O2} $(PY) -m cosim.bench tray
 
 prune: $(STAMP)
 	$(PY) -m cosim.prune

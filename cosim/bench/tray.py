@@ -2,23 +2,36 @@
 
 SOURCE: the transport-level model (cosim/tray: golden NICs per chip port moving real RoCEv2
 frames over event-driven links and the switch, the collective engine at transaction level),
-NOT RTL, except the ``rtl_*`` rows: with MAIA_TRAY_RTL=1, two RTL chips (chip_pair of
-``tiny_nic``, Verilator; the collective engine and NICs in RTL, the chip-pair bench's
-lossless link) and the 4-chip RTL tray (tray_bench of ``tiny_tray``, cosim/tray/rtl_tray.py;
-at 0% and 1% drop; MAIA_TRAY_RTL_COUNT elements per chip, default 64 Ki = 256 KiB) run an
-all-reduce; the ``rtl_perf_*`` rows run the same 4-chip RTL tray of ``tray_perf`` chips
-(spec.chip.TRAY_PERF: MTU 1024, 4 MiB HBM; MAIA_TRAY_RTL_PERF_COUNT elements per chip,
-default 256 Ki = 1 MiB). MAIA_TRAY_RTL=pair, =tray or =perf runs only those rows.
-MAIA_TRAY_RTL=8 runs the ``rtl_*_8chip_*`` rows: the two-tier all-reduce on 8 RTL chips (two
-trays of ``tiny_tray4``, uplinks through the cocotb switch, cosim/tray/rtl_tray.run2) and the
-RTL scaling rows 2 / 4 / 8 chips at the same 128 KiB per chip (chip_pair of ``tiny_nic``,
-tray_bench of ``tiny_tray``, the 8-chip bench: all MTU 256, WRITEs of 4 KiB);
-MAIA_TRAY_RTL_8_CFG (``tiny_tray4``, the default, or ``tray4_perf``) picks the 8-chip chips:
-with ``tray4_perf`` (spec.chip.TRAY4_PERF: MTU 1024, 4 MiB HBM, nic_hbm; top
-:func:`tray2_bench_perf`) MAIA_TRAY_RTL=8 runs only the ``rtl_perf_*_8chip_*`` rows, the
-8-chip all-reduce of MAIA_TRAY_RTL_PERF_COUNT elements per chip (default 1 MiB) at 0% and,
-unless MAIA_TRAY_RTL_8_LOSS=0, at 1% drop. Figures are in NIC clock cycles (8 bytes per
-cycle is the raw link rate, the 64-bit MAC), so host load does not change them.
+NOT RTL, except the ``rtl_*`` rows, which co-simulate RTL chips (Verilator; the collective
+engine and NICs in RTL) and check every result against golden in the run.
+
+MAIA_TRAY_RTL picks the RTL rows (:func:`rtl_selection`):
+
+* unset (or ``default``): the default set, ``pair`` + ``perf``: the issue's target row
+  (4 chips, 1 MiB per chip, 0 % loss), its 1 % drop row and the 2-chip row, so that one
+  `make bench` gives the 2 -> 4 chip scaling line (``rtl_scaling_*`` rows, at the end);
+* ``0``: the transport model only (about 10 s);
+* ``pair``: two RTL chips (chip_pair of ``tiny_nic``, the chip-pair bench's lossless
+  link), all-reduce of 128 KiB per chip;
+* ``tray``: the 4-chip RTL tray (tray_bench of ``tiny_tray``, cosim/tray/rtl_tray.py) at
+  0 % and 1 % drop, MAIA_TRAY_RTL_COUNT elements per chip (default 64 Ki = 256 KiB);
+* ``perf``: the ``rtl_perf_*`` rows, the same 4-chip RTL tray of ``tray_perf`` chips
+  (spec.chip.TRAY_PERF: MTU 1024, 4 MiB HBM, nic_hbm) at 0 % and 1 % drop,
+  MAIA_TRAY_RTL_PERF_COUNT elements per chip (default 256 Ki = 1 MiB);
+* ``1``: ``pair`` + ``tray`` + ``perf``;
+* ``8`` (`make bench-tray8` sets MAIA_TRAY_RTL_8_CFG=tray4_perf): the
+  ``rtl_*_8chip_*`` rows: the two-tier all-reduce on 8 RTL chips (two trays, uplinks
+  through the cocotb switch, cosim/tray/rtl_tray.run2).
+  MAIA_TRAY_RTL_8_CFG (``tiny_tray4``, the default, or ``tray4_perf``) picks the 8-chip
+  chips. With ``tiny_tray4``: the 8-chip row and the RTL scaling rows 2 / 4 / 8 chips at the
+  same 128 KiB per chip (chip_pair of ``tiny_nic``, tray_bench of ``tiny_tray``, the 8-chip
+  bench: all MTU 256, WRITEs of 4 KiB). With ``tray4_perf`` (spec.chip.TRAY4_PERF: MTU 1024,
+  4 MiB HBM, nic_hbm; top :func:`tray2_bench_perf`): the ``rtl_perf_*_8chip_*`` rows, the
+  8-chip all-reduce of MAIA_TRAY_RTL_PERF_COUNT elements per chip (default 1 MiB) at 0 %
+  and, unless MAIA_TRAY_RTL_8_LOSS=0, at 1 % drop.
+
+Figures are in NIC clock cycles (8 bytes per cycle is the raw link rate, the 64-bit MAC),
+so host load does not change them.
 
 Definitions (docs/tray.md "Figures"):
 * busbw (NCCL): algbw * 2(n-1)/n for all-reduce, algbw = bytes per chip (1 MiB of binary32)
@@ -30,11 +43,14 @@ Definitions (docs/tray.md "Figures"):
   bound is 3 L (three direct links per chip), for 2 chips L, for 8 chips (two-tier
   algorithm) about 2.24 L; each scaling metric's note gives it.
 * ``*_busbw_over_link``: busbw / L, the ratio to one link.
+* ``rtl_scaling_<n>chip_<chip>_<size>_busbw_frac_<loss>``: the RTL all-reduce rows of this
+  run, busbw / bound, by chip count, chip configuration and size per chip.
 """
 
 from __future__ import annotations
 
 import os
+import re
 
 from cosim.tray import Tray
 from cosim.tray import scenario as SC
@@ -43,6 +59,46 @@ from spec import tray as T
 
 MIB_FP32 = (1 << 20) // 4          # elements of 1 MiB of binary32 per chip
 LOSS_SEEDS = (1, 2, 3)
+
+# MAIA_TRAY_RTL values -> RTL row sets (module docstring); unset = the default set
+RTL_DEFAULT = ("pair", "perf")
+RTL_CHOICES = {"": RTL_DEFAULT, "default": RTL_DEFAULT, "0": (), "1": ("pair", "tray", "perf"),
+               "pair": ("pair",), "tray": ("tray",), "perf": ("perf",), "8": ("8",)}
+
+
+def rtl_selection(env=None) -> tuple[str, ...]:
+    """The RTL row sets MAIA_TRAY_RTL picks in ``env`` (default os.environ): some of
+    ``pair``, ``tray``, ``perf``, ``8``; () for MAIA_TRAY_RTL=0. Also checks the size
+    variables of the chosen sets, so a bad value fails before any simulation."""
+    env = os.environ if env is None else env
+    v = env.get("MAIA_TRAY_RTL", "").strip()
+    if v not in RTL_CHOICES:
+        raise ValueError(f"MAIA_TRAY_RTL must be unset or one of "
+                         f"{sorted(k for k in RTL_CHOICES if k)}, not {v!r}")
+    sel = RTL_CHOICES[v]
+    if "tray" in sel:
+        env_count("MAIA_TRAY_RTL_COUNT", RTL_TRAY_COUNT, env)
+    if "perf" in sel or "8" in sel:
+        env_count("MAIA_TRAY_RTL_PERF_COUNT", RTL_PERF_COUNT, env)
+    return sel
+
+
+def env_count(name: str, default: int, env=None) -> int:
+    """Elements per chip from the environment variable ``name``, or ``default`` when unset:
+    a positive multiple of spec.tray.count_multiple for binary32 on 8 ranks (16), so that the
+    entry is valid on 2, 4 and 8 chips."""
+    env = os.environ if env is None else env
+    v = env.get(name, "").strip()
+    if not v:
+        return default
+    try:
+        n = int(v, 0)
+    except ValueError:
+        raise ValueError(f"{name} must be a positive integer, not {v!r}") from None
+    step = T.count_multiple(T.FMT_FP32, 8)
+    if n <= 0 or n % step:
+        raise ValueError(f"{name} must be a positive multiple of {step}, not {v!r}")
+    return n
 
 
 def _run(n: int, kind: int = T.KIND_ALL_REDUCE, faults=None, seed: int = 1,
@@ -343,7 +399,11 @@ def _rtl_tray8_tiny_rows(out: dict) -> None:
 
 
 def run() -> dict:
-    out: dict = {"source": "transport model (cosim/tray over golden/nic.py), NOT RTL"}
+    sel = rtl_selection()           # a bad MAIA_TRAY_RTL* value fails before any simulation
+    out: dict = {"source": "transport model (cosim/tray over golden/nic.py), NOT RTL, except "
+                           "the rtl_* rows (RTL chips on Verilator, checked against golden)",
+                 "rtl_sets": {"MAIA_TRAY_RTL": os.environ.get("MAIA_TRAY_RTL", "(unset)"),
+                              "sets": list(sel)}}
     p = T.TrayParams()
     lim = GT.link_limit(p)
     out["link_limit"] = {"value": round(lim, 4), "unit": "B/cycle",
@@ -384,11 +444,11 @@ def run() -> dict:
             "value": round(r["frac"], 4), "unit": "of bound",
             "note": f"busbw/link {r['over_link']:.3f}, bound "
                     f"{r['est']['ideal_busbw'] / lim:.2f}"}
-    rtl = os.environ.get("MAIA_TRAY_RTL", "0").strip()
-    if rtl not in ("", "0", "1", "pair", "tray", "perf", "8"):
-        raise ValueError(f"MAIA_TRAY_RTL must be 0, 1, pair, tray, perf or 8, not {rtl!r}")
-    if rtl in ("1", "pair"):
+    if "pair" in sel:
         r = _rtl_pair_allreduce()
+        out["rtl_allreduce_2chip_128KiB_busbw_frac"] = {
+            "value": round(r["busbw"] / r["est"]["ideal_busbw"], 4), "unit": "of 1 link",
+            "target": None, "note": "RTL chip_pair tiny_nic; busbw / the 2-chip bound (L)"}
         out["rtl_allreduce_2chip_128KiB_busbw_over_link"] = {
             "value": round(r["busbw"] / r["lim"], 4), "unit": "x one link",
             "note": f"RTL chip_pair tiny_nic (MTU 256, WRITEs of 4 KiB: link limit "
@@ -397,22 +457,22 @@ def run() -> dict:
         out["rtl_allreduce_2chip_128KiB_cycles"] = {
             "value": r["cycles"], "unit": "cycles",
             "note": f"golden estimate for the tiny_nic parameters {r['est']['cycles']:.0f}"}
-    if rtl in ("1", "tray"):
-        count = int(os.environ.get("MAIA_TRAY_RTL_COUNT", RTL_TRAY_COUNT))
+    if "tray" in sel:
+        count = env_count("MAIA_TRAY_RTL_COUNT", RTL_TRAY_COUNT)
         kib = count * 4 // 1024
         _rtl_tray_rows(out, f"rtl_allreduce_4chip_{kib}KiB", count, perf=False,
                        chips="RTL tray_bench (4 tiny_tray chips, MTU 256, WRITEs of 4 KiB",
                        size=f"{kib} KiB per chip (1 MiB does not fit tiny_tray's 1 MiB HBM "
                             f"with dst and scratch)")
-    if rtl in ("1", "perf"):
-        count = int(os.environ.get("MAIA_TRAY_RTL_PERF_COUNT", RTL_PERF_COUNT))
+    if "perf" in sel:
+        count = env_count("MAIA_TRAY_RTL_PERF_COUNT", RTL_PERF_COUNT)
         kib = count * 4 // 1024
         _rtl_tray_rows(out, f"rtl_perf_allreduce_4chip_{kib}KiB", count, perf=True,
                        chips="RTL tray_bench of 4 tray_perf chips (tiny_tray with MTU 1024, 4 "
                              "MiB HBM, HBM ports of their own for the NICs and the engine: "
                              "nic_hbm; WRITEs of 4 KiB",
                        size=f"{kib} KiB per chip")
-    if rtl == "8":
+    if "8" in sel:
         cfg8 = os.environ.get("MAIA_TRAY_RTL_8_CFG", "tiny_tray4").strip()
         if cfg8 not in TRAY8_CFGS:
             raise ValueError(f"MAIA_TRAY_RTL_8_CFG must be one of {TRAY8_CFGS}, not {cfg8!r}")
@@ -429,4 +489,36 @@ def run() -> dict:
                     f"link latency {p.link_latency}, switch latency {p.switch_latency}, "
                     f"reduce {p.reduce_bytes_per_cycle} B/cycle, phase overhead "
                     f"{p.phase_overhead} cycles (docs/tray.md).")
+    scaling_rows(out)
+    for v in out.values():          # every metric {"value", "unit", "target"} (cosim.bench)
+        if isinstance(v, dict) and "value" in v:
+            v.setdefault("target", None)
     return out
+
+
+# the RTL all-reduce busbw / bound rows of one configuration, size and loss
+_RTL_FRAC = re.compile(r"rtl_(perf_)?allreduce_(\d)chip_(\d+)KiB_busbw_frac(?:_(loss0|loss1pct))?")
+_RTL_CHIP = {(2, False): "tiny_nic", (4, False): "tiny_tray", (4, True): "tray_perf",
+             (8, False): "tiny_tray4", (8, True): "tray4_perf"}
+
+
+def scaling_rows(out: dict) -> None:
+    """Append the scaling line of this run: one ``rtl_scaling_*`` row per RTL all-reduce
+    busbw / bound row in ``out``, ordered by chip count, then size, then loss; the 4-chip
+    1 MiB 0 % row of tray_perf carries the issue's target (>= 0.8)."""
+    rows = []
+    for k, v in out.items():
+        m = _RTL_FRAC.fullmatch(k)
+        if m and isinstance(v, dict):
+            perf, n, kib, loss = bool(m[1]), int(m[2]), int(m[3]), m[4] or "loss0"
+            rows.append((n, kib, loss != "loss0", perf, loss, v))
+    for n, kib, _, perf, loss, v in sorted(rows, key=lambda x: x[:4]):
+        chip = _RTL_CHIP[(n, perf)]
+        size = f"{kib // 1024}MiB" if kib % 1024 == 0 else f"{kib}KiB"
+        target = None
+        if (n, chip, kib) == (4, "tray_perf", 1024):
+            target = ">= 0.8" if loss == "loss0" else "reported"
+        out[f"rtl_scaling_{n}chip_{chip}_{size}_busbw_frac_{loss}"] = {
+            "value": v["value"], "unit": "of bound", "target": target,
+            "note": f"copy of {k} (the scaling line of this run)"
+                    + (": FAILED" if v["value"] is None else "")}
