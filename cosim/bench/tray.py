@@ -284,11 +284,38 @@ def _rtl_tray8_allreduce(count: int, *, perf: bool = False, faults: dict | None 
         src, dst, scratch = 0x00000, 0x30000, 0x60000      # the host ring is at 0xB8000
     raw, imgs, want = _allreduce_case(cfg, p, 8, src, dst, scratch, count, 10)
     kw = dict(cfg=cfg, make=tray2_bench_perf) if perf else {}
+    prof = os.environ.get("MAIA_TRAY_RTL_PROFILE", "0").strip()
+    if prof not in ("", "0", "1"):
+        raise ValueError(f"MAIA_TRAY_RTL_PROFILE must be 0 or 1, not {prof!r}")
+    prof_bin = PROFILE_BIN if prof == "1" else 1024
     res = rtl_tray.run2(imgs, {r: [raw] for r in want}, poll=64, tag="bench-rtltray2",
-                        faults=faults, uplink_faults=faults, seed=seed, **kw)
+                        faults=faults, uplink_faults=faults, seed=seed, prof_bin=prof_bin, **kw)
     out = _check_and_model(res, raw, p, imgs, want, faults, seed, "RTL 8-chip")
+    if prof == "1":
+        _profile_report(res, raw, p, imgs, faults, seed, prof_bin,
+                        f"8chip_{'perf_' if perf else ''}{count * 4 // 1024}KiB"
+                        f"{'_faults' if faults else ''}")
     return dict(out, switch=res["switch"],
                 injected=(res["fates"].sum(axis=0) + res["up_fates"].sum(axis=0)).tolist())
+
+
+PROFILE_BIN = 64      # cycles per HBM-port profile bin with MAIA_TRAY_RTL_PROFILE=1
+
+
+def _profile_report(res, raw, p, imgs, faults, seed, prof_bin, name) -> None:
+    """MAIA_TRAY_RTL_PROFILE=1: print the per-phase profile of the run (cosim/tray/profile.py)
+    and write it to build/bench/tray_profile_<name>.txt."""
+    from cosim.sim import BUILD
+    from cosim.tray.profile import report
+
+    d, _ = T.decode(raw)
+    nb = 4 * d.count
+    text, _ = report(res, raw, p, {r: (d.src, imgs[r][d.src:d.src + nb]) for r in d.group},
+                     prof_bin=prof_bin, faults=faults, seed=seed, title=f"profile {name}")
+    path = BUILD / "bench" / f"tray_profile_{name}.txt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text + "\n")
+    print(text, flush=True)
 
 
 def _rtl_tray_rows(out: dict, key: str, count: int, *, perf: bool, chips: str,

@@ -26,7 +26,10 @@ frames_i (frames sent per port), hbm_prof_i (int64 [HBM ports, bins, 2]: bytes r
 written by each HBM port's memory model per PROF_BIN cycles, bin 0 holding the doorbells'
 cycle, t0 // PROF_BIN), fates (per wire: frames dropped, duplicated, reordered,
 corrupted, delivered as sent), wire_stats (per wire: frames, frame bytes, first and last
-frame's cycle after the doorbells, as sent by the chip), cycles (doorbells to the end).
+frame's cycle after the doorbells, as sent by the chip), cycles (doorbells to the end),
+frame_log (every frame a chip sent on a wire and, two trays, every frame the switch started
+sending to a chip: rows of cosim.tray.profile.LOG_FIELDS, cycles after the doorbells).
+Optional input prof_bin (cycles per hbm_prof bin, default PROF_BIN).
 
 Two trays (top of ``rtl.chip.tray.tray2_bench_tiny4``, cosim/tray/rtl_tray.py ``run2``), extra
 inputs: n_chips (8), uplinks int64 [k, 3] (chip, port, MAC: switch port k), up_fates float64
@@ -57,6 +60,7 @@ from cosim.chip.bench import _cfg_from_params
 from cosim.chippair.bench import ChipSide, link
 from cosim.linkbench import PERIOD_NS, cycle
 from cosim.sim import bench_inputs, bench_outputs
+from cosim.tray.profile import EGRESS, LOG_FIELDS, TX, log_rows
 from cosim.tray.rtl_switch import COUNTERS, SwitchModel, run_switch
 from golden.nic import LossyLink
 from spec import chip as C
@@ -67,19 +71,19 @@ FATES = ("drop", "dup", "reorder", "corrupt", "ok")
 PROF_BIN = 1024             # cycles per bin of the HBM port profile (hbm_prof_i)
 
 
-def _profile(ram) -> dict:
-    """Count the bytes an AxiRam reads and writes, per PROF_BIN cycles (absolute cycle
+def _profile(ram, prof_bin: int = PROF_BIN) -> dict:
+    """Count the bytes an AxiRam reads and writes, per ``prof_bin`` cycles (absolute cycle
     bins: {bin: [read bytes, written bytes]}), by wrapping its memory accesses (one count per
     beat, no per-cycle callback)."""
     bins: dict[int, list[int]] = {}
     rd, wr = ram.read_if._read, ram.write_if._write
 
     async def _read(address, length):
-        bins.setdefault(cycle() // PROF_BIN, [0, 0])[0] += length
+        bins.setdefault(cycle() // prof_bin, [0, 0])[0] += length
         return await rd(address, length)
 
     async def _write(address, data):
-        bins.setdefault(cycle() // PROF_BIN, [0, 0])[1] += len(data)
+        bins.setdefault(cycle() // prof_bin, [0, 0])[1] += len(data)
         await wr(address, data)
 
     ram.read_if._read, ram.write_if._write = _read, _write
@@ -95,7 +99,8 @@ async def tray(dut):
     dut.rst.value = 1
     chips = [ChipSide(dut, f"c{i}", cfg, vec[f"hbm_{i}"].astype(np.uint8).tobytes())
              for i in range(n_chips)]
-    profs = [[_profile(ram) for ram in ch.rams] for ch in chips]
+    prof_bin = int(vec.get("prof_bin", PROF_BIN))
+    profs = [[_profile(ram, prof_bin) for ram in ch.rams] for ch in chips]
     await ClockCycles(dut.clk, 4)
     dut.rst.value = 0
     await ClockCycles(dut.clk, 2)
@@ -110,7 +115,7 @@ async def tray(dut):
         rx = SimpleNamespace(sources={p: chips[d].sources[dp]})
         state[(c, p)] = True
         cocotb.start_soon(link(dut, chips[c], rx, p, lossy, state, (c, p)))
-    model, up_links, up_sent, t_bell = None, [], [], {}
+    model, up_links, up_sent, t_bell, egress = None, [], [], {}, []
     if "uplinks" in vec:
         ups = np.asarray(vec["uplinks"]).reshape(-1, 3).tolist()
         learning = bool(int(vec.get("switch_learning", 0)))
@@ -126,7 +131,7 @@ async def tray(dut):
         state["switch"] = True
         cocotb.start_soon(run_switch(dut.clk, model, [chips[c].sinks[p] for c, p, _ in ups],
                                      [chips[c].sources[p] for c, p, _ in ups], up_links,
-                                     up_sent, state, "switch", up_cuts, t_bell))
+                                     up_sent, state, "switch", up_cuts, t_bell, egress))
     for ch in chips:
         ident = await ch.rd(C.REG_ID)
         assert ident == C.ID_MAGIC, f"chip {ch.name}: ID {ident:#010x}"
@@ -189,7 +194,16 @@ async def tray(dut):
         stats.append([len(sent), sum(n for _, n in sent), min((t for t, _ in sent), default=-1),
                       max((t for t, _ in sent), default=-1)])
     out["wire_stats"] = np.array(stats, np.int64)
-    b0, nb = t0 // PROF_BIN, (t0 + cycles) // PROF_BIN - t0 // PROF_BIN + 1
+    log = []
+    for i, ch in enumerate(chips):
+        for p in range(cfg.nic_ports):
+            log += log_rows(t0, TX, i, p, [(t, f) for t, q, f in ch.sent if q == p])
+    if model is not None:
+        for k, (c, p, _mac) in enumerate(ups):
+            log += log_rows(t0, TX, c, p, [(t, f) for t, q, f in up_sent if q == k])
+            log += log_rows(t0, EGRESS, c, p, [(t, f) for t, q, f in egress if q == k])
+    out["frame_log"] = np.array(sorted(log), np.int64).reshape(-1, len(LOG_FIELDS))
+    b0, nb = t0 // prof_bin, (t0 + cycles) // prof_bin - t0 // prof_bin + 1
     for i, per_port in enumerate(profs):
         prof = np.zeros((len(per_port), nb, 2), np.int64)
         for k, bins in enumerate(per_port):

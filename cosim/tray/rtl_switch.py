@@ -213,7 +213,8 @@ class SwitchModel:
 
 
 async def run_switch(clk, model: SwitchModel, sinks: list, sources: list, lossy: list,
-                     sent: list, state: dict, key, cuts=(), t0: dict | None = None) -> None:
+                     sent: list, state: dict, key, cuts=(), t0: dict | None = None,
+                     egress: list | None = None) -> None:
     """Forever, every ``cosim.linkbench.LINK_POLL`` cycles: a frame that switch port k's
     ``sinks[k]`` (cocotbext-axi AxiStreamSink on the uplink's ``wire_tx``) collected goes
     through ``lossy[k]`` (golden.nic.LossyLink) into ``model.receive(k, ..., now=cycle)``
@@ -223,7 +224,8 @@ async def run_switch(clk, model: SwitchModel, sinks: list, sources: list, lossy:
     reordering). ``cuts``: (port, ingress, egress, start, end) rows: from ``start`` to
     ``end`` cycles after ``t0["t"]`` (the doorbells; end < 0: to the end of the run) the
     port's wires are cut as :meth:`SwitchModel.set_cut` says, mended afterwards; nothing is
-    cut before ``t0["t"]`` is set."""
+    cut before ``t0["t"]`` is set. ``egress``: if given, every frame an output port starts
+    sending is logged there as ``(cycle, k, frame)``."""
     from cocotb.triggers import ClockCycles
     from cocotbext.axi import AxiStreamFrame
 
@@ -261,6 +263,8 @@ async def run_switch(clk, model: SwitchModel, sinks: list, sources: list, lossy:
                 f = model.pop(k)
                 if f is not None:
                     src.send_nowait(AxiStreamFrame(f))
+                    if egress is not None:
+                        egress.append((cycle(), k, f))
         state[key] = (model.empty() and all(s.empty() for s in sinks)
                       and all(s.empty() and s.idle() for s in sources)
                       and all(lk.held is None for lk in lossy))

@@ -72,7 +72,7 @@ def _fates(faults, seed: int, cut) -> np.ndarray:
 def run(hbm: dict, entries: dict, *, faults: dict | None = None, seed: int = 1, cut=(),
         sim: str = "verilator", max_cycles: int = 3_000_000, poll: int = 256,
         timeout_cycles: int = 4000, retry_limit: int = 16, tag: str = "rtltray",
-        cfg: C.ChipConfig | None = None, make=None) -> dict:
+        cfg: C.ChipConfig | None = None, make=None, prof_bin: int = 1024) -> dict:
     """``hbm``: rank -> HBM image (uint8 [hbm_window]) for ranks 0..3; ``entries``: rank ->
     list of 32-byte queue entries (written into the ring at RING, queue 0); the ring area
     [ring_base, hbm_window) is zeroed (fresh completion queues). ``faults``: probabilities
@@ -84,7 +84,9 @@ def run(hbm: dict, entries: dict, *, faults: dict | None = None, seed: int = 1, 
     reorder, corrupt, ok counts), res["wires"] (per wire, in :func:`wires` order: frames,
     frame bytes, first and last frame's cycle after the doorbells, as sent). ``cfg`` / ``make``:
     another chip configuration and its module-level ``tray_bench`` factory (both or neither;
-    default CFG and tray_bench_tiny); the host ring is 32 KiB below its ring_base."""
+    default CFG and tray_bench_tiny); the host ring is 32 KiB below its ring_base.
+    ``prof_bin``: cycles per hbm_prof bin; res["frame_log"]: every frame sent on a wire
+    (cosim.tray.profile.LOG_FIELDS rows)."""
     from cosim.sim import run_bench
     from rtl.chip.tray import tray_bench_tiny
 
@@ -100,7 +102,8 @@ def run(hbm: dict, entries: dict, *, faults: dict | None = None, seed: int = 1, 
     p = T.chip_params(cfg)
     ring = p.ring_base - 0x8000         # RING for CFG
     inputs = {"wires": np.array(wires(), np.int64), "fates": _fates(faults, seed, cut),
-              "max_cycles": np.int64(max_cycles), "poll": np.int64(poll)}
+              "max_cycles": np.int64(max_cycles), "poll": np.int64(poll),
+              "prof_bin": np.int64(_prof_bin(prof_bin))}
     for rank in sorted(ranks):
         img = np.array(hbm[rank], dtype=np.uint8)
         if img.shape != (cfg.hbm_window,):
@@ -123,9 +126,16 @@ def run(hbm: dict, entries: dict, *, faults: dict | None = None, seed: int = 1, 
     out = run_bench(name=f"tray_bench_{cfg.name}", toplevel="tray_bench", make=make,
                     params=cfg.asdict(), test_module=BENCH_MODULE, testcase="tray", sim=sim,
                     tag=tag, inputs=inputs, hierarchical=True)
-    res = {"cycles": int(out["cycles"]), "fates": out["fates"], "wires": out["wire_stats"]}
+    res = {"cycles": int(out["cycles"]), "fates": out["fates"], "wires": out["wire_stats"],
+           "frame_log": out.get("frame_log")}
     res.update(_per_rank(out, sorted(ranks)))
     return res
+
+
+def _prof_bin(prof_bin) -> int:
+    if isinstance(prof_bin, bool) or not isinstance(prof_bin, int) or prof_bin < 1:
+        raise ValueError(f"prof_bin: must be an int >= 1 (cycles), got {prof_bin!r}")
+    return prof_bin
 
 
 def _per_rank(out: dict, ranks) -> dict:
@@ -188,7 +198,7 @@ def run2(hbm: dict, entries: dict | None = None, uplinks: dict | None = None, *,
          poll: int = 256, timeout_cycles: int = 4000, retry_limit: int = 16,
          tag: str = "rtltray2", switch_learning: bool = False, switch_ageing: int | None = None,
          uplink_cut: dict | None = None, cfg: C.ChipConfig | None = None,
-         make=None) -> dict:
+         make=None, prof_bin: int = 1024) -> dict:
     """Two trays of ``tiny_tray4`` chips (ranks 0..7, rank = 4 tray + chip), the uplinks
     joined by the switch. ``hbm``: rank -> HBM image; ``entries``: rank -> list of 32-byte
     queue entries (queue 0, ring at RING2; a rank may have none); ``uplinks``: rank -> a
@@ -210,7 +220,8 @@ def run2(hbm: dict, entries: dict | None = None, uplinks: dict | None = None, *,
     MAC) per flooded frame), res["switch_learn"] ((rx index, MAC, port) per entry learned or
     moved). ``cfg`` / ``make``: another two-tray chip configuration (4 NIC ports, 4 queue
     pairs) and its module-level two-tray ``tray_bench`` factory (both or neither; default
-    CFG2 and tray2_bench_tiny4); the host ring is 32 KiB below its ring_base."""
+    CFG2 and tray2_bench_tiny4); the host ring is 32 KiB below its ring_base. ``prof_bin``
+    and res["frame_log"] (the switch's egress included) as :func:`run`."""
     from cosim.chippair import nic_writes
     from cosim.sim import run_bench
     from cosim.tray.rtl_switch import COUNTERS
@@ -247,7 +258,8 @@ def run2(hbm: dict, entries: dict | None = None, uplinks: dict | None = None, *,
                                   np.int64),
               "up_fates": up_fates, "switch_buffer": np.int64(switch_buffer),
               "switch_learning": np.int64(switch_learning),
-              "switch_ageing": np.int64(switch_ageing or 0), "up_cuts": _up_cuts(uplink_cut)}
+              "switch_ageing": np.int64(switch_ageing or 0), "up_cuts": _up_cuts(uplink_cut),
+              "prof_bin": np.int64(_prof_bin(prof_bin))}
     kw = dict(timeout_cycles=timeout_cycles, retry_limit=retry_limit)
     for rank in range(N2):
         img = np.array(hbm[rank], dtype=np.uint8)
@@ -285,7 +297,8 @@ def run2(hbm: dict, entries: dict | None = None, uplinks: dict | None = None, *,
            "up_stats": out["up_stats"].tolist(),
            "switch_table": {int(m): int(k) for m, k in out["switch_table"].tolist()},
            "switch_flood": [tuple(r) for r in out["switch_flood"].tolist()],
-           "switch_learn": [tuple(r) for r in out["switch_learn"].tolist()]}
+           "switch_learn": [tuple(r) for r in out["switch_learn"].tolist()],
+           "frame_log": out.get("frame_log")}
     res.update(_per_rank(out, range(N2)))
     return res
 
