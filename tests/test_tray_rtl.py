@@ -1018,3 +1018,130 @@ def test_rtl_tray_perf_all_reduce_under_link_faults_is_exact(seed):
     print(f"cycles {out['cycles']}, retransmits {out['retransmits']}, "
           f"injected (drop, dup, reorder, corrupt, ok) {out['injected']}")
     assert sum(out["injected"][:4]) > 0, "no fault was injected"
+
+
+# --- after an error: the hosts re-initialise the queue pairs, multi-rank work goes on -----
+
+def test_reinit_gives_both_ends_of_every_link_of_the_failed_ranks_new_matching_psns():
+    """rtl_tray.reinit (docs/tray.md "After an error"): for ranks (0, 1) of a tray, every
+    queue pair their engines use (towards the 3 other chips) and the one at the other end
+    gets sq_psn / rq_psn of a new generation, equal across the link (the sender's sq_psn is
+    the receiver's rq_psn), then ctrl = 1, and its CQ zeroed; the queue pairs between
+    ranks 2 and 3 are left alone. Two trays: the uplink queue pairs towards ranks 0 and 1
+    (queue pairs 0 and 1 of ranks 4..7) are included, the others not."""
+    for cfg, trays, n in ((CFG, 1, 4), (CFG2, 2, 8)):
+        p = T.chip_params(cfg, trays)
+        csr, zero = rtl_tray.reinit(cfg, (0, 1), trays=trays, gen=2)
+        regs = {}                  # (rank, port, qp) -> {name: value}, in write order
+        for r, rows in csr.items():
+            for addr, value in rows:
+                port = next(q for q in range(cfg.nic_ports)
+                            if 0 <= addr - cfg.nic_csr_base(q) < 0x1000)
+                off = addr - cfg.nic_csr_base(port) - S.CSR_QP_BASE
+                qp, name = off // S.CSR_QP_STRIDE, {v: k for k, v in S.QP_REGS.items()}[
+                    off % S.CSR_QP_STRIDE]
+                regs.setdefault((r, port, qp), {})[name] = value
+        want_ends = {(a, b) for a in (0, 1) for b in range(n) if b != a}
+        want_ends |= {(b, a) for a, b in want_ends}
+        keys = set()
+        for a, b in want_ends:
+            rt = T.route(a, b, n)
+            keys.add((a, rt.port, rt.qp))
+            mine, theirs = regs[(a, rt.port, rt.qp)], regs[(b, rt.peer_port, rt.peer_qp)]
+            assert list(mine) == ["sq_psn", "rq_psn", "ctrl"] and mine["ctrl"] == 1, mine
+            assert mine["sq_psn"] == theirs["rq_psn"], (a, b, mine, theirs)
+            # a new generation: not the set-up at reset (cosim.tray.pair.port_nic's PSNs)
+            assert mine["sq_psn"] not in (0x100 * a + 1, 0x100 * b + 1), mine
+            assert (T.ring_addr(p, rt.port, rt.qp) + T.CQ_OFF, S.CQE_BYTES << T.CQ_LOG2) \
+                in zero[a]
+        assert set(regs) == keys, sorted(set(regs) ^ keys)
+        rt23 = T.route(2, 3, n)
+        assert (2, rt23.port, rt23.qp) not in regs
+    with pytest.raises(ValueError, match="gen"):
+        rtl_tray.reinit(CFG, (0,), gen=0)
+    with pytest.raises(ValueError, match="ranks"):
+        rtl_tray.reinit(CFG, (4,))
+
+
+def test_host_steps_append_entries_and_mend_or_keep_cuts():
+    """A HostStep's entries follow the run's in the ring and its queue tail counts them
+    all; the mesh wires take the step's faults (the run's cut is mended unless the step
+    cuts again); keys must be ranks."""
+    fates = lambda f, c: rtl_tray._fates(f, 5, c)             # noqa: E731
+    first = {r: [bytes([r]) * 32] for r in RANKS}
+    steps = [rtl_tray.HostStep({0: [b"\x10" * 32, b"\x11" * 32], 2: [b"\x12" * 32]}),
+             rtl_tray.HostStep({0: [b"\x13" * 32]}, csr={1: [(0x30, 7)]}, cut=[(0, 1)])]
+    inp, allents = rtl_tray._steps(steps, RANKS, first, fates)
+    assert allents[0] == [b"\x00" * 32, b"\x10" * 32, b"\x11" * 32, b"\x13" * 32]
+    assert allents[3] == [b"\x03" * 32]
+    assert inp["n_steps"] == 2
+    assert inp["step0_tail_0"].tolist() == [[0, 3]] and inp["step1_tail_0"].tolist() == [[0, 4]]
+    assert inp["step0_tail_2"].tolist() == [[0, 2]] and inp["step0_tail_3"].size == 0
+    assert inp["step1_host_1"].tolist() == [[0x30, 7]] and inp["step1_host_0"].size == 0
+    cut01 = [w for w, (c, _p, d, _dp) in enumerate(rtl_tray.wires()) if {c, d} == {0, 1}]
+    assert inp["step0_fates"][:, 1].sum() == 0                 # mended
+    assert sorted(np.flatnonzero(inp["step1_fates"][:, 1] == 1.0).tolist()) == cut01
+    with pytest.raises(ValueError, match="steps"):
+        rtl_tray._steps([rtl_tray.HostStep({4: []})], RANKS, first, fates)
+    with pytest.raises(ValueError, match="steps"):
+        rtl_tray._steps([{0: []}], RANKS, first, fates)
+    with pytest.raises(ValueError, match="cut"):
+        rtl_tray._fates2(None, 1, [(3, 4)])                     # not one tray
+
+
+def _step_error(q: dict, r: int, want: tuple) -> list[str]:
+    """[] if queue 0's (ERROR, ERR_SEQ, ERR_COUNT, DONE_COUNT) are ``want``, else a message
+    with the detail split into cause, peer and NIC status."""
+    got = (q["ERROR"], q["ERR_SEQ"], q["ERR_COUNT"], q["DONE_COUNT"])
+    if got == want:
+        return []
+    return [f"rank {r} queue 0: (ERROR, ERR_SEQ, ERR_COUNT, DONE_COUNT) {got}, want {want}; "
+            f"ERR_DETAIL {q['ERR_DETAIL']:#x} = (cause, peer, status) "
+            f"{T.split_detail(q['ERR_DETAIL'])}"]
+
+
+@pytest.mark.slow
+@pytest.mark.sim
+@needs_verilator
+def test_rtl_tray_multi_rank_collectives_after_queue_pair_reinit_equal_golden():
+    """docs/tray.md "After an error" on 4 RTL chips. The link between chips 0 and 1 is
+    cut: an ALL_REDUCE over (0, 1) ends ERR_COLLECTIVE cause NIC, RETRY_EXCEEDED, peer = the
+    other, on both (their queue pairs towards each other in the error state), while ranks 2
+    and 3 run an ALL_REDUCE over (2, 3) (so every engine has run one multi-rank entry).
+    Host step, the tray idle: the link is mended, the hosts re-initialise the queue pairs of
+    every port of ranks 0 and 1 and the other ends (new PSNs, ctrl, CQs zeroed:
+    rtl_tray.reinit). Then an ALL_REDUCE and a REDUCE_SCATTER over all 4 ranks complete on
+    every rank and equal golden."""
+    seed, count = 47, 2048
+    print(f"seed={seed} cut=(0, 1) until the host step")
+    imgs = images(seed, count)
+    first = {r: [ar_entry(count, group=(0, 1) if r < 2 else (2, 3))] for r in RANKS}
+    later = [ar_entry(count),
+             T.entry_collective(T.KIND_REDUCE_SCATTER, T.FMT_FP32, src=SRC, dst=DST + 0x8000,
+                                count=count, group=RANKS, scratch=SCRATCH)]
+    csr, zero = rtl_tray.reinit(CFG, (0, 1))
+    step = rtl_tray.HostStep({r: later for r in RANKS}, csr=csr, zero=zero)
+    ents = {r: first[r] + later for r in RANKS}
+    # golden of every entry in ring order; the failed (0, 1) all-reduce's dst is the later
+    # all-reduce's (overwritten whole), its scratch not compared
+    want = expected(imgs, ents)
+    res = rtl_tray.run(imgs, first, cut=[(0, 1)], timeout_cycles=2000, retry_limit=4,
+                       steps=[step], tag="tray-reinit")
+    st = res["steps"][0]
+    print(f"host step at cycle {st['cycle']}, before it done {[st[r]['done'] for r in RANKS]}; "
+          f"cycles {res['cycles']} done {[res[r]['done'] for r in RANKS]}")
+    errs = []
+    for r in RANKS:
+        q0 = st[r]["queues"][0]
+        if r < 2:
+            errs += _step_error(q0, r, (C.ERR_COLLECTIVE, 0, 1, 1))
+            if T.split_detail(q0["ERR_DETAIL"]) != (T.CAUSE_NIC, 1 - r, S.CQ_RETRY_EXCEEDED):
+                errs.append(f"rank {r}: detail {T.split_detail(q0['ERR_DETAIL'])}, want "
+                            f"(NIC, {1 - r}, RETRY_EXCEEDED)")
+            errs += _step_error(res[r]["queues"][0], r, (C.ERR_COLLECTIVE, 0, 1, 3))
+        else:
+            errs += _step_error(q0, r, (0, 0, 0, 1))
+            errs += _step_error(res[r]["queues"][0], r, (0, 0, 0, 3))
+    errs += compare(want, res, ents)
+    assert not errs, "RTL tray after the queue-pair re-initialisation:\n" + "\n".join(errs)
+    assert res["fates"][:, 0].sum() > 0            # the cut dropped frames before the step

@@ -45,6 +45,15 @@ port, ingress cut, egress cut, start, end: cycles after the doorbells, end < 0 =
 mended; rtl_switch.run_switch). Extra outputs: switch_table (MAC, port rows at the end),
 switch_flood (rx index, destination MAC of every flooded frame), switch_learn (rx index, MAC,
 port of every entry learned or moved).
+
+Mid-run host steps (optional, cosim.tray.rtl_tray.HostStep): n_steps; for step s, once the
+tray is idle (as at the end): outputs step{s}_cycle (after the doorbells), step{s}_qregs_i
+and step{s}_done_i (as qregs_i, done_i, at that point); then per chip the host zeroes the
+HBM ranges step{s}_zero_i int64 [n, 2] (address, length: backdoor, the chip idle) and writes
+step{s}_host_i int64 [n, 2] (host address, value); every mesh wire takes the probabilities
+of step{s}_fates float64 [w, 5] (seed column unused: each wire's generator goes on), which
+mends cut wires; then the queue tails step{s}_tail_i int64 [n, 2] (queue, tail) and the
+polls again until idle. The final outputs (qregs_i, done_i, cycles) are those of the end.
 """
 
 from __future__ import annotations
@@ -155,28 +164,53 @@ async def tray(dut):
                 -1, 2).tolist():
             await ch.wr(addr, value)
     max_cycles, poll = int(vec["max_cycles"]), int(vec["poll"])
-    done = [-1] * n_chips
-    stable = 0
-    while stable < 3:
-        await ClockCycles(dut.clk, poll)
-        st = [await ch.rd(C.REG_STATUS) for ch in chips]
-        for i, s in enumerate(st):
-            if done[i] < 0 and not s & 2:
-                done[i] = cycle() - t0
-        idle = all((s & 2) == 0 and (s & 4) for s in st) and all(state.values())
-        stable = stable + 1 if idle else 0
-        if cycle() - t0 > max_cycles:
-            raise AssertionError(
-                f"tray not done after {max_cycles} cycles: STATUS "
-                + " ".join(f"{s:#x}" for s in st)
-                + f" (bit 1 queue pending, bit 2 NICs idle), wires idle {state}, frames sent "
-                + str([len(ch.sent) for ch in chips]))
-    cycles = cycle() - t0
+
+    async def settle(t_start: int) -> list[int]:
+        """Poll until idle; per chip the cycle (after t0) its queues stopped pending."""
+        done = [-1] * n_chips
+        stable = 0
+        while stable < 3:
+            await ClockCycles(dut.clk, poll)
+            st = [await ch.rd(C.REG_STATUS) for ch in chips]
+            for i, s in enumerate(st):
+                if done[i] < 0 and not s & 2:
+                    done[i] = cycle() - t0
+            idle = all((s & 2) == 0 and (s & 4) for s in st) and all(state.values())
+            stable = stable + 1 if idle else 0
+            if cycle() - t_start > max_cycles:
+                raise AssertionError(
+                    f"tray not done after {max_cycles} cycles: STATUS "
+                    + " ".join(f"{s:#x}" for s in st)
+                    + f" (bit 1 queue pending, bit 2 NICs idle), wires idle {state}, frames "
+                    + f"sent {[len(ch.sent) for ch in chips]}")
+        return done
+
+    async def qregs(ch) -> np.ndarray:
+        return np.array([[await ch.rd(C.q_reg(q, off)) for off in C.Q_REGS.values()]
+                         for q in range(cfg.queues)], dtype=np.uint64)
+
     out = {}
+    done = await settle(t0)
+    for s in range(int(vec.get("n_steps", 0))):     # mid-run host steps, the tray idle
+        out[f"step{s}_cycle"] = np.int64(cycle() - t0)
+        for i, ch in enumerate(chips):
+            out[f"step{s}_qregs_{i}"] = await qregs(ch)
+            out[f"step{s}_done_{i}"] = np.int64(done[i])
+            for a, n in np.asarray(vec[f"step{s}_zero_{i}"]).reshape(-1, 2).tolist():
+                ch.hbm[a:a + n] = bytes(n)          # the host zeroes HBM (CQs)
+            for addr, value in np.asarray(vec[f"step{s}_host_{i}"]).reshape(-1, 2).tolist():
+                await ch.wr(addr, value)
+        for lk, row in zip(links, np.asarray(vec[f"step{s}_fates"]).reshape(-1, 5).tolist()):
+            lk.drop, lk.dup, lk.reorder, lk.corrupt = row[1:]   # cut links mended or not
+        t_step = cycle()
+        for i, ch in enumerate(chips):
+            for q, tail in np.asarray(vec[f"step{s}_tail_{i}"]).reshape(-1, 2).tolist():
+                await ch.wr(C.q_reg(q, C.Q_TAIL), tail)
+        done = await settle(t_step)
+    cycles = cycle() - t0
     for i, ch in enumerate(chips):
         out[f"hbm_{i}"] = np.frombuffer(bytes(ch.hbm), dtype=np.uint8)
-        out[f"qregs_{i}"] = np.array([[await ch.rd(C.q_reg(q, off)) for off in C.Q_REGS.values()]
-                                      for q in range(cfg.queues)], dtype=np.uint64)
+        out[f"qregs_{i}"] = await qregs(ch)
         cnt = []
         for p in range(cfg.nic_ports):
             base = cfg.nic_csr_base(p)

@@ -17,6 +17,8 @@ transport model's rule, docs/tray.md "Fault behaviour").
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 
 from cosim.chippair import nic_writes
@@ -26,7 +28,7 @@ from spec import chip as C
 from spec import nic as S
 from spec import tray as T
 
-__all__ = ["CFG", "RING", "QSIZE", "BENCH_MODULE", "wires", "run"]
+__all__ = ["CFG", "RING", "QSIZE", "BENCH_MODULE", "HostStep", "reinit", "wires", "run"]
 
 CFG = C.TINY_TRAY
 BENCH_MODULE = "cosim.tray.rtl_bench"
@@ -69,10 +71,93 @@ def _fates(faults, seed: int, cut) -> np.ndarray:
     return np.array(rows, dtype=np.float64)
 
 
+@dataclass(frozen=True)
+class HostStep:
+    """A host step in the middle of a run (``run``/``run2`` ``steps=``): once the tray is
+    idle, each rank's host zeroes the HBM ranges ``zero`` (rank -> [(address, length)]) and
+    writes its chip's CSRs ``csr`` (rank -> [(address, value)]), every mesh wire takes
+    ``faults`` and ``cut`` from then on (a cut of the run before is mended unless given
+    again), then each rank's ``entries`` (rank -> list of queue entries, after its earlier
+    ones in the ring) are submitted. :func:`reinit` gives ``csr`` and ``zero`` for the
+    re-initialisation after an error."""
+    entries: dict
+    csr: dict = field(default_factory=dict)
+    zero: dict = field(default_factory=dict)
+    faults: dict | None = None
+    cut: tuple = ()
+
+
+def reinit(cfg: C.ChipConfig, ranks, trays: int = 1, gen: int = 1) -> tuple[dict, dict]:
+    """The hosts' re-initialisation of the queue pairs after a failed multi-rank COLLECTIVE
+    of the group ``ranks`` (docs/tray.md "After an error"): every queue pair the engines
+    use (spec.tray.route) of every port of each rank of ``ranks``, and the queue pair at the
+    other end of each, get new PSNs (``gen`` >= 1: 0x10000 gen + 0x100 sender + 1, the same
+    at both ends; the set-up at reset is generation 0) and ctrl = 1, and their completion
+    queues are zeroed. Returns (csr, zero) for :class:`HostStep`.
+
+    Valid only where the engine at each re-initialised end has its indices at 0 for that
+    queue pair: ranks whose command failed (the engine zeroed them) or that have not used
+    the queue pair since reset. ctrl = 1 also zeroes the NIC's sq_prod / cq_prod, and an
+    engine that still counts from earlier work would then disagree with its NIC
+    (docs/tray.md "After an error")."""
+    p = T.chip_params(cfg, trays)
+    if not isinstance(gen, int) or not 1 <= gen <= 0xFF:
+        raise ValueError(f"gen: must be an int in 1..255, got {gen!r}")
+    ranks = list(ranks)
+    if not ranks or any(not isinstance(r, int) or not 0 <= r < p.n_ranks for r in ranks):
+        raise ValueError(f"ranks: ranks of 0..{p.n_ranks - 1}, got {ranks!r}")
+    ends = sorted({e for r in ranks for q in range(p.n_ranks) if q != r
+                   for e in ((r, q), (q, r))})
+    csr, zero = {}, {}
+    for r, q in ends:
+        rt = T.route(r, q, p.n_ranks)
+        base = cfg.nic_csr_base(rt.port)
+        csr.setdefault(r, []).extend([
+            (base + S.qp_reg(rt.qp, "sq_psn"), 0x10000 * gen + 0x100 * r + 1),
+            (base + S.qp_reg(rt.qp, "rq_psn"), 0x10000 * gen + 0x100 * q + 1),
+            (base + S.qp_reg(rt.qp, "ctrl"), 1)])
+        zero.setdefault(r, []).append((T.ring_addr(p, rt.port, rt.qp) + T.CQ_OFF,
+                                       S.CQE_BYTES << T.CQ_LOG2))
+    return csr, zero
+
+
+def _steps(steps, ranks, first: dict, fates) -> tuple[dict, dict]:
+    """The bench inputs of the host steps (rtl_bench "Mid-run host steps") and every rank's
+    entries of the whole run in ring order. ``first``: rank -> entries before any step;
+    ``fates(faults, cut)``: the wires' fault rows."""
+    steps = list(steps)
+    if not all(isinstance(x, HostStep) for x in steps):
+        raise ValueError("steps: a list of HostStep")
+    inputs, allents = {"n_steps": np.int64(len(steps))}, {r: list(first.get(r, ())) for r in ranks}
+    for k, st in enumerate(steps):
+        for name in ("entries", "csr", "zero"):
+            if not set(getattr(st, name)) <= set(ranks):
+                raise ValueError(f"steps: step {k} {name}: keys must be ranks {sorted(ranks)}")
+        inputs[f"step{k}_fates"] = fates(st.faults, st.cut)
+        for r in ranks:
+            new = list(st.entries.get(r, ()))
+            allents[r] += new
+            inputs[f"step{k}_tail_{r}"] = np.array([[0, len(allents[r])]] if new else [],
+                                                   np.int64).reshape(-1, 2)
+            inputs[f"step{k}_host_{r}"] = np.array(st.csr.get(r, []), np.int64).reshape(-1, 2)
+            inputs[f"step{k}_zero_{r}"] = np.array(st.zero.get(r, []), np.int64).reshape(-1, 2)
+    return inputs, allents
+
+
+def _step_results(out: dict, n_steps: int, ranks) -> list[dict]:
+    """Per host step: the cycle it began (after the doorbells) and, per rank, the queue
+    registers and done cycle just before it."""
+    return [{"cycle": int(out[f"step{k}_cycle"]), **{r: {
+        "queues": [{n: int(v) for n, v in zip(C.Q_REGS, row)}
+                   for row in out[f"step{k}_qregs_{r}"]],
+        "done": int(out[f"step{k}_done_{r}"])} for r in ranks}} for k in range(n_steps)]
+
+
 def run(hbm: dict, entries: dict, *, faults: dict | None = None, seed: int = 1, cut=(),
         sim: str = "verilator", max_cycles: int = 3_000_000, poll: int = 256,
         timeout_cycles: int = 4000, retry_limit: int = 16, tag: str = "rtltray",
-        cfg: C.ChipConfig | None = None, make=None, prof_bin: int = 1024) -> dict:
+        cfg: C.ChipConfig | None = None, make=None, prof_bin: int = 1024,
+        steps=()) -> dict:
     """``hbm``: rank -> HBM image (uint8 [hbm_window]) for ranks 0..3; ``entries``: rank ->
     list of 32-byte queue entries (written into the ring at RING, queue 0); the ring area
     [ring_base, hbm_window) is zeroed (fresh completion queues). ``faults``: probabilities
@@ -86,7 +171,10 @@ def run(hbm: dict, entries: dict, *, faults: dict | None = None, seed: int = 1, 
     another chip configuration and its module-level ``tray_bench`` factory (both or neither;
     default CFG and tray_bench_tiny); the host ring is 32 KiB below its ring_base.
     ``prof_bin``: cycles per hbm_prof bin; res["frame_log"]: every frame sent on a wire
-    (cosim.tray.profile.LOG_FIELDS rows)."""
+    (cosim.tray.profile.LOG_FIELDS rows).
+    ``steps``: :class:`HostStep` s run in order after the tray is idle (their entries follow
+    ``entries`` in the ring); res["steps"][k] = {cycle (after the doorbells), rank: {queues,
+    done} just before step k}; the other results are those of the end."""
     from cosim.sim import run_bench
     from rtl.chip.tray import tray_bench_tiny
 
@@ -104,15 +192,19 @@ def run(hbm: dict, entries: dict, *, faults: dict | None = None, seed: int = 1, 
     inputs = {"wires": np.array(wires(), np.int64), "fates": _fates(faults, seed, cut),
               "max_cycles": np.int64(max_cycles), "poll": np.int64(poll),
               "prof_bin": np.int64(_prof_bin(prof_bin))}
+    steps = list(steps)
+    step_in, allents = _steps(steps, sorted(ranks), entries, lambda f, c: _fates(f, seed, c))
+    inputs.update(step_in)
     for rank in sorted(ranks):
         img = np.array(hbm[rank], dtype=np.uint8)
         if img.shape != (cfg.hbm_window,):
             raise ValueError(f"hbm: rank {rank} needs uint8 [{cfg.hbm_window}]")
         ents = list(entries[rank])
-        if not 1 <= len(ents) < QSIZE:
-            raise ValueError(f"entries: rank {rank} needs 1..{QSIZE - 1} entries")
+        if not 1 <= len(ents) <= len(allents[rank]) < QSIZE:
+            raise ValueError(f"entries: rank {rank} needs 1..{QSIZE - 1} entries (steps "
+                             "included)")
         img[p.ring_base:] = 0
-        for i, e in enumerate(ents):
+        for i, e in enumerate(allents[rank]):
             img[ring + 32 * i:ring + 32 * i + 32] = np.frombuffer(e, np.uint8)
         conf = []
         for peer in sorted(ranks - {rank}):
@@ -127,7 +219,8 @@ def run(hbm: dict, entries: dict, *, faults: dict | None = None, seed: int = 1, 
                     params=cfg.asdict(), test_module=BENCH_MODULE, testcase="tray", sim=sim,
                     tag=tag, inputs=inputs, hierarchical=True)
     res = {"cycles": int(out["cycles"]), "fates": out["fates"], "wires": out["wire_stats"],
-           "frame_log": out.get("frame_log")}
+           "frame_log": out.get("frame_log"),
+           "steps": _step_results(out, len(steps), sorted(ranks))}
     res.update(_per_rank(out, sorted(ranks)))
     return res
 
@@ -198,7 +291,7 @@ def run2(hbm: dict, entries: dict | None = None, uplinks: dict | None = None, *,
          poll: int = 256, timeout_cycles: int = 4000, retry_limit: int = 16,
          tag: str = "rtltray2", switch_learning: bool = False, switch_ageing: int | None = None,
          uplink_cut: dict | None = None, cfg: C.ChipConfig | None = None,
-         make=None, prof_bin: int = 1024) -> dict:
+         make=None, prof_bin: int = 1024, cut=(), steps=()) -> dict:
     """Two trays of ``tiny_tray4`` chips (ranks 0..7, rank = 4 tray + chip), the uplinks
     joined by the switch. ``hbm``: rank -> HBM image; ``entries``: rank -> list of 32-byte
     queue entries (queue 0, ring at RING2; a rank may have none); ``uplinks``: rank -> a
@@ -221,7 +314,9 @@ def run2(hbm: dict, entries: dict | None = None, uplinks: dict | None = None, *,
     moved). ``cfg`` / ``make``: another two-tray chip configuration (4 NIC ports, 4 queue
     pairs) and its module-level two-tray ``tray_bench`` factory (both or neither; default
     CFG2 and tray2_bench_tiny4); the host ring is 32 KiB below its ring_base. ``prof_bin``
-    and res["frame_log"] (the switch's egress included) as :func:`run`."""
+    and res["frame_log"] (the switch's egress included) as :func:`run`.
+    ``cut``: pairs of ranks of one tray whose mesh link loses every frame both ways;
+    ``steps``: as :func:`run` (a step's ``cut`` likewise), res["steps"] too."""
     from cosim.chippair import nic_writes
     from cosim.sim import run_bench
     from cosim.tray.rtl_switch import COUNTERS
@@ -248,8 +343,9 @@ def run2(hbm: dict, entries: dict | None = None, uplinks: dict | None = None, *,
         cfg, make = CFG2, tray2_bench_tiny4
     p = T.chip_params(cfg, 2)
     ring2 = p.ring_base - 0x8000        # RING2 for cfg
-    mesh_fates = np.concatenate([_fates(faults, seed, ())] * 2)
-    mesh_fates[:, 0] = [seed * 1000 + w for w in range(len(mesh_fates))]
+    mesh_fates = _fates2(faults, seed, cut)
+    steps = list(steps)
+    step_in, allents = _steps(steps, range(N2), entries, lambda f, c: _fates2(f, seed, c))
     up_fates = _fates(uplink_faults, seed, ())[:N2]
     up_fates[:, 0] = [seed * 1000 + 100 + k for k in range(N2)]
     inputs = {"n_chips": np.int64(N2), "wires": np.array(wires2(), np.int64),
@@ -259,18 +355,19 @@ def run2(hbm: dict, entries: dict | None = None, uplinks: dict | None = None, *,
               "up_fates": up_fates, "switch_buffer": np.int64(switch_buffer),
               "switch_learning": np.int64(switch_learning),
               "switch_ageing": np.int64(switch_ageing or 0), "up_cuts": _up_cuts(uplink_cut),
-              "prof_bin": np.int64(_prof_bin(prof_bin))}
+              "prof_bin": np.int64(_prof_bin(prof_bin)), **step_in}
     kw = dict(timeout_cycles=timeout_cycles, retry_limit=retry_limit)
     for rank in range(N2):
         img = np.array(hbm[rank], dtype=np.uint8)
         if img.shape != (cfg.hbm_window,):
             raise ValueError(f"hbm: rank {rank} needs uint8 [{cfg.hbm_window}]")
         ents = list(entries.get(rank, []))
-        if len(ents) >= QSIZE:
-            raise ValueError(f"entries: rank {rank} needs at most {QSIZE - 1} entries")
+        if len(allents[rank]) >= QSIZE:
+            raise ValueError(f"entries: rank {rank} needs at most {QSIZE - 1} entries (steps "
+                             "included)")
         if rank not in uplinks:
             img[p.ring_base:] = 0
-        for i, e in enumerate(ents):
+        for i, e in enumerate(allents[rank]):
             img[ring2 + 32 * i:ring2 + 32 * i + 32] = np.frombuffer(e, np.uint8)
         conf, bells = [], [np.zeros((0, 2), np.int64)]
         tray0 = rank - T.chip_of(rank)
@@ -285,8 +382,9 @@ def run2(hbm: dict, entries: dict | None = None, uplinks: dict | None = None, *,
         # REG_TRAY_RANK: the rank and bit 3, two trays (8 ranks; spec.chip.REG_TRAY_RANK)
         conf.append(np.array([[C.REG_TRAY_RANK, rank | C.TRAY_RANK_TWO_TRAYS]], np.int64))
         inputs.update({f"hbm_{rank}": img, f"host_{rank}": np.concatenate(conf),
-                       f"queues_{rank}": np.array([[0, ring2, QSIZE, len(ents)]] if ents
-                                                  else [], np.int64).reshape(-1, 4),
+                       f"queues_{rank}": np.array([[0, ring2, QSIZE, len(ents)]]
+                                                  if allents[rank] else [],
+                                                  np.int64).reshape(-1, 4),
                        f"bell_{rank}": np.concatenate(bells)})
     out = run_bench(name=f"tray2_bench_{cfg.name}", toplevel="tray_bench", make=make,
                     params=cfg.asdict(), test_module=BENCH_MODULE, testcase="tray", sim=sim,
@@ -298,9 +396,26 @@ def run2(hbm: dict, entries: dict | None = None, uplinks: dict | None = None, *,
            "switch_table": {int(m): int(k) for m, k in out["switch_table"].tolist()},
            "switch_flood": [tuple(r) for r in out["switch_flood"].tolist()],
            "switch_learn": [tuple(r) for r in out["switch_learn"].tolist()],
-           "frame_log": out.get("frame_log")}
+           "frame_log": out.get("frame_log"),
+           "steps": _step_results(out, len(steps), range(N2))}
     res.update(_per_rank(out, range(N2)))
     return res
+
+
+def _fates2(faults, seed: int, cut) -> np.ndarray:
+    """Fault rows of the 24 mesh wires of two trays (:func:`wires2` order, seed
+    ``seed * 1000 + w``); ``cut``: pairs of ranks of one tray."""
+    cut = list(cut)
+    for pair in cut:
+        if (not isinstance(pair, (tuple, list)) or len(pair) != 2
+                or not all(isinstance(x, int) and 0 <= x < N2 for x in pair)
+                or T.tray_of(pair[0]) != T.tray_of(pair[1])):
+            raise ValueError(f"cut: pairs of ranks of one tray (0..3 or 4..7), got {pair!r}")
+    rows = np.concatenate([_fates(faults, seed, [(a % T.CHIPS_PER_TRAY, b % T.CHIPS_PER_TRAY)
+                                                 for a, b in cut if T.tray_of(a) == t])
+                           for t in range(2)])
+    rows[:, 0] = [seed * 1000 + w for w in range(len(rows))]
+    return rows
 
 
 CUT_MODES = {"both": (1, 1), "tx": (1, 0), "rx": (0, 1)}   # (switch ingress, switch egress)
