@@ -408,6 +408,23 @@ def check_chip(raw: bytes, rank: int, cfg: C.ChipConfig, trays: int = 1) -> int:
     return C.ERR_NONE
 
 
+def unsupported_detail(raw: bytes, rank: int, cfg: C.ChipConfig, trays: int = 1) -> int:
+    """ERR_DETAIL with which the chip's RTL engine ends an entry that :func:`check_chip`
+    accepts but that it does not run (docs/tray.md "Errors", cause UNSUPPORTED): a group
+    with ranks in the other tray on a chip with the uplink port (``nic_ports`` > UPLINK) and
+    fewer than CHIPS_PER_TRAY queue pairs per port; peer = the lowest other member. 0 for
+    every other entry (the engine runs it, or the static check refuses it)."""
+    if check_chip(raw, rank, cfg, trays) != C.ERR_NONE:
+        return 0
+    if cfg.nic_ports <= UPLINK or cfg.nic_qps >= CHIPS_PER_TRAY:
+        return 0
+    d, _ = decode(raw)
+    others = [r for r in d.group if r != rank]
+    if not any(tray_of(r) != tray_of(rank) for r in others):
+        return 0
+    return detail(CAUSE_UNSUPPORTED, min(others))
+
+
 def local_jobs(d: Collective) -> list[tuple[int, int, int]]:
     """The engine's work for a one-rank group (only the rank itself): (src, dst, bytes)
     copies; the result of every kind is its src: codes (and MX scales) copied to dst. No

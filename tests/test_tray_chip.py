@@ -570,3 +570,79 @@ def test_rtl_reduce_unit_lane_rotation_bit_exact():
     crossings, _ = _reduce_unit_sim(jobs, mem, rng)
     assert not crossings, f"bursts across 4 KiB: {crossings}"
     _check_reduce_jobs(jobs, before, mem)
+
+
+# a made-up chip: the uplink port but 2 queue pairs per port (no configuration of spec.chip
+# has one): groups spanning the trays pass the static check where route() fits in 2 queue
+# pairs, and the engine ends them UNSUPPORTED (docs/tray.md "Errors")
+CFG_UP2 = C.TINY.with_(name="tiny_up2", nic_ports=4, nic_qps=2)
+
+
+def test_rtl_engine_reports_unsupported_exactly_where_the_spec_says():
+    """rtl.chip.collective.CollectiveEngine of CFG_UP2 (Amaranth simulator, reset before
+    each entry, AXI never answering): for seeded entries of every rank of two trays, its
+    ``check`` equals spec.tray.check_chip, and an accepted entry ends at once with
+    ERR_COLLECTIVE and spec.tray.unsupported_detail (cause UNSUPPORTED, peer = the lowest
+    other member) exactly where that is non-zero; every other accepted entry is still
+    running (busy, no error) when the UNSUPPORTED ones have long ended."""
+    from amaranth import Module, Signal
+    from amaranth.hdl import ResetInserter
+    from amaranth.sim import Simulator
+
+    from rtl.axi import AXI4Signature
+    from rtl.chip.collective import CollectiveEngine
+
+    seed = 29
+    print(f"seed={seed}")
+    rng = np.random.default_rng(seed)
+    cases, n_ok = [], 0
+    while len(cases) < 160:
+        rank = int(rng.integers(0, 8))
+        raw = _check_case(rng, CFG_UP2, rank, 2)
+        ok = T.check_chip(raw, rank, CFG_UP2, 2) == C.ERR_NONE
+        if ok or n_ok > 2 * (len(cases) - n_ok):     # about 2/3 accepted entries
+            cases.append((raw, rank))
+            n_ok += ok
+    eng = CollectiveEngine(CFG_UP2, AXI4Signature(addr_width=32, data_width=256, id_width=1))
+    rst = Signal()
+    top = Module()
+    top.submodules.eng = ResetInserter(rst)(eng)
+    bad, kinds = [], {"unsupported": 0, "running": 0, "refused": 0}
+
+    async def tb(ctx):
+        for raw, rank in cases:
+            ctx.set(rst, 1)
+            await ctx.tick()
+            ctx.set(rst, 0)
+            ctx.set(eng.entry, int.from_bytes(raw, "little"))
+            ctx.set(eng.rank, rank)
+            ctx.set(eng.two_trays, 1)
+            code, want = T.check_chip(raw, rank, CFG_UP2, 2), \
+                T.unsupported_detail(raw, rank, CFG_UP2, 2)
+            if ctx.get(eng.check) != code:
+                bad.append(f"entry {raw.hex()} rank {rank}: check spec {code} rtl "
+                           f"{ctx.get(eng.check)}")
+                continue
+            if code != C.ERR_NONE:
+                kinds["refused"] += 1
+                continue
+            ctx.set(eng.start, 1)
+            await ctx.tick()
+            ctx.set(eng.start, 0)
+            for _ in range(6):
+                await ctx.tick()
+            got = (ctx.get(eng.busy), ctx.get(eng.err), ctx.get(eng.detail))
+            exp = (0, C.ERR_COLLECTIVE, want) if want else (1, 0, 0)
+            kinds["unsupported" if want else "running"] += 1
+            if got != exp:
+                bad.append(f"entry {raw.hex()} rank {rank}: (busy, err, detail) expected "
+                           f"({exp[0]}, {exp[1]}, {exp[2]:#x}) got ({got[0]}, {got[1]}, "
+                           f"{got[2]:#x})")
+
+    sim = Simulator(top)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    print(kinds)
+    assert not bad, f"{len(bad)} of {len(cases)} differ:\n" + "\n".join(bad[:10])
+    assert min(kinds.values()) >= 10, kinds       # every outcome seen

@@ -1115,15 +1115,19 @@ def test_rtl_tray_multi_rank_collectives_after_queue_pair_reinit_equal_golden():
     seed, count = 47, 2048
     print(f"seed={seed} cut=(0, 1) until the host step")
     imgs = images(seed, count)
-    first = {r: [ar_entry(count, group=(0, 1) if r < 2 else (2, 3))] for r in RANKS}
+    first = {r: [ar_entry(count, group=(0, 1)) if r < 2 else T.entry_collective(
+        T.KIND_ALL_REDUCE, T.FMT_FP32, src=SRC, dst=DST + 0x8000, count=count, group=(2, 3),
+        scratch=SCRATCH)] for r in RANKS}
     later = [ar_entry(count),
-             T.entry_collective(T.KIND_REDUCE_SCATTER, T.FMT_FP32, src=SRC, dst=DST + 0x8000,
+             T.entry_collective(T.KIND_REDUCE_SCATTER, T.FMT_FP32, src=SRC, dst=DST + 0x10000,
                                 count=count, group=RANKS, scratch=SCRATCH)]
     csr, zero = rtl_tray.reinit(CFG, (0, 1))
     step = rtl_tray.HostStep({r: later for r in RANKS}, csr=csr, zero=zero)
     ents = {r: first[r] + later for r in RANKS}
-    # golden of every entry in ring order; the failed (0, 1) all-reduce's dst is the later
-    # all-reduce's (overwritten whole), its scratch not compared
+    # golden of every entry (expected() takes rank 0's list, then the new ones of rank 2:
+    # the (2, 3) all-reduce writes its own dst, so its order against the later ones does
+    # not matter); the failed (0, 1) all-reduce's dst is the later all-reduce's
+    # (overwritten whole), its scratch not compared
     want = expected(imgs, ents)
     res = rtl_tray.run(imgs, first, cut=[(0, 1)], timeout_cycles=2000, retry_limit=4,
                        steps=[step], tag="tray-reinit")
@@ -1144,4 +1148,61 @@ def test_rtl_tray_multi_rank_collectives_after_queue_pair_reinit_equal_golden():
             errs += _step_error(res[r]["queues"][0], r, (0, 0, 0, 3))
     errs += compare(want, res, ents)
     assert not errs, "RTL tray after the queue-pair re-initialisation:\n" + "\n".join(errs)
+    assert res["fates"][:, 0].sum() > 0            # the cut dropped frames before the step
+
+
+@pytest.mark.slow
+@pytest.mark.sim
+@needs_verilator
+def test_rtl_two_trays_multi_rank_collectives_after_queue_pair_reinit_equal_golden():
+    """docs/tray.md "After an error" on 8 RTL chips (two trays). The mesh link between
+    ranks 0 and 1 is cut: their ALL_REDUCE over (0, 1) ends ERR_COLLECTIVE cause NIC,
+    RETRY_EXCEEDED, peer = the other, while ranks 2..7 run an ALL_REDUCE over (2..7) across
+    the trays (their uplink queue pairs towards ranks 2 and 3 in use). Host step: the link
+    mended, the queue pairs of every port of ranks 0 and 1 and the other ends re-initialised
+    (rtl_tray.reinit: the mesh ports, ranks 0 and 1's uplink queue pairs and queue pairs 0
+    and 1 of ranks 4..7's uplinks); the queue pairs used in the (2..7) all-reduce are left as
+    they are. Then the two-tier ALL_REDUCE and REDUCE_SCATTER over all 8 ranks complete and
+    equal golden."""
+    seed, count = 48, 2048
+    print(f"seed {seed} cut=(0, 1) until the host step")
+    imgs = _images2(seed, count)
+    six = tuple(range(2, 8))
+    first = {r: [T.entry_collective(T.KIND_ALL_REDUCE, T.FMT_FP32, src=SRC,
+                                    dst=DST if r < 2 else DST + 0x8000,
+                                    count=count if r < 2 else 3072,
+                                    group=(0, 1) if r < 2 else six, scratch=SCRATCH)]
+             for r in RANKS2}
+    later = [T.entry_collective(T.KIND_ALL_REDUCE, T.FMT_FP32, src=SRC, dst=DST, count=count,
+                                group=RANKS2, scratch=SCRATCH),
+             T.entry_collective(T.KIND_REDUCE_SCATTER, T.FMT_FP32, src=SRC, dst=DST + 0x10000,
+                                count=count, group=RANKS2, scratch=SCRATCH)]
+    csr, zero = rtl_tray.reinit(CFG2, (0, 1), trays=2)
+    step = rtl_tray.HostStep({r: later for r in RANKS2}, csr=csr, zero=zero)
+    ents = {r: first[r] + later for r in RANKS2}
+    # golden of every entry in ring order: the failed (0, 1) all-reduce's dst is the later
+    # all-reduce's (overwritten whole), its scratch not compared
+    want = _expected2(imgs, ents)
+    res = rtl_tray.run2(imgs, first, cut=[(0, 1)], seed=seed, timeout_cycles=2000,
+                        retry_limit=4, steps=[step], tag="rtltray2_reinit")
+    st = res["steps"][0]
+    print(f"host step at cycle {st['cycle']}, before it done {[st[r]['done'] for r in RANKS2]}; "
+          f"cycles {res['cycles']} done {[res[r]['done'] for r in RANKS2]}, switch "
+          f"{res['switch']['rx_frames']} frames in")
+    errs = _errors2(want, res, ents, ranks=six)
+    for r in RANKS2:
+        q0 = st[r]["queues"][0]
+        if r < 2:
+            errs += _step_error(q0, r, (C.ERR_COLLECTIVE, 0, 1, 1))
+            if T.split_detail(q0["ERR_DETAIL"]) != (T.CAUSE_NIC, 1 - r, S.CQ_RETRY_EXCEEDED):
+                errs.append(f"rank {r}: detail {T.split_detail(q0['ERR_DETAIL'])}, want "
+                            f"(NIC, {1 - r}, RETRY_EXCEEDED)")
+            errs += _step_error(res[r]["queues"][0], r, (C.ERR_COLLECTIVE, 0, 1, 3))
+            skip = np.zeros(CFG2.hbm_window, bool)
+            skip[P2.ring_base:] = True
+            skip[SCRATCH:SCRATCH + 4 * count] = True     # every entry's scratch here
+            errs += word_diff(f"rank {r}", want[r], res[r]["hbm"], skip)
+        else:
+            errs += _step_error(q0, r, (0, 0, 0, 1))
+    assert not errs, "8 RTL chips after the queue-pair re-initialisation:\n" + "\n".join(errs)
     assert res["fates"][:, 0].sum() > 0            # the cut dropped frames before the step
