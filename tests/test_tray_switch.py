@@ -611,6 +611,57 @@ def test_rtl_cut_uplink_ends_its_writes_retry_exceeded_and_the_rest_completes(ho
     assert res["cycles"] < 3 * timeout * (retries + 1) + BOUNCE[1], res["cycles"]
 
 
+DOWN = (600, 3600)       # BOUNCE_RANK's switch port down (both ways) from the middle on
+
+
+@pytest.mark.slow
+@pytest.mark.sim
+@needs_verilator
+def test_rtl_switch_port_down_in_the_middle_of_the_run_then_up_recovers():
+    """8 RTL chips, static switch table. Each tray runs a tray-local ALL_REDUCE (2048
+    binary32) and every host posts 3 WRITEs on its uplink to the same chip of the other
+    tray; rank 2's switch port goes down both ways 600 cycles after the doorbells, while
+    its WRITEs cross it (frames through the port before the cut, lost during it, and after
+    it, read from the frame log), and comes back up at 3,600. NIC timer 2,000 cycles, 4
+    retries: ranks 2 and 6 recover by retransmission, every uplink WRITE completes OK and
+    every image, uplink CQEs included, equals golden (collectives: golden.tray.run; WRITEs:
+    golden NICs behind an ideal switch, nothing lost)."""
+    seed, count = 95, 2048
+    print(f"seed {seed} rank {BOUNCE_RANK} down {DOWN}")
+    imgs, nics = system_images(seed, count)
+    want, want_nics = system_images(seed, count)
+    golden_switched(want_nics)
+    entries_of = tray_local_all_reduce(count, SRC, DST, SCRATCH)
+    golden_collectives(want, entries_of)
+    res = rtl_tray.run2(imgs, entries_of, uplinks=nics, seed=seed, timeout_cycles=2000,
+                        retry_limit=4, uplink_cut={BOUNCE_RANK: ("both", *DOWN)},
+                        max_cycles=200_000, tag="switch_down_mid")
+    sw = res["switch"]
+    up = {r: res[r]["counters"][T.UPLINK] for r in RANKS2}
+    print("cycles", res["cycles"], "done", [res[r]["done"] for r in RANKS2], "switch", sw)
+    print("uplink retransmits", [up[r]["retransmits"] for r in RANKS2], "timeouts",
+          [up[r]["timeouts"] for r in RANKS2])
+    errs = image_errors(want, res)
+    for r in RANKS2:
+        q = res[r]["queues"][0]
+        if (q["ERROR"], q["ERR_COUNT"], q["DONE_COUNT"]) != (0, 0, 1):
+            errs.append(f"rank {r} queue 0 (all-reduce): ERROR {q['ERROR']} ERR_DETAIL "
+                        f"{q['ERR_DETAIL']:#x} DONE_COUNT {q['DONE_COUNT']}")
+        peer = (r + T.CHIPS_PER_TRAY) % N_PORTS
+        st = [e["status"] for e in uplink_cqes(res[r]["hbm"], T.route(r, peer, 8).qp)]
+        if st != [S.CQ_OK] * 3:
+            errs.append(f"rank {r}: uplink completions {st}, want 3 x OK")
+    assert not errs, "\n".join(errs)
+    # the port went down in the middle of its traffic: rank 2 sent on its uplink before
+    # the cut, during it (lost) and after it (retransmissions)
+    log = res["frame_log"]
+    t2 = log[(log[:, 1] == 0) & (log[:, 2] == BOUNCE_RANK) & (log[:, 3] == T.UPLINK), 0]
+    assert (t2 < DOWN[0]).any() and ((t2 >= DOWN[0]) & (t2 < DOWN[1])).any() \
+        and (t2 >= DOWN[1]).any(), sorted(t2.tolist())
+    assert sw["cut_drop"] > 0, sw
+    assert up[BOUNCE_RANK]["retransmits"] > 0 and up[BOUNCE_RANK + 4]["retransmits"] > 0, up
+
+
 @pytest.mark.slow
 @pytest.mark.sim
 @needs_verilator
