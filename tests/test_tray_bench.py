@@ -12,10 +12,11 @@ from cosim.bench import tray as B
 
 
 @pytest.mark.parametrize("value,sets", [
-    (None, ("pair", "perf")),          # unset: the default set
-    ("", ("pair", "perf")),
-    ("default", ("pair", "perf")),
-    (" default ", ("pair", "perf")),
+    (None, ("perf",)),                 # unset: the default set
+    ("", ("perf",)),
+    ("default", ("perf",)),
+    (" default ", ("perf",)),
+    ("scaling", ("pair", "perf")),
     ("0", ()),
     ("1", ("pair", "tray", "perf")),
     ("pair", ("pair",)),
@@ -36,6 +37,7 @@ def test_rtl_selection_rejects_other_values_naming_the_variable(value):
 
 @pytest.mark.parametrize("sel,var", [
     ("", "MAIA_TRAY_RTL_PERF_COUNT"), ("perf", "MAIA_TRAY_RTL_PERF_COUNT"),
+    ("scaling", "MAIA_TRAY_RTL_PERF_COUNT"),
     ("8", "MAIA_TRAY_RTL_PERF_COUNT"), ("tray", "MAIA_TRAY_RTL_COUNT"),
     ("1", "MAIA_TRAY_RTL_COUNT")])
 @pytest.mark.parametrize("bad", ["abc", "0", "-16", "100", "1.5"])
@@ -96,9 +98,23 @@ def _metrics(out):
     return {k: v for k, v in out.items() if isinstance(v, dict) and "value" in v}
 
 
-def test_default_run_has_the_4chip_1mib_rows_the_pair_row_and_the_scaling_line(
-        stubs, monkeypatch):
+def test_default_run_has_the_4chip_1mib_rows_and_their_scaling_rows(stubs, monkeypatch):
     monkeypatch.delenv("MAIA_TRAY_RTL", raising=False)
+    monkeypatch.delenv("MAIA_TRAY_RTL_PERF_COUNT", raising=False)
+    out = B.run()
+    assert stubs == [("tray", 1 << 18, False, True), ("tray", 1 << 18, True, True)]
+    assert out["rtl_sets"] == {"MAIA_TRAY_RTL": "(unset)", "sets": ["perf"]}
+    m = _metrics(out)
+    for k, v in m.items():          # the cosim.bench metric format
+        assert set(v) >= {"value", "unit", "target"}, k
+    assert m["rtl_perf_allreduce_4chip_1024KiB_busbw_frac_loss0"]["target"] == ">= 0.8"
+    assert not [k for k in out if k.startswith("rtl_allreduce_2chip")]
+    assert list(out)[-2:] == ["rtl_scaling_4chip_tray_perf_1MiB_busbw_frac_loss0",
+                              "rtl_scaling_4chip_tray_perf_1MiB_busbw_frac_loss1pct"]
+
+
+def test_scaling_run_has_the_pair_row_and_the_2_to_4_chip_scaling_line(stubs, monkeypatch):
+    monkeypatch.setenv("MAIA_TRAY_RTL", "scaling")
     monkeypatch.delenv("MAIA_TRAY_RTL_PERF_COUNT", raising=False)
     out = B.run()
     assert stubs == [("pair",), ("tray", 1 << 18, False, True), ("tray", 1 << 18, True, True)]
@@ -117,7 +133,7 @@ def test_default_run_has_the_4chip_1mib_rows_the_pair_row_and_the_scaling_line(
     assert list(out)[-3:] == scaling            # printed last, together
     assert [out[k]["value"] for k in scaling] == [round(4.1 / 6.0, 4), 0.891, 0.767]
     assert [out[k]["target"] for k in scaling] == [None, ">= 0.8", "reported"]
-    assert out["rtl_sets"] == {"MAIA_TRAY_RTL": "(unset)", "sets": ["pair", "perf"]}
+    assert out["rtl_sets"] == {"MAIA_TRAY_RTL": "scaling", "sets": ["pair", "perf"]}
     # the printed table shows the scaling line and judges the target row
     lines = bench_main.table("tray", out).splitlines()
     row = next(ln for ln in lines if "rtl_scaling_4chip_tray_perf_1MiB_busbw_frac_loss0" in ln)

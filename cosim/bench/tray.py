@@ -7,9 +7,12 @@ engine and NICs in RTL) and check every result against golden in the run.
 
 MAIA_TRAY_RTL picks the RTL rows (:func:`rtl_selection`):
 
-* unset (or ``default``): the default set, ``pair`` + ``perf``: the issue's target row
-  (4 chips, 1 MiB per chip, 0 % loss), its 1 % drop row and the 2-chip row, so that one
-  `make bench` gives the 2 -> 4 chip scaling line (``rtl_scaling_*`` rows, at the end);
+* unset (or ``default``): the default set, ``perf``: the issue's target row (4 chips, 1 MiB
+  per chip, 0 % loss) and its 1 % drop row;
+* ``scaling``: ``pair`` + ``perf``, so that one run gives the 2 -> 4 chip scaling line
+  (``rtl_scaling_*`` rows, at the end). Not the default: from a cold build the chip_pair
+  top costs about 9 minutes of Verilog generation and Verilator build on a loaded 2-core
+  machine (its run about 20 s; docs/tray.md "Figures");
 * ``0``: the transport model only (about 10 s);
 * ``pair``: two RTL chips (chip_pair of ``tiny_nic``, the chip-pair bench's lossless
   link), all-reduce of 128 KiB per chip;
@@ -61,9 +64,10 @@ MIB_FP32 = (1 << 20) // 4          # elements of 1 MiB of binary32 per chip
 LOSS_SEEDS = (1, 2, 3)
 
 # MAIA_TRAY_RTL values -> RTL row sets (module docstring); unset = the default set
-RTL_DEFAULT = ("pair", "perf")
+RTL_DEFAULT = ("perf",)
 RTL_CHOICES = {"": RTL_DEFAULT, "default": RTL_DEFAULT, "0": (), "1": ("pair", "tray", "perf"),
-               "pair": ("pair",), "tray": ("tray",), "perf": ("perf",), "8": ("8",)}
+               "scaling": ("pair", "perf"), "pair": ("pair",), "tray": ("tray",),
+               "perf": ("perf",), "8": ("8",)}
 
 
 def rtl_selection(env=None) -> tuple[str, ...]:
