@@ -22,7 +22,7 @@ help:
 	@echo "make lint-large Verilator lint of the large tops"
 	@echo "make sim        cocotb benches only [SIM=icarus|verilator] [WAVES=1]"
 	@echo "make bench      all benchmarks [BENCH=<name>] -> build/bench/<name>.json"
-	@echo "                (BENCH=tray co-simulates a 4-chip RTL tray: tens of minutes)"
+	@echo "                (BENCH=tray alone: ~16 min from a cold build, ~10 min cached: 4 RTL chips)"
 	@echo "make bench-tray8 the 8-chip RTL tray rows (two trays of tray4_perf, 1 MiB per chip)"
 	@echo "make prune      delete stale simulator builds (keeps the 3 newest per design)"
 	@echo "make clean      remove build/ (keeps .venv)"

@@ -133,6 +133,10 @@ def test_scaling_run_has_the_pair_row_and_the_2_to_4_chip_scaling_line(stubs, mo
     assert list(out)[-3:] == scaling            # printed last, together
     assert [out[k]["value"] for k in scaling] == [round(4.1 / 6.0, 4), 0.891, 0.767]
     assert [out[k]["target"] for k in scaling] == [None, ">= 0.8", "reported"]
+    assert [out[k]["note"].split()[2] for k in scaling] == [
+        "rtl_allreduce_2chip_128KiB_busbw_frac",
+        "rtl_perf_allreduce_4chip_1024KiB_busbw_frac_loss0",
+        "rtl_perf_allreduce_4chip_1024KiB_busbw_frac_loss1pct"]
     assert out["rtl_sets"] == {"MAIA_TRAY_RTL": "scaling", "sets": ["pair", "perf"]}
     # the printed table shows the scaling line and judges the target row
     lines = bench_main.table("tray", out).splitlines()

@@ -542,8 +542,8 @@ def scaling_rows(out: dict) -> None:
         m = _RTL_FRAC.fullmatch(k)
         if m and isinstance(v, dict):
             perf, n, kib, loss = bool(m[1]), int(m[2]), int(m[3]), m[4] or "loss0"
-            rows.append((n, kib, loss != "loss0", perf, loss, v))
-    for n, kib, _, perf, loss, v in sorted(rows, key=lambda x: x[:4]):
+            rows.append((n, kib, loss != "loss0", perf, loss, k, v))
+    for n, kib, _, perf, loss, k, v in sorted(rows, key=lambda x: x[:4]):
         chip = _RTL_CHIP[(n, perf)]
         size = f"{kib // 1024}MiB" if kib % 1024 == 0 else f"{kib}KiB"
         target = None
