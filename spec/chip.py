@@ -107,6 +107,11 @@ REG_SEM_VALUE = 0x038   # RO  the register width), read its value at REG_SEM_VAL
 # tray system, written by the host before COLLECTIVE entries (docs/tray.md).
 REG_TRAY_RANK = 0x030   # RW  [2:0] rank (spec.tray.rank_of)  [3] two trays (8 ranks)
 TRAY_RANK_TWO_TRAYS = 1 << 3
+# WO/RO: [7:0] channel mask, [8] sequence number := 0; applied only while the collective
+# engine is idle (else SLVERR, nothing changed). Read: [0] engine busy, [31:16] sequence
+# number (docs/tray.md "After an error", spec.tray.engine_channels / resync_word)
+REG_TRAY_RESYNC = 0x03C
+TRAY_RESYNC_SEQ = 1 << 8
 GLOBAL_REGS = {"ID": REG_ID, "CONFIG": REG_CONFIG, "STATUS": REG_STATUS,
                "IRQ_STATUS": REG_IRQ_STATUS, "IRQ_ENABLE": REG_IRQ_ENABLE,
                "CYCLES": REG_CYCLES, "BUSY_CYCLES": REG_BUSY_CYCLES,

@@ -425,6 +425,38 @@ def unsupported_detail(raw: bytes, rank: int, cfg: C.ChipConfig, trays: int = 1)
     return detail(CAUSE_UNSUPPORTED, min(others))
 
 
+def engine_channels(cfg: C.ChipConfig) -> list[tuple[int, int]]:
+    """The collective engine's channels of a chip, as (NIC port, queue pair), channel c at
+    index c: bit c of REG_TRAY_RESYNC's mask (docs/tray.md "After an error"). With the
+    two-tier engine (``nic_ports`` > UPLINK and ``nic_qps`` >= CHIPS_PER_TRAY) the 3 mesh
+    ports (queue pair QP_MESH), then the uplink's queue pairs 0..3; otherwise one channel
+    per port (queue pair QP_MESH)."""
+    if not isinstance(cfg, C.ChipConfig):
+        raise ValueError(f"cfg: must be a spec.chip.ChipConfig, got {type(cfg).__name__}")
+    if cfg.nic_ports < 1:
+        raise ValueError(f"cfg: configuration {cfg.name!r} has no NIC ports")
+    if cfg.nic_ports > UPLINK and cfg.nic_qps >= CHIPS_PER_TRAY:
+        return [(p, QP_MESH) for p in range(MESH_PORTS)] + \
+            [(UPLINK, j) for j in range(CHIPS_PER_TRAY)]
+    return [(p, QP_MESH) for p in range(cfg.nic_ports)]
+
+
+def resync_word(cfg: C.ChipConfig, queue_pairs=(), seq: bool = False) -> int:
+    """The REG_TRAY_RESYNC value that zeroes the engine's indices of the channels of
+    ``queue_pairs`` ((port, queue pair) pairs, each one of :func:`engine_channels`) and,
+    with ``seq``, its sequence number."""
+    chans = engine_channels(cfg)
+    word = 0
+    for pq in queue_pairs:
+        if tuple(pq) not in chans:
+            raise ValueError(f"queue_pairs: {pq!r} is not a collective-engine channel of "
+                             f"{cfg.name!r} (one of {chans})")
+        word |= 1 << chans.index(tuple(pq))
+    if not isinstance(seq, bool):
+        raise ValueError(f"seq: must be a bool, got {seq!r}")
+    return word | (C.TRAY_RESYNC_SEQ if seq else 0)
+
+
 def local_jobs(d: Collective) -> list[tuple[int, int, int]]:
     """The engine's work for a one-rank group (only the rank itself): (src, dst, bytes)
     copies; the result of every kind is its src: codes (and MX scales) copied to dst. No

@@ -554,6 +554,11 @@ class CollectiveEngine(wiring.Component):
     m_axi : AXI4 manager to HBM (256-bit data), merged with the command processor's: the
         :class:`ReduceUnit`'s and the protocol's (WQEs, notifications, CQ polling).
     nic{p} : AXI4-Lite manager to NIC port p's CSRs (send-queue doorbells only).
+    resync : In(1), resync_mask : In(8), resync_seq : In(1), a REG_TRAY_RESYNC write: while
+        idle (``resync_ok`` = idle and no ``start`` in that cycle) zero the send-queue
+        producer / CQ consumer index and pending count of each channel of the mask, drop
+        the notifications kept for the next command, and with ``resync_seq`` the sequence
+        number; ``seq`` : Out(16), the sequence number (docs/tray.md "After an error").
 
     Behaviour (docs/tray.md "Collective engine in the chip"): a one-rank group is copied by
     the :class:`ReduceUnit`. ALL_REDUCE, REDUCE_SCATTER, ALL_GATHER and BROADCAST over ranks
@@ -595,7 +600,9 @@ class CollectiveEngine(wiring.Component):
                              f"{self._p.wqe_max}")
         ports = {"entry": In(ENTRY_BITS), "rank": In(3), "two_trays": In(1),
                  "check": Out(8), "start": In(1), "busy": Out(1), "err": Out(8),
-                 "detail": Out(32), "m_axi": Out(axi)}
+                 "detail": Out(32), "m_axi": Out(axi),
+                 "resync": In(1), "resync_mask": In(8), "resync_seq": In(1),
+                 "resync_ok": Out(1), "seq": Out(16)}
         for q in range(cfg.nic_ports):
             ports[f"nic{q}"] = Out(AXI4LiteSignature(addr_width=C.CSR_ADDR_WIDTH,
                                                      data_width=32))
@@ -671,6 +678,7 @@ class CollectiveEngine(wiring.Component):
 
         # protocol state
         seq = Signal(16)
+        m.d.comb += self.seq.eq(seq)
         # phases: 2 (direct, broadcast); two-tier up to 2 x 4 + 3 (spec.tray._plan_two_tier)
         NPH = 16 if up else 2
         if up:
@@ -828,6 +836,7 @@ class CollectiveEngine(wiring.Component):
 
         with m.FSM(name="coll"):
             with m.State("IDLE"):
+                m.d.comb += self.resync_ok.eq(~self.start)
                 with m.If(self.start):
                     m.d.sync += [ent.eq(self.entry), rank.eq(self.rank), err.eq(0),
                                  detail.eq(0), code_len.eq(chk.code_bytes),
@@ -835,6 +844,13 @@ class CollectiveEngine(wiring.Component):
                                  cb.eq(chk.chunk_code_bytes), sb.eq(chk.chunk_scale_bytes),
                                  n_members.eq(chk.n)]
                     m.next = "DECIDE"
+                with m.Elif(self.resync):      # REG_TRAY_RESYNC (docs/tray.md "After an error")
+                    for q in range(NCH):
+                        with m.If(self.resync_mask[q]):
+                            m.d.sync += [prod[q].eq(0), cons[q].eq(0), pend[q].eq(0)]
+                    m.d.sync += [got_nx[i].eq(0) for i in range(NPH)]
+                    with m.If(self.resync_seq):
+                        m.d.sync += seq.eq(0)
             with m.State("DECIDE"):
                 m.d.comb += self.busy.eq(1)
                 with m.If(others == 0):

@@ -120,7 +120,11 @@ class CommandProcessor(wiring.Component):
             # static check, the start pulse, busy, the result; REG_TRAY_RANK
             ports.update({"coll_entry": Out(WORD_BITS), "coll_check": In(8),
                           "coll_start": Out(1), "coll_busy": In(1), "coll_err": In(8),
-                          "coll_detail": In(32), "coll_rank": Out(3), "coll_two_trays": Out(1)})
+                          "coll_detail": In(32), "coll_rank": Out(3), "coll_two_trays": Out(1),
+                          # REG_TRAY_RESYNC (docs/tray.md "After an error")
+                          "coll_resync": Out(1), "coll_resync_mask": Out(8),
+                          "coll_resync_seq": Out(1), "coll_resync_ok": In(1),
+                          "coll_seq": In(16)})
         ports["clusters"] = Out(ClusterLinkSignature(cfg))
         super().__init__(ports)
 
@@ -556,6 +560,9 @@ class CommandProcessor(wiring.Component):
             if cfg.nic_ports:
                 with m.Case(C.REG_TRAY_RANK):
                     m.d.comb += [rd_data.eq(tray_rank), rd_ok.eq(1)]
+                with m.Case(C.REG_TRAY_RESYNC):
+                    m.d.comb += [rd_data.eq(Cat(self.coll_busy, Const(0, 15), self.coll_seq)),
+                                 rd_ok.eq(1)]
             for q in range(NQ):
                 for name, off in C.Q_REGS.items():
                     with m.Case(C.q_reg(q, off)):
@@ -595,6 +602,10 @@ class CommandProcessor(wiring.Component):
                 with m.If(full & (wa == C.REG_TRAY_RANK)):
                     m.d.comb += w_ok.eq(1)
                     m.d.sync += tray_rank.eq(wd[:4])
+                # applied by the engine in this cycle only while it is idle, else SLVERR
+                m.d.comb += [self.coll_resync_mask.eq(wd[:8]), self.coll_resync_seq.eq(wd[8])]
+                with m.If(full & (wa == C.REG_TRAY_RESYNC)):
+                    m.d.comb += [self.coll_resync.eq(1), w_ok.eq(self.coll_resync_ok)]
             for q in range(NQ):
                 with m.If(full & (wa == C.q_reg(q, C.Q_RING))):
                     m.d.comb += w_ok.eq(1)

@@ -153,7 +153,10 @@ class Chip(wiring.Component):
         m.d.comb += [coll.entry.eq(cp.coll_entry), coll.rank.eq(cp.coll_rank),
                      coll.two_trays.eq(cp.coll_two_trays), coll.start.eq(cp.coll_start),
                      cp.coll_check.eq(coll.check), cp.coll_busy.eq(coll.busy),
-                     cp.coll_err.eq(coll.err), cp.coll_detail.eq(coll.detail)]
+                     cp.coll_err.eq(coll.err), cp.coll_detail.eq(coll.detail),
+                     coll.resync.eq(cp.coll_resync), coll.resync_mask.eq(cp.coll_resync_mask),
+                     coll.resync_seq.eq(cp.coll_resync_seq),
+                     cp.coll_resync_ok.eq(coll.resync_ok), cp.coll_seq.eq(coll.seq)]
         idle, cq = [], []
         for p in range(n):
             nic = NicCore(cfg.nic_params, mem_bytes=cfg.hbm_window)
