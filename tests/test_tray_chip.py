@@ -646,3 +646,216 @@ def test_rtl_engine_reports_unsupported_exactly_where_the_spec_says():
     print(kinds)
     assert not bad, f"{len(bad)} of {len(cases)} differ:\n" + "\n".join(bad[:10])
     assert min(kinds.values()) >= 10, kinds       # every outcome seen
+
+
+def _engine_resync_sim(cfg, raw: bytes, rank: int, script, timeout: int, init=None):
+    """CollectiveEngine of ``cfg`` (Amaranth simulator) behind an AXI memory model over a
+    bytearray of the chip's HBM and NIC CSR ports that accept every doorbell. ``script(
+    ctx, eng, run, resync)`` drives it: ``await run(pulse_at=None, with_start=False)`` starts
+    ``raw`` (rank ``rank``), optionally pulses REG_TRAY_RESYNC ``pulse_at`` cycles after
+    the start (or in the start cycle itself), waits until it ends and returns (err,
+    detail, WQE slots written, doorbell values, resync_ok seen at the pulse);
+    ``await resync(word)`` writes the register while idle and returns resync_ok.
+    ``init(mem)`` fills the memory first. Returns the memory."""
+    from amaranth.sim import Simulator
+
+    from rtl.axi import AXI4Signature
+    from rtl.chip.collective import CollectiveEngine
+
+    p = T.chip_params(cfg)
+    mem = bytearray(cfg.hbm_window)
+    if init is not None:
+        init(mem)
+    eng = CollectiveEngine(cfg, AXI4Signature(addr_width=32, data_width=256, id_width=1),
+                           timeout=timeout)
+    ax = eng.m_axi
+    log = {"aw": [], "bells": []}
+
+    async def reads(ctx):
+        queue = []
+        while True:
+            go = bool(queue)
+            if go:
+                a, n = queue[0]
+                ctx.set(ax.rdata, int.from_bytes(mem[a:a + 32], "little"))
+                ctx.set(ax.rlast, n == 1)
+            ctx.set(ax.rvalid, go)
+            ctx.set(ax.arready, 1)
+            _, _, arv, ara, arl, rr = await ctx.tick().sample(ax.arvalid, ax.araddr, ax.arlen,
+                                                               ax.rready)
+            if go and rr:
+                a, n = queue[0]
+                queue[0] = (a + 32, n - 1)
+                if n == 1:
+                    queue.pop(0)
+            if arv:
+                queue.append((ara, arl + 1))
+
+    async def writes(ctx):
+        aws, bq = [], 0
+        while True:
+            ctx.set(ax.awready, 1)
+            ctx.set(ax.wready, 1)
+            ctx.set(ax.bvalid, bq > 0)
+            _, _, awv, awa, awl, wv, wd, ws, br = await ctx.tick().sample(
+                ax.awvalid, ax.awaddr, ax.awlen, ax.wvalid, ax.wdata, ax.wstrb, ax.bready)
+            if bq and br:
+                bq -= 1
+            if wv and aws:
+                a, n = aws[0]
+                data = wd.to_bytes(32, "little")
+                for i in range(32):
+                    if ws >> i & 1:
+                        mem[a + i] = data[i]
+                aws[0] = [a + 32, n - 1]
+                if n == 1:
+                    aws.pop(0)
+                    bq += 1
+            if awv:
+                aws.append([awa, awl + 1])
+                log["aw"].append(awa)
+
+    def nic_port(q):
+        n = getattr(eng, f"nic{q}")
+
+        async def lite(ctx):
+            b = False
+            while True:
+                ctx.set(n.awready, 1)
+                ctx.set(n.wready, 1)
+                ctx.set(n.bvalid, b)
+                _, _, awv, wv, wd, br = await ctx.tick().sample(n.awvalid, n.wvalid, n.wdata,
+                                                                n.bready)
+                if b and br:
+                    b = False
+                if awv and wv:      # the engine presents both together
+                    log["bells"].append((q, wd))
+                    b = True
+        return lite
+
+    sq = T.ring_addr(p, 0, T.QP_MESH) + T.SQ_OFF
+
+    async def run(ctx, pulse_at=None, with_start=False, word=0x1FF):
+        n_aw, n_bells = len(log["aw"]), len(log["bells"])
+        ctx.set(eng.entry, int.from_bytes(raw, "little"))
+        ctx.set(eng.rank, rank)
+        ctx.set(eng.start, 1)
+        ok = None
+        if with_start:
+            ctx.set(eng.resync_mask, word & 0xFF)
+            ctx.set(eng.resync_seq, word >> 8 & 1)
+            ctx.set(eng.resync, 1)
+            ok = ctx.get(eng.resync_ok)
+        await ctx.tick()
+        ctx.set(eng.start, 0)
+        ctx.set(eng.resync, 0)
+        for i in range(10 * timeout):
+            if pulse_at is not None and i == pulse_at:
+                assert ctx.get(eng.busy)
+                ctx.set(eng.resync_mask, word & 0xFF)
+                ctx.set(eng.resync_seq, word >> 8 & 1)
+                ctx.set(eng.resync, 1)
+                ok = ctx.get(eng.resync_ok)
+                await ctx.tick()
+                ctx.set(eng.resync, 0)
+                continue
+            if not ctx.get(eng.busy):
+                break
+            await ctx.tick()
+        assert not ctx.get(eng.busy), "the engine never ended"
+        slots = sorted({(a - sq) // 32 for a in log["aw"][n_aw:] if sq <= a < sq + 0x2000})
+        return (ctx.get(eng.err), ctx.get(eng.detail), slots,
+                [v for _, v in log["bells"][n_bells:]], ok)
+
+    async def resync(ctx, word):
+        ctx.set(eng.resync_mask, word & 0xFF)
+        ctx.set(eng.resync_seq, word >> 8 & 1)
+        ctx.set(eng.resync, 1)
+        ok = ctx.get(eng.resync_ok)
+        await ctx.tick()
+        ctx.set(eng.resync, 0)
+        return ok
+
+    async def tb(ctx):
+        await script(ctx, eng, lambda **kw: run(ctx, **kw), lambda w: resync(ctx, w))
+
+    sim = Simulator(eng)
+    sim.add_clock(1e-8)
+    sim.add_testbench(reads, background=True)
+    sim.add_testbench(writes, background=True)
+    for q in range(cfg.nic_ports):
+        sim.add_testbench(nic_port(q), background=True)
+    sim.add_testbench(tb)
+    sim.run()
+    return mem
+
+
+def test_rtl_engine_resync_register_zeroes_named_channels_and_is_refused_while_busy():
+    """REG_TRAY_RESYNC in rtl.chip.collective.CollectiveEngine of tiny_tray (Amaranth
+    simulator; docs/tray.md "After an error"). Rank 0, a two-rank ALL_GATHER with rank 1 on
+    mesh port 0; the CQ of that channel holds, from the start, a SEND completion and a
+    receive completion of rank 1's notification for sequence number 1 (phase 0), nothing
+    after them. So a command completes exactly when the engine starts at CQ slot 0 with
+    sequence number 1, and otherwise ends TIMEOUT. (A) from reset: completes, WQEs in
+    send-queue slots 0, 1, doorbells 1, 2. (B) after a write naming channels 1 and 2 only,
+    plus the sequence bit: channel 0 keeps its indices (slots 2, 3, doorbells 3, 4; CQ
+    slot 2 empty: TIMEOUT peer 1). (C) the failure zeroed the indices but counted in the
+    sequence number (2): rank 1's note of number 1 does not count, TIMEOUT. (D) after a
+    sequence-only write: completes from slot 0. (E) a write pulsed while the command runs
+    is refused (resync_ok 0): the doorbells go on at 3, 4 and the sequence number stays.
+    (F) a write in the cycle of ``start`` is refused too: the command is number 3, TIMEOUT.
+    (G) a write of channel 0 and the sequence bit while idle: completes from slot 0."""
+    cfg = C.TINY_TRAY
+    p = T.chip_params(cfg)
+    timeout = 300
+    raw = T.entry_collective(T.KIND_ALL_GATHER, T.FMT_FP32, src=0x1000, dst=0x2000, count=16,
+                             group=(0, 1))
+    assert T.check_chip(raw, 0, cfg) == C.ERR_NONE
+    assert T.engine_channels(cfg) == [(0, 0), (1, 0), (2, 0)]
+    ring = T.ring_addr(p, 0, T.QP_MESH)
+    chan0 = T.resync_word(cfg, [(0, T.QP_MESH)])
+    assert chan0 == 1 and T.resync_word(cfg, seq=True) == C.TRAY_RESYNC_SEQ == 0x100
+    tmo = (C.ERR_COLLECTIVE, T.detail(T.CAUSE_TIMEOUT, 1))
+    results = {}
+
+    async def script(ctx, eng, run, resync):
+        results["A"] = await run()
+        results["A seq"] = ctx.get(eng.seq)
+        results["B ok"] = await resync(T.resync_word(cfg, [(1, 0), (2, 0)], seq=True))
+        results["B seq"] = ctx.get(eng.seq)
+        results["B"] = await run()
+        results["C"] = await run()
+        results["C seq"] = ctx.get(eng.seq)
+        results["D ok"] = await resync(T.resync_word(cfg, seq=True))
+        results["D"] = await run()
+        results["E"] = await run(pulse_at=3)
+        results["E seq"] = ctx.get(eng.seq)
+        results["F"] = await run(with_start=True, word=chan0 | C.TRAY_RESYNC_SEQ)
+        results["F seq"] = ctx.get(eng.seq)
+        results["G ok"] = await resync(chan0 | C.TRAY_RESYNC_SEQ)
+        results["G"] = await run()
+        results["G seq"] = ctx.get(eng.seq)
+
+    def cq_image(mem):
+        cqes = [S.pack_fields(S.CQE_FIELDS, S.CQE_BYTES, dict(
+                    wr_id=0xFFFF0000, status=S.CQ_OK, opcode=S.WR_SEND, valid=1, byte_len=8)),
+                S.pack_fields(S.CQE_FIELDS, S.CQE_BYTES, dict(
+                    wr_id=0, status=S.CQ_OK, opcode=S.CQE_RECV, valid=1, byte_len=8))]
+        mem[ring + T.CQ_OFF:ring + T.CQ_OFF + 32] = b"".join(cqes)
+        note = bytes([0, 1]) + (1).to_bytes(2, "little") + T.NOTE_MAGIC.to_bytes(4, "little")
+        mem[ring + T.RQ_OFF:ring + T.RQ_OFF + 8] = note
+
+    _engine_resync_sim(cfg, raw, 0, script, timeout, init=cq_image)
+    print({k: v for k, v in results.items()})
+    ok = (C.ERR_NONE, 0)
+    want = {
+        "A": (*ok, [0, 1], [1, 2], None), "A seq": 1, "B ok": 1, "B seq": 0,
+        "B": (*tmo, [2, 3], [3, 4], None), "C": (*tmo, [0, 1], [1, 2], None), "C seq": 2,
+        "D ok": 1, "D": (*ok, [0, 1], [1, 2], None), "E": (*tmo, [2, 3], [3, 4], 0),
+        "E seq": 2, "F": (*tmo, [0, 1], [1, 2], 0), "F seq": 3, "G ok": 1,
+        "G": (*ok, [0, 1], [1, 2], None), "G seq": 1}
+    bad = [f"{k}: expected {want[k]} got {results.get(k)} (detail {results[k][1]:#x})"
+           if isinstance(want[k], tuple) and k in results else
+           f"{k}: expected {want[k]} got {results.get(k)}"
+           for k in want if results.get(k) != want[k]]
+    assert not bad, "\n".join(bad)
