@@ -87,19 +87,21 @@ class HostStep:
     cut: tuple = ()
 
 
-def reinit(cfg: C.ChipConfig, ranks, trays: int = 1, gen: int = 1) -> tuple[dict, dict]:
+def reinit(cfg: C.ChipConfig, ranks, trays: int = 1, gen: int = 1,
+           resync: bool = True) -> tuple[dict, dict]:
     """The hosts' re-initialisation of the queue pairs after a failed multi-rank COLLECTIVE
     of the group ``ranks`` (docs/tray.md "After an error"): every queue pair the engines
     use (spec.tray.route) of every port of each rank of ``ranks``, and the queue pair at the
     other end of each, get new PSNs (``gen`` >= 1: 0x10000 gen + 0x100 sender + 1, the same
     at both ends; the set-up at reset is generation 0) and ctrl = 1, and their completion
-    queues are zeroed. Returns (csr, zero) for :class:`HostStep`.
-
-    Valid only where the engine at each re-initialised end has its indices at 0 for that
-    queue pair: ranks whose command failed (the engine zeroed them) or that have not used
-    the queue pair since reset. ctrl = 1 also zeroes the NIC's sq_prod / cq_prod, and an
-    engine that still counts from earlier work would then disagree with its NIC
-    (docs/tray.md "After an error")."""
+    queues are zeroed; then every rank of the tray(s) writes REG_TRAY_RESYNC: the engine
+    channels of its re-initialised queue pairs and the sequence bit
+    (spec.tray.resync_word), so each engine counts from 0 on every queue pair whose NIC
+    indices ctrl = 1 zeroed, whatever it did before (failed, completed the failed command,
+    or used the queue pair earlier), and all ranks restart at the same sequence number.
+    ``resync=False`` leaves the register out (the rule before it: only right where each
+    re-initialised end's engine already counts from 0; for tests). Returns (csr, zero) for
+    :class:`HostStep`."""
     p = T.chip_params(cfg, trays)
     if not isinstance(gen, int) or not 1 <= gen <= 0xFF:
         raise ValueError(f"gen: must be an int in 1..255, got {gen!r}")
@@ -118,6 +120,11 @@ def reinit(cfg: C.ChipConfig, ranks, trays: int = 1, gen: int = 1) -> tuple[dict
             (base + S.qp_reg(rt.qp, "ctrl"), 1)])
         zero.setdefault(r, []).append((T.ring_addr(p, rt.port, rt.qp) + T.CQ_OFF,
                                        S.CQE_BYTES << T.CQ_LOG2))
+    if resync:
+        for r in range(p.n_ranks):
+            qps = [(T.route(a, b, p.n_ranks).port, T.route(a, b, p.n_ranks).qp)
+                   for a, b in ends if a == r]
+            csr.setdefault(r, []).append((C.REG_TRAY_RESYNC, T.resync_word(cfg, qps, seq=True)))
     return csr, zero
 
 
