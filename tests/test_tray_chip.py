@@ -246,6 +246,9 @@ def test_rtl_lone_chip_collectives_end_in_timeouts_and_reset_indices():
     hbm = image([bcast, one, two], 13)
     got = tc.run(CFG, hbm, [G.Queue(RING, QSIZE, 3)], rank=1, sim="verilator")
     assert got["tray_rank"] == 1
+    # REG_TRAY_RESYNC read back: engine idle, sequence number 2 (two multi-rank commands,
+    # failed ones count: docs/tray.md "After an error")
+    assert got["resync_reg"] == 2 << 16, f"REG_TRAY_RESYNC {got['resync_reg']:#x}, want 0x20000"
     q = got["queues"][0]
     have = (q["ERROR"], q["ERR_SEQ"], q["ERR_DETAIL"], q["ERR_COUNT"], q["DONE_COUNT"])
     want = (C.ERR_COLLECTIVE, 0, T.detail(T.CAUSE_TIMEOUT, 0), 2, 3)

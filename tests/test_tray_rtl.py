@@ -1033,8 +1033,19 @@ def test_reinit_gives_both_ends_of_every_link_of_the_failed_ranks_new_matching_p
         p = T.chip_params(cfg, trays)
         csr, zero = rtl_tray.reinit(cfg, (0, 1), trays=trays, gen=2)
         regs = {}                  # (rank, port, qp) -> {name: value}, in write order
+        for r in range(n):
+            # last: REG_TRAY_RESYNC on every rank: the engine channels of its
+            # re-initialised queue pairs (those towards ranks 0 and 1; all for 0 and 1) and
+            # the sequence bit
+            addr, value = csr[r][-1]
+            mine = sorted(T.engine_channels(cfg).index((T.route(r, b, n).port,
+                                                        T.route(r, b, n).qp))
+                          for b in range(n) if b != r and (r in (0, 1) or b in (0, 1)))
+            assert addr == C.REG_TRAY_RESYNC and value == C.TRAY_RESYNC_SEQ | sum(
+                1 << c for c in mine), (r, hex(value), mine)
+            assert all(a != C.REG_TRAY_RESYNC for a, _ in csr[r][:-1])
         for r, rows in csr.items():
-            for addr, value in rows:
+            for addr, value in rows[:-1]:
                 port = next(q for q in range(cfg.nic_ports)
                             if 0 <= addr - cfg.nic_csr_base(q) < 0x1000)
                 off = addr - cfg.nic_csr_base(port) - S.CSR_QP_BASE
@@ -1057,6 +1068,10 @@ def test_reinit_gives_both_ends_of_every_link_of_the_failed_ranks_new_matching_p
         assert set(regs) == keys, sorted(set(regs) ^ keys)
         rt23 = T.route(2, 3, n)
         assert (2, rt23.port, rt23.qp) not in regs
+    # without the register: only the queue-pair writes
+    csr0, _ = rtl_tray.reinit(CFG, (0, 1), resync=False)
+    assert all(a != C.REG_TRAY_RESYNC for rows in csr0.values() for a, _ in rows)
+    assert set(csr0) == {0, 1, 2, 3}
     with pytest.raises(ValueError, match="gen"):
         rtl_tray.reinit(CFG, (0,), gen=0)
     with pytest.raises(ValueError, match="ranks"):
