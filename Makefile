@@ -23,7 +23,8 @@ help:
 	@echo "make sim        cocotb benches only [SIM=icarus|verilator] [WAVES=1]"
 	@echo "make bench      all benchmarks [BENCH=<name>] -> build/bench/<name>.json"
 	@echo "                (BENCH=tray alone: ~16 min from a cold build, ~10 min cached: 4 RTL chips)"
-	@echo "make bench-tray8 the 8-chip RTL tray rows (two trays of tray4_perf, 1 MiB per chip)"
+	@echo "make bench-tray8 the 8-chip RTL tray rows (two trays of tray4_perf, 1 MiB per chip;"
+	@echo "                ~1 h: build ~10 min, each of the 2 runs ~20 min; not timed whole)"
 	@echo "make prune      delete stale simulator builds (keeps the 3 newest per design)"
 	@echo "make clean      remove build/ (keeps .venv)"
 
