@@ -9,7 +9,7 @@ BENCH ?=
 JOBS  ?= auto
 export MAIA_WAVES := $(WAVES)
 
-.PHONY: all run test test-long verilog verilog-large lint lint-large sim bench bench-tray8 prune clean setup help
+.PHONY: all run test test-long verilog verilog-large lint lint-large sim bench bench-tray8 bench-long prune clean setup help
 
 help:
 	@echo "make run        main job: set up, generate Verilog, run the demonstration"
@@ -25,6 +25,8 @@ help:
 	@echo "                (BENCH=tray alone: ~16 min from a cold build, ~10 min cached: 4 RTL chips)"
 	@echo "make bench-tray8 the 8-chip RTL tray rows (two trays of tray4_perf, 1 MiB per chip;"
 	@echo "                ~1 h: build ~10 min, each of the 2 runs ~20 min; not timed whole)"
+	@echo "make bench-long the tray bench's whole RTL scaling line, 2 -> 4 -> 8 chips"
+	@echo "                (2-chip pair, 4 tray_perf, 8 tray4_perf; ~75 min, not timed whole)"
 	@echo "make prune      delete stale simulator builds (keeps the 3 newest per design)"
 	@echo "make clean      remove build/ (keeps .venv)"
 
@@ -64,6 +66,10 @@ bench: $(STAMP)
 
 bench-tray8: $(STAMP)
 	MAIA_TRAY_RTL=8 MAIA_TRAY_RTL_8_CFG=tray4_perf \
+	MAIA_VERILATOR_OPT=$${MAIA_VERILATOR_OPT:--O2} $(PY) -m cosim.bench tray
+
+bench-long: $(STAMP)
+	MAIA_TRAY_RTL=all MAIA_TRAY_RTL_8_CFG=tray4_perf \
 	MAIA_VERILATOR_OPT=$${MAIA_VERILATOR_OPT:--O2} $(PY) -m cosim.bench tray
 
 prune: $(STAMP)

@@ -23,6 +23,7 @@ from cosim.bench import tray as B
     ("tray", ("tray",)),
     ("perf", ("perf",)),
     ("8", ("8",)),
+    ("all", ("pair", "perf", "8")),
 ])
 def test_rtl_selection(value, sets):
     env = {} if value is None else {"MAIA_TRAY_RTL": value}
@@ -192,3 +193,12 @@ def test_a_bad_value_fails_before_any_run(stubs, monkeypatch):
     with pytest.raises(ValueError, match="MAIA_TRAY_RTL_PERF_COUNT must be"):
         B.run()
     assert stubs == []
+
+
+def test_bench_command_records_the_maia_variables():
+    """build/bench/<name>.json's command names the MAIA_* variables that chose the rows."""
+    env = {"MAIA_TRAY_RTL": "8", "MAIA_TRAY_RTL_8_CFG": "tray4_perf", "MAIA_WAVES": "",
+           "PATH": "/bin", "MAIA_VERILATOR_OPT": "-O2 -g"}
+    assert bench_main.command("tray", env) == ("MAIA_TRAY_RTL=8 MAIA_TRAY_RTL_8_CFG=tray4_perf "
+                                               "MAIA_VERILATOR_OPT='-O2 -g' make bench BENCH=tray")
+    assert bench_main.command("noc", {}) == "make bench BENCH=noc"

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import pkgutil
 import platform
 import re
+import shlex
 import sys
 import time
 
@@ -45,6 +47,16 @@ def table(name: str, result: dict) -> str:
     return "\n".join(lines)
 
 
+def command(name: str, env=None) -> str:
+    """The command recorded in build/bench/<name>.json: ``make bench BENCH=<name>`` after
+    the MAIA_* variables set in ``env`` (default os.environ), which pick rows, sizes and
+    the Verilator level."""
+    env = os.environ if env is None else env
+    pre = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(env.items())
+                   if k.startswith("MAIA_") and v)
+    return f"{pre} make bench BENCH={name}".lstrip()
+
+
 def main(argv=None) -> int:
     names = discover()
     ap = argparse.ArgumentParser(description=__doc__)
@@ -61,7 +73,7 @@ def main(argv=None) -> int:
         t0 = time.monotonic()
         mod = importlib.import_module(f"cosim.bench.{name}")
         result = mod.run()
-        result["command"] = f"make bench BENCH={name}"
+        result["command"] = command(name)
         result["wall_s"] = round(time.monotonic() - t0, 2)
         result["host"] = {"machine": platform.machine(), "python": platform.python_version()}
         path = OUT / f"{name}.json"

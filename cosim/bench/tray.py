@@ -22,6 +22,10 @@ MAIA_TRAY_RTL picks the RTL rows (:func:`rtl_selection`):
   (spec.chip.TRAY_PERF: MTU 1024, 4 MiB HBM, nic_hbm) at 0 % and 1 % drop,
   MAIA_TRAY_RTL_PERF_COUNT elements per chip (default 256 Ki = 1 MiB);
 * ``1``: ``pair`` + ``tray`` + ``perf``;
+* ``all`` (`make bench-long` sets MAIA_TRAY_RTL_8_CFG=tray4_perf): ``pair`` + ``perf`` +
+  ``8``, the whole RTL scaling line 2 -> 4 -> 8 chips in one run (about 75 minutes from a
+  cold build on a loaded 2-core machine, derived from the timed parts in docs/tray.md
+  "Figures");
 * ``8`` (`make bench-tray8` sets MAIA_TRAY_RTL_8_CFG=tray4_perf): the
   ``rtl_*_8chip_*`` rows: the two-tier all-reduce on 8 RTL chips (two trays, uplinks
   through the cocotb switch, cosim/tray/rtl_tray.run2).
@@ -67,7 +71,7 @@ LOSS_SEEDS = (1, 2, 3)
 RTL_DEFAULT = ("perf",)
 RTL_CHOICES = {"": RTL_DEFAULT, "default": RTL_DEFAULT, "0": (), "1": ("pair", "tray", "perf"),
                "scaling": ("pair", "perf"), "pair": ("pair",), "tray": ("tray",),
-               "perf": ("perf",), "8": ("8",)}
+               "perf": ("perf",), "8": ("8",), "all": ("pair", "perf", "8")}
 
 
 def rtl_selection(env=None) -> tuple[str, ...]:
