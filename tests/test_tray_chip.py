@@ -862,3 +862,26 @@ def test_rtl_engine_resync_register_zeroes_named_channels_and_is_refused_while_b
            f"{k}: expected {want[k]} got {results.get(k)}"
            for k in want if results.get(k) != want[k]]
     assert not bad, "\n".join(bad)
+
+
+def test_spec_engine_channels_and_resync_word():
+    """spec.tray.engine_channels: one channel per port (queue pair QP_MESH), or with the
+    two-tier engine the 3 mesh ports then the uplink's queue pairs 0..3 (bit c of
+    REG_TRAY_RESYNC); resync_word sets those bits and bit 8 for the sequence number;
+    ValueError naming the argument otherwise."""
+    assert T.engine_channels(C.TINY_NIC) == [(0, 0)]
+    assert T.engine_channels(C.TINY_TRAY) == [(0, 0), (1, 0), (2, 0)]
+    assert T.engine_channels(C.TINY_TRAY4) == [(0, 0), (1, 0), (2, 0), (3, 0), (3, 1), (3, 2),
+                                               (3, 3)]
+    assert T.engine_channels(CFG_UP2) == [(0, 0), (1, 0), (2, 0), (3, 0)]
+    assert T.resync_word(C.TINY_TRAY4, [(3, 2), (1, 0)], seq=True) == 0x100 | 1 << 5 | 1 << 1
+    assert T.resync_word(C.TINY_TRAY4, [(0, 0)]) == 1
+    assert C.REG_TRAY_RESYNC == 0x03C and C.TRAY_RESYNC_SEQ == 0x100
+    with pytest.raises(ValueError, match="queue_pairs"):
+        T.resync_word(C.TINY_TRAY, [(0, 1)])         # queue pair 1 of a mesh port: not a channel
+    with pytest.raises(ValueError, match="queue_pairs"):
+        T.resync_word(C.TINY_TRAY, [(3, 0)])         # no uplink
+    with pytest.raises(ValueError, match="seq"):
+        T.resync_word(C.TINY_TRAY, seq=1)
+    with pytest.raises(ValueError, match="cfg"):
+        T.engine_channels(C.TINY)
