@@ -885,3 +885,87 @@ def test_spec_engine_channels_and_resync_word():
         T.resync_word(C.TINY_TRAY, seq=1)
     with pytest.raises(ValueError, match="cfg"):
         T.engine_channels(C.TINY)
+
+
+def test_rtl_cp_decodes_tray_resync_and_answers_slverr_while_the_engine_runs():
+    """rtl.chip.cp.CommandProcessor of tiny_tray (Amaranth simulator, the engine's side
+    driven by the test): an AXI-Lite write of REG_TRAY_RESYNC pulses ``coll_resync`` for
+    one cycle with ``[7:0]`` as the mask and ``[8]`` as the sequence bit, and answers OKAY
+    when the engine says ``coll_resync_ok``, SLVERR when it does not; a read gives
+    ``coll_busy`` in bit 0 and ``coll_seq`` in [31:16]."""
+    from amaranth.sim import Simulator
+
+    from rtl.axi import RESP_OKAY, RESP_SLVERR
+    from rtl.chip.cp import CommandProcessor
+
+    cp = CommandProcessor(C.TINY_TRAY)
+    s = cp.s_axil
+    seen = {}
+
+    async def write(ctx, addr, value):
+        ctx.set(s.awaddr, addr)
+        ctx.set(s.wdata, value)
+        ctx.set(s.wstrb, 0xF)
+        ctx.set(s.awvalid, 1)
+        ctx.set(s.wvalid, 1)
+        ctx.set(s.bready, 1)
+        pulses = []
+        for _ in range(20):
+            pulses.append((ctx.get(cp.coll_resync), ctx.get(cp.coll_resync_mask),
+                           ctx.get(cp.coll_resync_seq)))
+            acc = ctx.get(s.awready) and ctx.get(s.wready)
+            await ctx.tick()
+            if acc:
+                ctx.set(s.awvalid, 0)
+                ctx.set(s.wvalid, 0)
+                break
+        for _ in range(20):
+            pulses.append((ctx.get(cp.coll_resync), 0, 0))
+            if ctx.get(s.bvalid):
+                resp = ctx.get(s.bresp)
+                await ctx.tick()
+                return resp, [p for p in pulses if p[0]]
+            await ctx.tick()
+        raise AssertionError("no write response")
+
+    async def read(ctx, addr):
+        ctx.set(s.araddr, addr)
+        ctx.set(s.arvalid, 1)
+        ctx.set(s.rready, 1)
+        for _ in range(20):
+            acc = ctx.get(s.arready)
+            await ctx.tick()
+            if acc:
+                ctx.set(s.arvalid, 0)
+                break
+        for _ in range(20):
+            if ctx.get(s.rvalid):
+                v = (ctx.get(s.rdata), ctx.get(s.rresp))
+                await ctx.tick()
+                return v
+            await ctx.tick()
+        raise AssertionError("no read response")
+
+    async def tb(ctx):
+        ctx.set(cp.coll_resync_ok, 1)
+        seen["ok"] = await write(ctx, C.REG_TRAY_RESYNC, 0x1A5)
+        ctx.set(cp.coll_resync_ok, 0)
+        seen["busy"] = await write(ctx, C.REG_TRAY_RESYNC, 0x003)
+        ctx.set(cp.coll_busy, 1)
+        ctx.set(cp.coll_seq, 0xBEEF)
+        seen["read busy"] = await read(ctx, C.REG_TRAY_RESYNC)
+        ctx.set(cp.coll_busy, 0)
+        ctx.set(cp.coll_seq, 7)
+        seen["read idle"] = await read(ctx, C.REG_TRAY_RESYNC)
+        ctx.set(cp.coll_resync_ok, 1)
+        seen["other reg"] = await write(ctx, C.REG_TRAY_RANK, 2)
+
+    sim = Simulator(cp)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    want = {"ok": (RESP_OKAY, [(1, 0xA5, 1)]), "busy": (RESP_SLVERR, [(1, 0x03, 0)]),
+            "read busy": (0xBEEF0001, RESP_OKAY), "read idle": (0x70000, RESP_OKAY),
+            "other reg": (RESP_OKAY, [])}
+    bad = [f"{k}: expected {want[k]} got {seen.get(k)}" for k in want if seen.get(k) != want[k]]
+    assert not bad, "\n".join(bad)
