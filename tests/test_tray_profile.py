@@ -118,3 +118,24 @@ def test_model_phases_are_ordered_and_end_with_the_model_run():
             prev = ph["end"]
         assert phs[-1]["end"] <= cycles
     assert max(phs[-1]["end"] for phs in model.values()) == pytest.approx(cycles, rel=0.05)
+
+
+def test_rtl_phases_split_one_queue_pair_by_every_earlier_notification():
+    """The two-tier all-reduce over 8 ranks (11 phases): rank 0 sends piece k - 1 and its
+    phase-k notification on its uplink queue pair in phases 1..8; each phase's data are the
+    requests after the notification of the phase before (not the first one)."""
+    p = T.chip_params(C.TRAY4_PERF, 2)
+    raw = T.entry_collective(T.KIND_ALL_REDUCE, T.FMT_FP32, src=0, dst=0x100000, count=32768,
+                             group=tuple(range(8)), scratch=0x200000)
+    assert len(T.plan(T.decode(raw)[0])) == 11
+    W, N = S.OP_WRITE_ONLY, S.OP_SEND_ONLY
+    rows = []
+    for k in range(1, 9):
+        rows += [_row(1000 * k, 0, T.UPLINK, 1000, W, 2 * k - 1),
+                 _row(1000 * k + 500, 0, T.UPLINK, 80, N, 2 * k, k, 0)]
+    res = {"frame_log": np.array(rows, np.int64), **{r: {"done": 0} for r in range(8)}}
+    prof = PR.rtl_phases(res, raw, p)
+    assert [prof["ranks"][0][k]["start"] for k in range(1, 9)] == [1000 * k for k in range(1, 9)]
+    assert [prof["ranks"][0][k]["sent"] for k in range(1, 9)] == [1000 * k + 500
+                                                                   for k in range(1, 9)]
+    assert prof["ranks"][0][0]["start"] is None and prof["ranks"][5][3]["start"] is None

@@ -312,7 +312,11 @@ PROFILE_BIN = 64      # cycles per HBM-port profile bin with MAIA_TRAY_RTL_PROFI
 
 def _profile_report(res, raw, p, imgs, faults, seed, prof_bin, name) -> None:
     """MAIA_TRAY_RTL_PROFILE=1: print the per-phase profile of the run (cosim/tray/profile.py)
-    and write it to build/bench/tray_profile_<name>.txt."""
+    and write it to build/bench/tray_profile_<name>.txt, the run's frame log, HBM-port
+    profiles and done cycles to tray_profile_<name>.npz (for cosim.tray.profile.rtl_phases
+    later: profile.load_run)."""
+    import numpy as np
+
     from cosim.sim import BUILD
     from cosim.tray.profile import report
 
@@ -323,6 +327,10 @@ def _profile_report(res, raw, p, imgs, faults, seed, prof_bin, name) -> None:
     path = BUILD / "bench" / f"tray_profile_{name}.txt"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text + "\n")
+    np.savez_compressed(path.with_suffix(".npz"), raw=np.frombuffer(raw, np.uint8),
+                        frame_log=res["frame_log"], prof_bin=np.int64(prof_bin),
+                        **{f"done_{r}": np.int64(res[r]["done"]) for r in d.group},
+                        **{f"hbm_prof_{r}": res[r]["hbm_prof"] for r in d.group})
     print(text, flush=True)
 
 

@@ -103,15 +103,16 @@ def rtl_phases(res: dict, raw: bytes, p: T.TrayParams) -> dict:
         per = []
         for k in range(len(phases)):
             my_notes = notes[notes.note_ph == k]
-            # the phase's data: on each queue pair (port, dqpn) the requests between the
-            # notifications of phases k - 1 and k (by PSN; first transmissions)
+            # the phase's data: on each queue pair (port, dqpn) the requests after the
+            # rank's previous notification there (an earlier phase) and up to its
+            # notification of phase k (by PSN)
             starts = []
             for nt in my_notes:
                 same = mine[(mine.port == nt.port) & (mine.dqpn == nt.dqpn)
                             & np.isin(mine.opcode, sorted(S.OPS_REQUEST))]
                 prev = notes[(notes.port == nt.port) & (notes.dqpn == nt.dqpn)
-                             & (notes.note_ph == k - 1)]
-                lo = int(prev.psn.min()) if len(prev) else -1
+                             & (notes.note_ph < k)]
+                lo = int(prev.psn.max()) if len(prev) else -1
                 sel = same[(same.psn > lo) & (same.psn <= nt.psn)]
                 starts.append(int(sel.t.min()) if len(sel) else int(nt.t))
             start = min(starts) if starts else None
@@ -172,6 +173,19 @@ def rtl_phases(res: dict, raw: bytes, p: T.TrayParams) -> dict:
             w[name] = (sum(vals) / n_wires / span, max(vals) / span)
         out["phases"].append(w)
     return out
+
+
+def load_run(path) -> tuple[dict, bytes, int]:
+    """(res, raw entry, prof_bin) from the .npz the bench's MAIA_TRAY_RTL_PROFILE=1 writes
+    (build/bench/tray_profile_<name>.npz): ``res`` as :func:`rtl_phases` and :func:`table`
+    take it."""
+    z = np.load(path)
+    res: dict = {"frame_log": z["frame_log"]}
+    for k in z.files:
+        if k.startswith("done_"):
+            r = int(k[5:])
+            res[r] = {"done": int(z[k]), "hbm_prof": z[f"hbm_prof_{r}"]}
+    return res, z["raw"].tobytes(), int(z["prof_bin"])
 
 
 def engine_reads(res: dict, rank: int, lo: int, hi: int, prof_bin: int) -> int | None:
