@@ -429,20 +429,26 @@ class AxiLiteWriteJoin(wiring.Component):
 def two_tier(m: Module, v: dict) -> dict:
     """The two-tier plan of ``spec.tray._plan_two_tier`` for the engine's current phase
     (``v``: the engine's signals): overrides ``dests``, ``expect`` and the transfer
-    (``pc_*``) while ``tt``; returns the phase's reduction (``go``, ``again`` for the
-    second half of phase 0, ``n`` inputs, ``inputs``, ``out``, ``nbytes``), and at the
-    command's start ``start`` (the plan applies), ``lq`` and ``nph``.
+    (``pc_*``) while ``tt``; returns the sums of the phase: ``seg`` (the segment sums
+    the engine's SEG_RED makes before posting each segment: ``seg_n`` inputs,
+    ``seg_inputs``, ``seg_out``, each + the segment offset), ``go`` (a sum at the end of
+    the phase: ``n`` inputs, ``inputs``, ``out``, ``nbytes``), and at the command's start
+    ``start`` (the plan applies), ``lq`` and ``nph``.
 
     Partners: chip c of tray 0 (rank c, "a") and of tray 1 (rank 4 + c, "b"); slot(c, h)
     = scratch + (2 c + h) chunk bytes. ALL_GATHER: phase 0 partners exchange their chunk
     (codes, scales), phase 1 both chunks to the tray-mates. ALL_REDUCE / REDUCE_SCATTER:
-    phase 0 chunks c + 4 h (h = 0, 1) of src to every tray-mate's slot(me, h), tray 0 sums
-    its 4 in rank order into slot(c, h); phases 1 .. 2q + 1 (q pieces per chunk): a sends
-    piece j of the prefix to b (slot(c, h) + off), b adds its tray's 4 in rank order and
-    returns piece j - 1 (ALL_REDUCE into dst chunk c + 4 h at both; REDUCE_SCATTER only
-    h = 0, from b's slot(c, 0) into a's dst; b keeps h = 1 in its dst); ALL_REDUCE phase
-    2q + 2: both finished chunks to every tray-mate."""
-    kind, ph, rank, tt, lq, rh = v["kind"], v["ph"], v["rank"], v["tt"], v["lq"], v["rh"]
+    phase 0 chunks c + 4 h (h = 0, 1) of src to every tray-mate's slot(me, h); phases
+    1 .. 2q + 1 (q pieces per chunk): a sums piece j of its tray's 4 in rank order (the
+    prefix, into slot(c, h) + off) segment by segment, each segment just before its WRITE
+    to b (same address); b adds its tray's 4 in rank order to the piece j - 1 it received
+    in the phase before, segment by segment, each just before the segment's WRITE back
+    (ALL_REDUCE into dst chunk c + 4 h at both; REDUCE_SCATTER only h = 0, from b's
+    slot(c, 0) into a's dst; b sums the pieces of h = 1 into its dst at the end of the
+    phase they arrive in); ALL_REDUCE phase 2q + 2: both finished chunks to every
+    tray-mate. The sums are those of spec.tray's plan (same inputs in the same order),
+    made later: results are identical."""
+    kind, ph, rank, tt, lq = v["kind"], v["ph"], v["rank"], v["tt"], v["lq"]
     src, dst, scratch, dst_s = v["src"], v["dst"], v["scratch"], v["dst_s"]
     cb, sb, mx, j, piece = v["cb"], v["sb"], v["mx"], v["j"], v["piece"]
     tray_me, chip_me = rank[2], rank[:2]
@@ -473,6 +479,9 @@ def two_tier(m: Module, v: dict) -> dict:
     a_sends = sig(1, "a_sends", (ph >= 1) & (jt < n_items))
     b_sends = sig(1, "b_sends", (ph >= 2) & (jb < n_items) & (ar | ~h_of(jb)))
     final = sig(1, "final", ar & (ph == n_items + 2))
+    # the last phase in which b returns a piece: a waits for b's notification only there
+    # (b's WRITEs and notifications of the phases before reach a before it, one queue pair)
+    last_b = sig(4, "last_b", Mux(ar, n_items + 1, (n_items >> 1) + 1))
     off_t, off_b = off_of(jt, "off_t"), off_of(jb, "off_b")
     h_t, h_b = sig(1, "h_t", h_of(jt)), sig(1, "h_b", h_of(jb))
     d = {k: v[k] for k in ("dests", "expect", "pc_src", "pc_dst", "pc_len", "pc_ok")}
@@ -498,7 +507,8 @@ def two_tier(m: Module, v: dict) -> dict:
         with m.Elif(~tray_me):          # a: piece jt of the prefix to b
             a = slot(chip_me, h_t) + off_t
             m.d.comb += [d["dests"].eq(Mux(a_sends, partner, 0)),
-                         d["expect"].eq(Mux(b_sends, partner, 0)), d["pc_src"].eq(a),
+                         d["expect"].eq(Mux(b_sends & (ph == last_b), partner, 0)),
+                         d["pc_src"].eq(a),
                          d["pc_dst"].eq(a), d["pc_len"].eq(pb), d["pc_ok"].eq(piece == 0)]
         with m.Else():                  # b: finished piece jb back to a
             fin = dst + Cat(chip_me, h_b) * cb + off_b
@@ -508,34 +518,50 @@ def two_tier(m: Module, v: dict) -> dict:
                          d["pc_dst"].eq(Mux(ar, fin, dst + off_b)), d["pc_len"].eq(pb),
                          d["pc_ok"].eq(piece == 0)]
 
-    # the phase's reduction
+    def own(c2, h, off):
+        """chip c2's contribution to half h at ``off``: the own src chunk or its slot"""
+        return Mux(chip_me == c2, src + Cat(chip_me, h) * cb, slot(Const(c2, 2), h)) + off
+
+    # the sums of the pipeline, segment by segment just before each segment's WRITE is
+    # posted (``seg``: the engine's SEG_RED with ``woff`` added to every address), so they
+    # overlap the sends of the segments before and the partner's transfer: a the prefix
+    # (ranks 0..3 in order) of the piece it sends, b prefix + ranks 4..7 of the piece it
+    # returns; REDUCE_SCATTER's pieces b keeps (half 1) are summed at the end of the phase
+    # they arrive in (``go``)
     red = {"n": Signal(4, name="tt_n"), "out": Signal(32, name="tt_out"),
            "nbytes": Signal(36, name="tt_nbytes"),
            "inputs": [Signal(32, name=f"tt_in{i}") for i in range(T.MAX_RANKS)],
-           "go": Signal(name="tt_go"), "again": Signal(name="tt_again")}
-    with m.If(~ag & (ph == 0) & ~tray_me):     # a: the prefix of half rh, ranks 0..3
-        m.d.comb += [red["go"].eq(1), red["again"].eq(1), red["n"].eq(4),
-                     red["nbytes"].eq(cb), red["out"].eq(slot(chip_me, rh))]
+           "go": Signal(name="tt_go"), "seg": Signal(name="tt_seg"),
+           "seg_n": Signal(4, name="tt_seg_n"), "seg_out": Signal(32, name="tt_seg_out"),
+           "seg_inputs": [Signal(32, name=f"tt_seg_in{i}") for i in range(T.MAX_RANKS)]}
+    with m.If(tt & ~ag & ~final & ~tray_me & a_sends):     # a: the prefix of piece jt
+        m.d.comb += [red["seg"].eq(1), red["seg_n"].eq(4),
+                     red["seg_out"].eq(slot(chip_me, h_t) + off_t)]
         for c2 in range(T.CHIPS_PER_TRAY):
-            m.d.comb += red["inputs"][c2].eq(Mux(chip_me == c2, src + Cat(chip_me, rh) * cb,
-                                                 slot(Const(c2, 2), rh)))
-    with m.Elif(~ag & a_sends & tray_me):      # b: prefix + ranks 4..7, piece jt
+            m.d.comb += red["seg_inputs"][c2].eq(own(c2, h_t, off_t))
+    with m.Elif(tt & ~ag & ~final & tray_me & b_sends):    # b: piece jb, returned
+        m.d.comb += [red["seg"].eq(1), red["seg_n"].eq(5),
+                     red["seg_out"].eq(Mux(ar, dst + Cat(chip_me, h_b) * cb + off_b,
+                                           slot(chip_me, 0) + off_b)),
+                     red["seg_inputs"][0].eq(slot(chip_me, h_b) + off_b)]
+        for c2 in range(T.CHIPS_PER_TRAY):
+            m.d.comb += red["seg_inputs"][1 + c2].eq(own(c2, h_b, off_b))
+    with m.If(tt & ~ag & ~ar & a_sends & tray_me & h_t):   # b, REDUCE_SCATTER: piece jt kept
         m.d.comb += [red["go"].eq(1), red["n"].eq(5), red["nbytes"].eq(pb),
-                     red["out"].eq(Mux(ar, dst + Cat(chip_me, h_t) * cb + off_t,
-                                       Mux(h_t, dst + off_t, slot(chip_me, 0) + off_t))),
-                     red["inputs"][0].eq(slot(chip_me, h_t) + off_t)]
+                     red["out"].eq(dst + off_t), red["inputs"][0].eq(slot(chip_me, h_t) + off_t)]
         for c2 in range(T.CHIPS_PER_TRAY):
-            m.d.comb += red["inputs"][1 + c2].eq(
-                Mux(chip_me == c2, src + Cat(chip_me, h_t) * cb, slot(Const(c2, 2), h_t))
-                + off_t)
+            m.d.comb += red["inputs"][1 + c2].eq(own(c2, h_t, off_t))
     # at DECIDE: the plan applies (spec.tray.algorithm), pieces per chunk (pipeline_pieces)
-    cbd = v["cb"]
-    q4 = (cbd[:5] == 0) & (cbd >= 4 * T.PIECE_MIN)
-    q2 = (cbd[:4] == 0) & (cbd >= 2 * T.PIECE_MIN)
+    q4 = (cb[:5] == 0) & (cb >= 4 * T.PIECE_MIN)
+    q2 = (cb[:4] == 0) & (cb >= 2 * T.PIECE_MIN)
     red["lq"] = sig(2, "lq_next", Mux(q4, 2, Mux(q2, 1, 0)))
     red["start"] = sig(1, "start", (v["gmask"] == 0xFF) & (kind != T.KIND_BROADCAST))
     m2 = Const(2, 5) << red["lq"]
     red["nph"] = sig(4, "nph_next", Mux(ag, 2, Mux(ar, m2 + 3, m2 + 2)))
+    # pipeline phases before the last one: the engine moves on without waiting for its
+    # notification SENDs to complete (the next piece uses other memory); the last pipeline
+    # phase waits for every one (the completions are counted per channel throughout)
+    red["nowait"] = sig(1, "nowait", tt & ~ag & (ph >= 1) & (ph < n_items + 1))
     return red
 
 
@@ -740,7 +766,6 @@ class CollectiveEngine(wiring.Component):
         ar_seg = (kind == T.KIND_ALL_REDUCE) & (ph == 1)   # reduce each segment, then send
         tt = Signal()                        # the command runs the two-tier plan
         lq = Signal(2)                       # log2 of its pipeline pieces per chunk
-        rh = Signal()                        # two-tier phase 0: the half being reduced
         if up:
             ar_seg = ar_seg & ~tt
         pc_src, pc_dst, pc_len = Signal(32), Signal(32), Signal(32)
@@ -783,7 +808,12 @@ class CollectiveEngine(wiring.Component):
                        Const(0, 32), u32(length, f"{tag}_len"), Const(T.RKEY, 32))
 
         note_addr = Signal(32)
-        m.d.comb += note_addr.eq(ring_a[port] + T.RQ_OFF + 0x100)
+        if up:
+            # one 32-byte slot per phase: the two-tier pipeline posts the next phase's
+            # notification before the NIC has necessarily sent the previous one (``nowait``)
+            m.d.comb += note_addr.eq(ring_a[port] + T.RQ_OFF + 0x100 + (ph << 5))
+        else:
+            m.d.comb += note_addr.eq(ring_a[port] + T.RQ_OFF + 0x100)
         note = Cat(ph, Const(0, 8 - len(ph)), rank, Const(0, 5), seq,
                    Const(T.NOTE_MAGIC, 32))
         sq_addr = ring_a[port] + T.SQ_OFF + (prod[port][:T.SQ_LOG2] << 5)
@@ -865,7 +895,7 @@ class CollectiveEngine(wiring.Component):
                                  nph.eq(Mux((kind == T.KIND_ALL_REDUCE)
                                             | (bcast & (n_members > 2)), 2, 1))]
                     if up:
-                        m.d.sync += [tt.eq(tt_red["start"]), lq.eq(tt_red["lq"]), rh.eq(0)]
+                        m.d.sync += [tt.eq(tt_red["start"]), lq.eq(tt_red["lq"])]
                         with m.If(tt_red["start"]):
                             m.d.sync += nph.eq(tt_red["nph"])
                     m.next = "PH_COPY"
@@ -913,7 +943,7 @@ class CollectiveEngine(wiring.Component):
                     m.next = "NOTES"
                 with m.Elif(~pc_ok):
                     m.d.sync += piece.eq(piece + 1)
-                with m.Elif(ar_seg):
+                with m.Elif((ar_seg | (tt & tt_red["seg"])) if up else ar_seg):
                     m.next = "SEG_RED"
                 with m.Else():
                     m.next = "POST"
@@ -924,6 +954,12 @@ class CollectiveEngine(wiring.Component):
                 for i in range(T.MAX_RANKS):
                     m.d.comb += jp.inputs[i].eq(
                         Mux(me == i, src + me * cb, scratch + i * cb) + woff)
+                if up:
+                    with m.If(tt):             # the two-tier pipeline's sums (two_tier)
+                        m.d.comb += [jp.n_inputs.eq(tt_red["seg_n"]),
+                                     jp.out.eq(tt_red["seg_out"] + woff)]
+                        for i in range(T.MAX_RANKS):
+                            m.d.comb += jp.inputs[i].eq(tt_red["seg_inputs"][i] + woff)
                 with m.If(unit.job.ready & ~unit.busy):
                     m.next = "SEG_RED_WAIT"
             with m.State("SEG_RED_WAIT"):
@@ -1021,7 +1057,8 @@ class CollectiveEngine(wiring.Component):
             with m.State("PH_WAIT"):           # every SEND completed, every note arrived
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += tmo.eq(tmo + 1)
-                with m.If(all_sent & (missing == 0)):
+                with m.If(((all_sent | (tt & tt_red["nowait"])) if up else all_sent)
+                          & (missing == 0)):
                     m.d.sync += tmo.eq(0)
                     m.next = "PH_REDUCE"
                 with m.Elif(tmo >= self._timeout):
@@ -1091,14 +1128,7 @@ class CollectiveEngine(wiring.Component):
                 with m.If(go):
                     m.d.comb += unit.job.valid.eq(~unit.busy)
                     with m.If(unit.job.ready & ~unit.busy):
-                        if up:
-                            with m.If(tt & tt_red["again"] & ~rh):
-                                m.d.sync += rh.eq(1)     # the second half's sum
-                            with m.Else():
-                                m.d.sync += rh.eq(0)
-                                m.next = "PH_NEXT"
-                        else:
-                            m.next = "PH_NEXT"
+                        m.next = "PH_NEXT"
                 with m.Else():
                     m.next = "PH_NEXT"
             with m.State("PH_NEXT"):
