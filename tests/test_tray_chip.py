@@ -393,24 +393,15 @@ def _ref_sum(parts) -> np.ndarray:
     return bits
 
 
-def _reduce_unit_sim(jobs, mem: bytearray, rng, unit_cls=None):
-    """Run ``jobs`` (n_inputs, inputs, out, nbytes) one after the other on a ReduceUnit
-    (Amaranth simulator) over ``mem`` (changed in place) behind a memory model that stalls
-    at random; returns (bursts across 4 KiB, stats)."""
-    from amaranth.sim import Simulator
-
-    from rtl.axi import AXI4Signature
-    from rtl.chip.collective import ReduceUnit
-
-    axi = AXI4Signature(addr_width=32, data_width=256, id_width=1)
-    dut = (unit_cls or ReduceUnit)(axi)
-    ax = dut.m_axi
-    crossings, stats = [], {"beats": 0, "max_reads": 0}
-
+def _read_server(ax, mem, offer=None, on_ar=None):
+    """An AXI4 read subordinate over ``mem`` for Amaranth testbenches (32-byte beats, bursts
+    answered in order, AR always ready): returns the background testbench. ``offer()``
+    (default: always) says whether an R beat is offered in a cycle with one pending;
+    ``on_ar(address, beats, bursts queued)`` sees every accepted AR."""
     async def reads(ctx):
         queue = []
         while True:
-            go = bool(queue) and rng.random() < 0.8
+            go = bool(queue) and (offer is None or offer())
             if go:
                 a, n = queue[0]
                 ctx.set(ax.rdata, int.from_bytes(mem[a:a + 32], "little"))
@@ -425,11 +416,33 @@ def _reduce_unit_sim(jobs, mem: bytearray, rng, unit_cls=None):
                 if n == 1:
                     queue.pop(0)
             if arv:
-                assert ara % 32 == 0, f"AR address {ara:#x} not 32-byte aligned"
                 queue.append((ara, arl + 1))
-                stats["max_reads"] = max(stats["max_reads"], len(queue))
-                if ara // 4096 != (ara + 32 * (arl + 1) - 1) // 4096:
-                    crossings.append(("AR", hex(ara), arl + 1))
+                if on_ar is not None:
+                    on_ar(ara, arl + 1, len(queue))
+    return reads
+
+
+def _reduce_unit_sim(jobs, mem: bytearray, rng, unit_cls=None):
+    """Run ``jobs`` (n_inputs, inputs, out, nbytes) one after the other on a ReduceUnit
+    (Amaranth simulator) over ``mem`` (changed in place) behind a memory model that stalls
+    at random; returns (bursts across 4 KiB, stats)."""
+    from amaranth.sim import Simulator
+
+    from rtl.axi import AXI4Signature
+    from rtl.chip.collective import ReduceUnit
+
+    axi = AXI4Signature(addr_width=32, data_width=256, id_width=1)
+    dut = (unit_cls or ReduceUnit)(axi)
+    ax = dut.m_axi
+    crossings, stats = [], {"beats": 0, "max_reads": 0}
+
+    def on_ar(ara, n, queued):
+        assert ara % 32 == 0, f"AR address {ara:#x} not 32-byte aligned"
+        stats["max_reads"] = max(stats["max_reads"], queued)
+        if ara // 4096 != (ara + 32 * n - 1) // 4096:
+            crossings.append(("AR", hex(ara), n))
+
+    reads = _read_server(ax, mem, offer=lambda: rng.random() < 0.8, on_ar=on_ar)
 
     async def writes(ctx):
         aws, bq = [], 0
@@ -674,25 +687,7 @@ def _engine_resync_sim(cfg, raw: bytes, rank: int, script, timeout: int, init=No
     ax = eng.m_axi
     log = {"aw": [], "bells": []}
 
-    async def reads(ctx):
-        queue = []
-        while True:
-            go = bool(queue)
-            if go:
-                a, n = queue[0]
-                ctx.set(ax.rdata, int.from_bytes(mem[a:a + 32], "little"))
-                ctx.set(ax.rlast, n == 1)
-            ctx.set(ax.rvalid, go)
-            ctx.set(ax.arready, 1)
-            _, _, arv, ara, arl, rr = await ctx.tick().sample(ax.arvalid, ax.araddr, ax.arlen,
-                                                               ax.rready)
-            if go and rr:
-                a, n = queue[0]
-                queue[0] = (a + 32, n - 1)
-                if n == 1:
-                    queue.pop(0)
-            if arv:
-                queue.append((ara, arl + 1))
+    reads = _read_server(ax, mem)
 
     async def writes(ctx):
         aws, bq = [], 0
