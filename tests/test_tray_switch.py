@@ -537,6 +537,25 @@ CUT_RANK, BOUNCE_RANK = 1, 2
 BOUNCE = (0, 3000)       # BOUNCE_RANK's switch port down (both ways) for these cycles
 
 
+def _all_reduce_run_errors(want: dict, res: dict):
+    """Print a two-tray run's cycles, switch counters and uplink retransmissions; return
+    (the image differences against ``want`` and every rank whose queue 0, the tray-local
+    all-reduce, did not end with one command done and no error; rank -> uplink counters)."""
+    up = {r: res[r]["counters"][T.UPLINK] for r in RANKS2}
+    print("cycles", res["cycles"], "done", [res[r]["done"] for r in RANKS2], "switch",
+          res["switch"])
+    print("uplink retransmits", [up[r]["retransmits"] for r in RANKS2], "timeouts",
+          [up[r]["timeouts"] for r in RANKS2], "flooded to",
+          sorted({hex(m) for _, m in res.get("switch_flood", ())}))
+    errs = image_errors(want, res)
+    for r in RANKS2:
+        q = res[r]["queues"][0]
+        if (q["ERROR"], q["ERR_COUNT"], q["DONE_COUNT"]) != (0, 0, 1):
+            errs.append(f"rank {r} queue 0 (all-reduce): ERROR {q['ERROR']} ERR_DETAIL "
+                        f"{q['ERR_DETAIL']:#x} DONE_COUNT {q['DONE_COUNT']}")
+    return errs, up
+
+
 @pytest.mark.slow
 @pytest.mark.sim
 @needs_verilator
@@ -569,17 +588,7 @@ def test_rtl_cut_uplink_ends_its_writes_retry_exceeded_and_the_rest_completes(ho
                         uplink_cut={CUT_RANK: how, BOUNCE_RANK: ("both", *BOUNCE)},
                         max_cycles=200_000, tag=f"switch_cut_{how}")
     sw = res["switch"]
-    up = {r: res[r]["counters"][T.UPLINK] for r in RANKS2}
-    print("cycles", res["cycles"], "done", [res[r]["done"] for r in RANKS2], "switch", sw)
-    print("uplink retransmits", [up[r]["retransmits"] for r in RANKS2], "timeouts",
-          [up[r]["timeouts"] for r in RANKS2], "flooded to",
-          sorted({hex(m) for _, m in res["switch_flood"]}))
-    errs = image_errors(want, res)
-    for r in RANKS2:
-        q = res[r]["queues"][0]
-        if (q["ERROR"], q["ERR_COUNT"], q["DONE_COUNT"]) != (0, 0, 1):
-            errs.append(f"rank {r} queue 0 (all-reduce): ERROR {q['ERROR']} ERR_DETAIL "
-                        f"{q['ERR_DETAIL']:#x} DONE_COUNT {q['DONE_COUNT']}")
+    errs, up = _all_reduce_run_errors(want, res)
     assert not errs, "\n".join(errs)
     # the outcome itself, read from the RTL's completion rings (not only "equals golden")
     got = {r: res[r]["hbm"] for r in RANKS2}
@@ -637,16 +646,8 @@ def test_rtl_switch_port_down_in_the_middle_of_the_run_then_up_recovers():
                         retry_limit=4, uplink_cut={BOUNCE_RANK: ("both", *DOWN)},
                         max_cycles=200_000, tag="switch_down_mid")
     sw = res["switch"]
-    up = {r: res[r]["counters"][T.UPLINK] for r in RANKS2}
-    print("cycles", res["cycles"], "done", [res[r]["done"] for r in RANKS2], "switch", sw)
-    print("uplink retransmits", [up[r]["retransmits"] for r in RANKS2], "timeouts",
-          [up[r]["timeouts"] for r in RANKS2])
-    errs = image_errors(want, res)
+    errs, up = _all_reduce_run_errors(want, res)
     for r in RANKS2:
-        q = res[r]["queues"][0]
-        if (q["ERROR"], q["ERR_COUNT"], q["DONE_COUNT"]) != (0, 0, 1):
-            errs.append(f"rank {r} queue 0 (all-reduce): ERROR {q['ERROR']} ERR_DETAIL "
-                        f"{q['ERR_DETAIL']:#x} DONE_COUNT {q['DONE_COUNT']}")
         peer = (r + T.CHIPS_PER_TRAY) % N_PORTS
         st = [e["status"] for e in uplink_cqes(res[r]["hbm"], T.route(r, peer, 8).qp)]
         if st != [S.CQ_OK] * 3:
