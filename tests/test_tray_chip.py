@@ -393,6 +393,44 @@ def _ref_sum(parts) -> np.ndarray:
     return bits
 
 
+def _write_server(ax, mem, accept=None, on_aw=None, on_beat=None):
+    """An AXI4 write subordinate over ``mem`` for Amaranth testbenches (32-byte beats with
+    strobes, bursts in order, AW always ready, one B per burst, WLAST checked): returns
+    the background testbench. ``accept()`` (default: always) sets WREADY each cycle;
+    ``on_aw(address, beats)`` sees every accepted AW, ``on_beat()`` every W beat."""
+    async def writes(ctx):
+        aws, bq = [], 0
+        while True:
+            wr = True if accept is None else accept()
+            ctx.set(ax.awready, 1)
+            ctx.set(ax.wready, wr)
+            ctx.set(ax.bvalid, bq > 0)
+            _, _, awv, awa, awl, wv, wd, ws, wl, br = await ctx.tick().sample(
+                ax.awvalid, ax.awaddr, ax.awlen, ax.wvalid, ax.wdata, ax.wstrb, ax.wlast,
+                ax.bready)
+            if bq and br:
+                bq -= 1
+            if wv and wr:
+                assert aws, "W beat before its AW"
+                a, n = aws[0]
+                data = wd.to_bytes(32, "little")
+                for i in range(32):
+                    if ws >> i & 1:
+                        mem[a + i] = data[i]
+                assert bool(wl) == (n == 1), f"wlast {wl} with {n} beats left"
+                if on_beat is not None:
+                    on_beat()
+                aws[0] = [a + 32, n - 1]
+                if n == 1:
+                    aws.pop(0)
+                    bq += 1
+            if awv:
+                aws.append([awa, awl + 1])
+                if on_aw is not None:
+                    on_aw(awa, awl + 1)
+    return writes
+
+
 def _read_server(ax, mem, offer=None, on_ar=None):
     """An AXI4 read subordinate over ``mem`` for Amaranth testbenches (32-byte beats, bursts
     answered in order, AR always ready): returns the background testbench. ``offer()``
@@ -444,35 +482,16 @@ def _reduce_unit_sim(jobs, mem: bytearray, rng, unit_cls=None):
 
     reads = _read_server(ax, mem, offer=lambda: rng.random() < 0.8, on_ar=on_ar)
 
-    async def writes(ctx):
-        aws, bq = [], 0
-        while True:
-            wr = rng.random() < 0.8
-            ctx.set(ax.awready, 1)
-            ctx.set(ax.wready, wr)
-            ctx.set(ax.bvalid, bq > 0)
-            _, _, awv, awa, awl, wv, wd, ws, wl, br = await ctx.tick().sample(
-                ax.awvalid, ax.awaddr, ax.awlen, ax.wvalid, ax.wdata, ax.wstrb, ax.wlast,
-                ax.bready)
-            if bq and br:
-                bq -= 1
-            if wv and wr:
-                a, n = aws[0]
-                data = wd.to_bytes(32, "little")
-                for i in range(32):
-                    if ws >> i & 1:
-                        mem[a + i] = data[i]
-                assert bool(wl) == (n == 1), f"wlast {wl} with {n} beats left"
-                stats["beats"] += 1
-                aws[0] = [a + 32, n - 1]
-                if n == 1:
-                    aws.pop(0)
-                    bq += 1
-            if awv:
-                assert awa % 32 == 0, f"AW address {awa:#x} not 32-byte aligned"
-                aws.append([awa, awl + 1])
-                if awa // 4096 != (awa + 32 * (awl + 1) - 1) // 4096:
-                    crossings.append(("AW", hex(awa), awl + 1))
+    def on_aw(awa, n):
+        assert awa % 32 == 0, f"AW address {awa:#x} not 32-byte aligned"
+        if awa // 4096 != (awa + 32 * n - 1) // 4096:
+            crossings.append(("AW", hex(awa), n))
+
+    def on_beat():
+        stats["beats"] += 1
+
+    writes = _write_server(ax, mem, accept=lambda: rng.random() < 0.8, on_aw=on_aw,
+                           on_beat=on_beat)
 
     async def bench(ctx):
         p = dut.job.payload
@@ -689,29 +708,7 @@ def _engine_resync_sim(cfg, raw: bytes, rank: int, script, timeout: int, init=No
 
     reads = _read_server(ax, mem)
 
-    async def writes(ctx):
-        aws, bq = [], 0
-        while True:
-            ctx.set(ax.awready, 1)
-            ctx.set(ax.wready, 1)
-            ctx.set(ax.bvalid, bq > 0)
-            _, _, awv, awa, awl, wv, wd, ws, br = await ctx.tick().sample(
-                ax.awvalid, ax.awaddr, ax.awlen, ax.wvalid, ax.wdata, ax.wstrb, ax.bready)
-            if bq and br:
-                bq -= 1
-            if wv and aws:
-                a, n = aws[0]
-                data = wd.to_bytes(32, "little")
-                for i in range(32):
-                    if ws >> i & 1:
-                        mem[a + i] = data[i]
-                aws[0] = [a + 32, n - 1]
-                if n == 1:
-                    aws.pop(0)
-                    bq += 1
-            if awv:
-                aws.append([awa, awl + 1])
-                log["aw"].append(awa)
+    writes = _write_server(ax, mem, on_aw=lambda awa, n: log["aw"].append(awa))
 
     def nic_port(q):
         n = getattr(eng, f"nic{q}")
