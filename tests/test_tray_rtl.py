@@ -1115,6 +1115,39 @@ def _step_error(q: dict, r: int, want: tuple) -> list[str]:
             f"{T.split_detail(q['ERR_DETAIL'])}"]
 
 
+def _cut_reinit_run(imgs, first, later, detail, resync: bool = True, **run_kw):
+    """4 RTL chips, the link (0, 1) cut: every rank runs its ``first`` entry (one); host
+    step with the tray idle: the link mended, rtl_tray.reinit(CFG, (0, 1), resync=resync),
+    ``later`` on every rank. Returns (the run's results, errors): ranks 0 and 1 must have
+    failed their first entry (ERR_COLLECTIVE, the detail split into (cause, peer, status)
+    starting with ``detail(rank)``) and ranks 2 and 3 completed it at the host step, every
+    later entry must complete, and every image must equal golden."""
+    csr, zero = rtl_tray.reinit(CFG, (0, 1), resync=resync)
+    step = rtl_tray.HostStep({r: later for r in RANKS}, csr=csr, zero=zero)
+    ents = {r: first[r] + later for r in RANKS}
+    want = expected(imgs, ents)
+    res = rtl_tray.run(imgs, first, cut=[(0, 1)], timeout_cycles=2000, retry_limit=4,
+                       steps=[step], tag="tray-reinit", **run_kw)
+    st = res["steps"][0]
+    print(f"host step at cycle {st['cycle']}, before it done {[st[r]['done'] for r in RANKS]}; "
+          f"cycles {res['cycles']} done {[res[r]['done'] for r in RANKS]}")
+    total = 1 + len(later)
+    errs = []
+    for r in RANKS:
+        q0 = st[r]["queues"][0]
+        if r < 2:
+            errs += _step_error(q0, r, (C.ERR_COLLECTIVE, 0, 1, 1))
+            want_detail = detail(r)
+            if T.split_detail(q0["ERR_DETAIL"])[:len(want_detail)] != want_detail:
+                errs.append(f"rank {r}: detail (cause, peer, status) "
+                            f"{T.split_detail(q0['ERR_DETAIL'])}, want {want_detail}")
+            errs += _step_error(res[r]["queues"][0], r, (C.ERR_COLLECTIVE, 0, 1, total))
+        else:
+            errs += _step_error(q0, r, (0, 0, 0, 1))
+            errs += _step_error(res[r]["queues"][0], r, (0, 0, 0, total))
+    return res, errs + compare(want, res, ents)
+
+
 @pytest.mark.slow
 @pytest.mark.sim
 @needs_verilator
@@ -1136,32 +1169,12 @@ def test_rtl_tray_multi_rank_collectives_after_queue_pair_reinit_equal_golden():
     later = [ar_entry(count),
              T.entry_collective(T.KIND_REDUCE_SCATTER, T.FMT_FP32, src=SRC, dst=DST + 0x10000,
                                 count=count, group=RANKS, scratch=SCRATCH)]
-    csr, zero = rtl_tray.reinit(CFG, (0, 1))
-    step = rtl_tray.HostStep({r: later for r in RANKS}, csr=csr, zero=zero)
-    ents = {r: first[r] + later for r in RANKS}
     # golden of every entry (expected() takes rank 0's list, then the new ones of rank 2:
     # the (2, 3) all-reduce writes its own dst, so its order against the later ones does
     # not matter); the failed (0, 1) all-reduce's dst is the later all-reduce's
     # (overwritten whole), its scratch not compared
-    want = expected(imgs, ents)
-    res = rtl_tray.run(imgs, first, cut=[(0, 1)], timeout_cycles=2000, retry_limit=4,
-                       steps=[step], tag="tray-reinit")
-    st = res["steps"][0]
-    print(f"host step at cycle {st['cycle']}, before it done {[st[r]['done'] for r in RANKS]}; "
-          f"cycles {res['cycles']} done {[res[r]['done'] for r in RANKS]}")
-    errs = []
-    for r in RANKS:
-        q0 = st[r]["queues"][0]
-        if r < 2:
-            errs += _step_error(q0, r, (C.ERR_COLLECTIVE, 0, 1, 1))
-            if T.split_detail(q0["ERR_DETAIL"]) != (T.CAUSE_NIC, 1 - r, S.CQ_RETRY_EXCEEDED):
-                errs.append(f"rank {r}: detail {T.split_detail(q0['ERR_DETAIL'])}, want "
-                            f"(NIC, {1 - r}, RETRY_EXCEEDED)")
-            errs += _step_error(res[r]["queues"][0], r, (C.ERR_COLLECTIVE, 0, 1, 3))
-        else:
-            errs += _step_error(q0, r, (0, 0, 0, 1))
-            errs += _step_error(res[r]["queues"][0], r, (0, 0, 0, 3))
-    errs += compare(want, res, ents)
+    res, errs = _cut_reinit_run(imgs, first, later,
+                                lambda r: (T.CAUSE_NIC, 1 - r, S.CQ_RETRY_EXCEEDED))
     assert not errs, "RTL tray after the queue-pair re-initialisation:\n" + "\n".join(errs)
     assert res["fates"][:, 0].sum() > 0            # the cut dropped frames before the step
 
@@ -1179,29 +1192,10 @@ def _gather_cut_then_reduce(resync: bool, max_cycles: int = 3_000_000):
                                 group=RANKS)
     first = {r: [gather] for r in RANKS}
     later = [ar_entry(count)]
-    csr, zero = rtl_tray.reinit(CFG, (0, 1), resync=resync)
-    step = rtl_tray.HostStep({r: later for r in RANKS}, csr=csr, zero=zero)
-    ents = {r: first[r] + later for r in RANKS}
-    # golden in ring order: the all-gather's dst is the all-reduce's (overwritten whole)
-    want = expected(imgs, ents)
-    res = rtl_tray.run(imgs, first, cut=[(0, 1)], timeout_cycles=2000, retry_limit=4,
-                       steps=[step], tag="tray-reinit", max_cycles=max_cycles)
-    st = res["steps"][0]
-    print(f"host step at cycle {st['cycle']}, before it done {[st[r]['done'] for r in RANKS]}; "
-          f"cycles {res['cycles']} done {[res[r]['done'] for r in RANKS]}")
-    errs = []
-    for r in RANKS:
-        q0 = st[r]["queues"][0]
-        if r < 2:
-            errs += _step_error(q0, r, (C.ERR_COLLECTIVE, 0, 1, 1))
-            if T.split_detail(q0["ERR_DETAIL"])[:1] != (T.CAUSE_NIC,):
-                errs.append(f"rank {r}: detail {T.split_detail(q0['ERR_DETAIL'])}, want "
-                            f"cause NIC")
-            errs += _step_error(res[r]["queues"][0], r, (C.ERR_COLLECTIVE, 0, 1, 2))
-        else:
-            errs += _step_error(q0, r, (0, 0, 0, 1))          # completed the all-gather
-            errs += _step_error(res[r]["queues"][0], r, (0, 0, 0, 2))
-    errs += compare(want, res, ents)
+    # golden in ring order: the all-gather's dst is the all-reduce's (overwritten whole);
+    # ranks 2 and 3 complete the all-gather, ranks 0 and 1 end it cause NIC
+    res, errs = _cut_reinit_run(imgs, first, later, lambda r: (T.CAUSE_NIC,), resync=resync,
+                                max_cycles=max_cycles)
     return errs, res
 
 
