@@ -730,6 +730,13 @@ def _engine_resync_sim(cfg, raw: bytes, rank: int, script, timeout: int, init=No
 
     sq = T.ring_addr(p, 0, T.QP_MESH) + T.SQ_OFF
 
+    def present(ctx, word):
+        """Present a REG_TRAY_RESYNC write of ``word`` this cycle; returns resync_ok."""
+        ctx.set(eng.resync_mask, word & 0xFF)
+        ctx.set(eng.resync_seq, word >> 8 & 1)
+        ctx.set(eng.resync, 1)
+        return ctx.get(eng.resync_ok)
+
     async def run(ctx, pulse_at=None, with_start=False, word=0x1FF):
         n_aw, n_bells = len(log["aw"]), len(log["bells"])
         ctx.set(eng.entry, int.from_bytes(raw, "little"))
@@ -737,20 +744,14 @@ def _engine_resync_sim(cfg, raw: bytes, rank: int, script, timeout: int, init=No
         ctx.set(eng.start, 1)
         ok = None
         if with_start:
-            ctx.set(eng.resync_mask, word & 0xFF)
-            ctx.set(eng.resync_seq, word >> 8 & 1)
-            ctx.set(eng.resync, 1)
-            ok = ctx.get(eng.resync_ok)
+            ok = present(ctx, word)
         await ctx.tick()
         ctx.set(eng.start, 0)
         ctx.set(eng.resync, 0)
         for i in range(10 * timeout):
             if pulse_at is not None and i == pulse_at:
                 assert ctx.get(eng.busy)
-                ctx.set(eng.resync_mask, word & 0xFF)
-                ctx.set(eng.resync_seq, word >> 8 & 1)
-                ctx.set(eng.resync, 1)
-                ok = ctx.get(eng.resync_ok)
+                ok = present(ctx, word)
                 await ctx.tick()
                 ctx.set(eng.resync, 0)
                 continue
@@ -763,10 +764,7 @@ def _engine_resync_sim(cfg, raw: bytes, rank: int, script, timeout: int, init=No
                 [v for _, v in log["bells"][n_bells:]], ok)
 
     async def resync(ctx, word):
-        ctx.set(eng.resync_mask, word & 0xFF)
-        ctx.set(eng.resync_seq, word >> 8 & 1)
-        ctx.set(eng.resync, 1)
-        ok = ctx.get(eng.resync_ok)
+        ok = present(ctx, word)
         await ctx.tick()
         ctx.set(eng.resync, 0)
         return ok
